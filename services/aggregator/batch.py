@@ -1,0 +1,166 @@
+"""One consumed batch turned into table changes, aggregated in memory.
+
+The entities a batch touches are loaded once, every event is merged into them, and the
+difference between each entity's contribution before and after the batch becomes a delta on
+the minute and day tables. The repository then writes the deltas in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from functools import lru_cache
+from typing import Any
+
+from services.aggregator.facts import (
+    Contribution,
+    LeadFact,
+    Scope,
+    State,
+    contribution,
+    entity_key,
+    event_time,
+    merge,
+)
+from shared.timeutil import floor_local_hour, parse_minute_text
+from shared.timeutil import week_start as week_start_of
+
+log = logging.getLogger(__name__)
+
+MinuteKey = tuple[datetime, Scope]
+DayKey = tuple[date, Scope]
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """Where a UTC minute falls in the deployment's time zone."""
+
+    minute: datetime
+    hour: datetime
+    day: date
+    week: date
+    month: date
+
+
+def calendar_for(zone: tzinfo, week_start: int = 0) -> Any:
+    """A cached function from a UTC timestamp text to its :class:`Calendar`."""
+
+    @lru_cache(maxsize=65536)
+    def at(minute_text: str) -> Calendar:
+        minute = parse_minute_text(minute_text)
+        local = minute.astimezone(zone)
+        day = local.date()
+        week = week_start_of(day, week_start)
+        return Calendar(minute, floor_local_hour(minute, zone), day, week, day.replace(day=1))
+
+    return at
+
+
+@dataclass(slots=True)
+class LeadFactRow:
+    source: str
+    fact: str
+    value: LeadFact | None  # None: delete the row
+
+
+@dataclass(slots=True)
+class BatchDelta:
+    """Everything one batch changes, ready to be written."""
+
+    minute_counters: dict[MinuteKey, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    day_counters: dict[DayKey, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    minute_dispositions: dict[tuple[datetime, Scope, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
+    day_dispositions: dict[tuple[date, Scope, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
+    lead_facts: list[LeadFactRow] = field(default_factory=list)
+    states: dict[str, State] = field(default_factory=dict)
+    roster: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    agent_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: int = 0
+
+
+class BatchBuilder:
+    """Folds decoded events into a :class:`BatchDelta`."""
+
+    def __init__(self, zone: tzinfo, effective_call_seconds: int, week_start: int = 0) -> None:
+        self._calendar = calendar_for(zone, week_start)
+        self._effective = effective_call_seconds
+        self.week_start = week_start
+
+    def build(self, events: list[dict[str, Any]], stored: dict[str, State]) -> BatchDelta:
+        """Merge ``events`` into the ``stored`` states of the entities they touch."""
+        delta = BatchDelta(events=len(events))
+        current: dict[str, State | None] = {}
+        for event in events:
+            self._track_agent(event, delta)
+            key = entity_key(event)
+            if key is None:
+                continue
+            state = current[key] if key in current else stored.get(key)
+            current[key] = merge(state, event)
+        for key, state in current.items():
+            before = stored.get(key)
+            if state == before:
+                continue
+            assert state is not None
+            delta.states[key] = state
+            self._apply(
+                key,
+                contribution(before, self._effective),
+                contribution(state, self._effective),
+                delta,
+            )
+        return delta
+
+    def _track_agent(self, event: dict[str, Any], delta: BatchDelta) -> None:
+        agent_id = event.get("agent_id")
+        if not agent_id:
+            return
+        team_id = event.get("team_id")
+        if team_id:
+            candidate = (event_time(event), event["event_id"], team_id)
+            known = delta.roster.get(agent_id)
+            if known is None or candidate > known:
+                delta.roster[agent_id] = candidate
+        if event["type"] == "agent.state_changed":
+            delta.agent_states[event["event_id"]] = {
+                "event_id": event["event_id"],
+                "agent_id": agent_id,
+                "team_id": team_id or "",
+                "state": event["state"],
+                "occurred_at": datetime.fromisoformat(event["occurred_at"]).astimezone(UTC),
+            }
+
+    def _apply(self, key: str, old: Contribution, new: Contribution, delta: BatchDelta) -> None:
+        for sign, part in ((-1, old), (1, new)):
+            for (ts, scope), values in part.counters.items():
+                cal = self._calendar(ts[:16])
+                minute_row = delta.minute_counters[(cal.minute, scope)]
+                day_row = delta.day_counters[(cal.day, scope)]
+                for name, value in values.items():
+                    minute_row[name] += sign * value
+                    day_row[name] += sign * value
+            for (ts, scope, code), calls in part.dispositions.items():
+                cal = self._calendar(ts[:16])
+                delta.minute_dispositions[(cal.minute, scope, code)] += sign * calls
+                delta.day_dispositions[(cal.day, scope, code)] += sign * calls
+        for fact in old.lead_facts.keys() | new.lead_facts.keys():
+            after = new.lead_facts.get(fact)
+            if after != old.lead_facts.get(fact):
+                delta.lead_facts.append(LeadFactRow(key, fact, after))
+
+    def calendar(self, ts: str) -> Calendar:
+        return self._calendar(ts[:16])  # type: ignore[no-any-return]
+
+
+def entity_keys(events: list[dict[str, Any]]) -> list[str]:
+    return sorted({k for e in events if (k := entity_key(e)) is not None})

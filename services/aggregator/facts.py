@@ -1,0 +1,251 @@
+"""Merging events into entities, and what each entity contributes to the KPI tables.
+
+An entity is what several events describe together: a call (all ``call.*`` events and its
+survey), an order (its sale, cancellation and payments), a quote, a stage change. Its state
+merges commutatively and idempotently: every field is a last-writer-wins register ordered by
+``(occurred_at, event_id, value)``, the call's start is the minimum ``occurred_at``, a
+cancellation is a flag that once set stays set. So the final state, and with it every KPI,
+depends only on the set of events, never on their order or on repeats.
+
+The aggregator applies an event by taking the entity's contribution before and after the
+merge and adding the difference to the tables.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from shared.kpis import to_stored
+
+State = dict[str, Any]
+Scope = tuple[str, str, str]
+# A register: value, then the ordering key (UTC timestamp text, event id).
+Register = list[Any]
+
+INTENT_STAGES = frozenset({"intent", "ready"})
+
+
+def utc_text(value: datetime) -> str:
+    """A UTC timestamp whose text order is its time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc_text(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def event_time(event: dict[str, Any]) -> str:
+    return utc_text(datetime.fromisoformat(event["occurred_at"]))
+
+
+def entity_key(event: dict[str, Any]) -> str | None:
+    """The entity an event belongs to; ``None`` for events that are not merged."""
+    kind: str = event["type"]
+    if kind.startswith("call.") or kind == "survey.completed":
+        return f"call:{event['call_id']}"
+    if kind in ("sale.closed", "sale.cancelled", "payment.received"):
+        return f"order:{event['order_id']}"
+    if kind == "quote.given":
+        return f"quote:{event['event_id']}"
+    if kind == "lead.stage_changed":
+        return f"stage:{event['event_id']}"
+    return None
+
+
+def _set(registers: dict[str, Register], name: str, value: Any, ts: str, event_id: str) -> None:
+    if value is None:
+        return
+    new = [value, ts, event_id]
+    old = registers.get(name)
+    if old is None or (ts, event_id, repr(value)) > (old[1], old[2], repr(old[0])):
+        registers[name] = new
+
+
+def _value(registers: dict[str, Register], name: str, default: Any = None) -> Any:
+    register = registers.get(name)
+    return default if register is None else register[0]
+
+
+_CALL_FIELDS: dict[str, tuple[str, ...]] = {
+    "call.started": ("direction",),
+    "call.answered": ("contact_reached", "answered_by"),
+    "call.ended": ("talk_seconds", "wrap_seconds", "resolved"),
+    "call.dispositioned": ("disposition",),
+    "call.completed": (
+        "direction",
+        "answered",
+        "contact_reached",
+        "answered_by",
+        "talk_seconds",
+        "wrap_seconds",
+        "resolved",
+        "disposition",
+    ),
+}
+_SCOPE_FIELDS = ("agent_id", "team_id", "campaign_id", "lead_id")
+_SALE_FIELDS = ("amount", "margin", "customer_type", *_SCOPE_FIELDS)
+
+
+def merge(state: State | None, event: dict[str, Any]) -> State:
+    """The entity's state with ``event`` merged in. ``state`` is not modified."""
+    kind: str = event["type"]
+    ts = event_time(event)
+    event_id: str = event["event_id"]
+    new: State = _copy(state) if state is not None else {"r": {}}
+    registers: dict[str, Register] = new["r"]
+    if kind in _CALL_FIELDS:
+        new["call"] = True
+        new["start"] = min(new.get("start") or ts, ts)
+        for name in _SCOPE_FIELDS:
+            _set(registers, name, event.get(name), ts, event_id)
+        for name in _CALL_FIELDS[kind]:
+            _set(registers, name, event.get(name), ts, event_id)
+        if kind == "call.answered":
+            _set(registers, "answered", True, ts, event_id)
+    elif kind == "survey.completed":
+        new["start"] = min(new.get("start") or ts, ts)
+        survey = [event["score"], *(event.get(n) or "" for n in _SCOPE_FIELDS[:3]), ts]
+        _set(registers, "survey", survey, ts, event_id)
+    elif kind == "sale.closed":
+        _set(registers, "sale", [event.get(n) for n in _SALE_FIELDS] + [ts], ts, event_id)
+    elif kind == "sale.cancelled":
+        new["cancelled"] = True
+    elif kind == "payment.received":
+        scope = [event.get(n) or "" for n in _SCOPE_FIELDS[:3]]
+        new.setdefault("payments", {})[event_id] = [event["amount"], ts, *scope]
+    else:
+        # Quotes and stage changes are one event each: the state is the event.
+        new["event"] = {k: v for k, v in event.items() if k != "occurred_at"} | {"ts": ts}
+    return new
+
+
+def _copy(state: State) -> State:
+    new = dict(state)
+    new["r"] = dict(state.get("r", {}))
+    if "payments" in state:
+        new["payments"] = dict(state["payments"])
+    return new
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFact:
+    lead_id: str
+    ts: str
+    scope: Scope
+    flag: bool = False
+
+
+@dataclass(slots=True)
+class Contribution:
+    """What one entity adds to the tables."""
+
+    counters: dict[tuple[str, Scope], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    dispositions: dict[tuple[str, Scope, str], int] = field(default_factory=dict)
+    lead_facts: dict[str, LeadFact] = field(default_factory=dict)
+
+    def add(self, ts: str, scope: Scope, key: str, value: int | Decimal) -> None:
+        stored = to_stored(key, value)
+        if stored:
+            row = self.counters[(ts, scope)]
+            row[key] = row.get(key, 0) + stored
+
+
+def _scope(registers: dict[str, Register]) -> Scope:
+    return (
+        _value(registers, "agent_id", ""),
+        _value(registers, "team_id", ""),
+        _value(registers, "campaign_id", ""),
+    )
+
+
+def contribution(state: State | None, effective_call_seconds: int) -> Contribution:
+    """Everything the entity in ``state`` counts for, at its attribution time and scope."""
+    out = Contribution()
+    if state is None:
+        return out
+    registers: dict[str, Register] = state.get("r", {})
+    if state.get("call"):
+        _call_contribution(state, registers, effective_call_seconds, out)
+    elif "survey" in registers:
+        score, agent, team, campaign, ts = _value(registers, "survey")
+        out.add(ts, (agent, team, campaign), "csat_responses", 1)
+        out.add(ts, (agent, team, campaign), "csat_sum", score)
+    if "sale" in registers or "payments" in state:
+        _order_contribution(state, registers, out)
+    event = state.get("event")
+    if event is not None:
+        scope = (
+            event.get("agent_id") or "",
+            event.get("team_id") or "",
+            event.get("campaign_id") or "",
+        )
+        if event["type"] == "quote.given":
+            out.add(event["ts"], scope, "quotes", 1)
+            out.lead_facts["quoted"] = LeadFact(event["lead_id"], event["ts"], scope)
+        elif event["type"] == "lead.stage_changed" and event["stage"] in INTENT_STAGES:
+            out.lead_facts["intent"] = LeadFact(event["lead_id"], event["ts"], scope)
+    return out
+
+
+def _call_contribution(
+    state: State, registers: dict[str, Register], effective_call_seconds: int, out: Contribution
+) -> None:
+    ts: str = state["start"]
+    scope = _scope(registers)
+    inbound = _value(registers, "direction", "outbound") == "inbound"
+    connected = bool(_value(registers, "answered", False)) and (
+        _value(registers, "answered_by", "human") == "human"
+    )
+    contact = connected and bool(_value(registers, "contact_reached", True))
+    talk = Decimal(_value(registers, "talk_seconds", 0))
+    wrap = Decimal(_value(registers, "wrap_seconds", 0) or 0)
+    effective = connected and talk >= effective_call_seconds
+
+    out.add(ts, scope, "inbound_calls" if inbound else "dials", 1)
+    out.add(ts, scope, "connects", int(connected))
+    out.add(ts, scope, "inbound_connects", int(connected and inbound))
+    out.add(ts, scope, "contacts", int(contact))
+    out.add(ts, scope, "effective_calls", int(effective))
+    out.add(ts, scope, "talk_seconds", talk)
+    out.add(ts, scope, "effective_talk_seconds", talk if effective else 0)
+    out.add(ts, scope, "wrap_seconds", wrap)
+    if "survey" in registers:
+        score = _value(registers, "survey")[0]
+        out.add(ts, scope, "csat_responses", 1)
+        out.add(ts, scope, "csat_sum", score)
+    disposition = _value(registers, "disposition")
+    if disposition is not None:
+        out.dispositions[(ts, scope, disposition)] = 1
+    lead_id = _value(registers, "lead_id")
+    if lead_id is not None:
+        if not inbound:
+            out.lead_facts["dialed"] = LeadFact(lead_id, ts, scope)
+        if contact:
+            out.lead_facts["reached"] = LeadFact(lead_id, ts, scope)
+        if inbound and connected:
+            resolved = bool(_value(registers, "resolved", False))
+            out.lead_facts["inbound"] = LeadFact(lead_id, ts, scope, resolved)
+
+
+def _order_contribution(state: State, registers: dict[str, Register], out: Contribution) -> None:
+    if state.get("cancelled"):
+        return
+    sale = _value(registers, "sale")
+    if sale is not None:
+        amount, margin, customer_type, agent, team, campaign, lead_id, ts = sale
+        scope = (agent or "", team or "", campaign or "")
+        out.add(ts, scope, "sales", 1)
+        out.add(ts, scope, "revenue", Decimal(amount))
+        if margin is not None:
+            out.add(ts, scope, "margin", Decimal(margin))
+        key = "existing_customer_sales" if customer_type == "existing" else "new_customer_sales"
+        out.add(ts, scope, key, 1)
+        out.lead_facts["won"] = LeadFact(lead_id, ts, scope)
+    for amount, ts, agent, team, campaign in state.get("payments", {}).values():
+        out.add(ts, (agent, team, campaign), "collections", Decimal(amount))

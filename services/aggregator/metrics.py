@@ -1,0 +1,31 @@
+"""Prometheus metrics of an aggregator process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+APPLIED = Counter("callboard_aggregator_events_applied_total", "Events applied to the KPI tables")
+SKIPPED = Counter(
+    "callboard_aggregator_events_skipped_total", "Records already applied (redelivered)"
+)
+REJECTED = Counter(
+    "callboard_aggregator_events_rejected_total", "Records that could not be decoded"
+)
+DB_RETRIES = Counter(
+    "callboard_aggregator_db_retries_total", "Batch transactions retried after a database error"
+)
+BATCH_SIZE = Histogram(
+    "callboard_aggregator_batch_size",
+    "Events per applied batch",
+    buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
+)
+TRANSACTION_SECONDS = Histogram(
+    "callboard_aggregator_transaction_seconds", "Time to apply one batch in the database"
+)
+
+
+def observe_batch(applied: int, skipped: int, seconds: float) -> None:
+    APPLIED.inc(applied)
+    SKIPPED.inc(skipped)
+    BATCH_SIZE.observe(applied)
+    TRANSACTION_SECONDS.observe(seconds)

@@ -1,0 +1,273 @@
+"""The aggregator's reads and writes. Callers own the transaction; nothing here commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Table, delete, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
+from services.aggregator.facts import State, parse_utc_text
+from shared.kpis import COUNTER_KEYS
+from shared.models import (
+    agent_state_change,
+    agent_team,
+    consumer_offset,
+    disposition_day,
+    disposition_minute,
+    entity_state,
+    kpi_day,
+    kpi_minute,
+    lead_fact,
+)
+from shared.timeutil import week_start
+
+_CHUNK = 1000
+# Entities are locked through a fixed number of advisory-lock slots, so that two members
+# that briefly process the same entity take turns without filling the lock table.
+_LOCK_SLOTS = 512
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def claim_offsets(connection: Connection, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """Lock and return the next offset to apply for each partition (0 when none stored)."""
+    partitions = sorted(set(partitions))
+    if not partitions:
+        return {}
+    now = datetime.now(UTC)
+    stmt = _insert(connection, consumer_offset).on_conflict_do_nothing()
+    connection.execute(
+        stmt,
+        [{"topic": topic, "partition": p, "next_offset": 0, "updated_at": now} for p in partitions],
+    )
+    query = (
+        select(consumer_offset.c.partition, consumer_offset.c.next_offset)
+        .where(consumer_offset.c.topic == topic, consumer_offset.c.partition.in_(partitions))
+        .order_by(consumer_offset.c.partition)
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.partition: row.next_offset for row in connection.execute(query)}
+
+
+def stored_offsets(connection: Connection, topic: str) -> dict[int, int]:
+    query = select(consumer_offset.c.partition, consumer_offset.c.next_offset).where(
+        consumer_offset.c.topic == topic
+    )
+    return {row.partition: row.next_offset for row in connection.execute(query)}
+
+
+def save_offsets(connection: Connection, topic: str, next_offsets: dict[int, int]) -> None:
+    now = datetime.now(UTC)
+    for partition, offset in sorted(next_offsets.items()):
+        connection.execute(
+            consumer_offset.update()
+            .where(consumer_offset.c.topic == topic, consumer_offset.c.partition == partition)
+            .values(next_offset=offset, updated_at=now)
+        )
+
+
+def lock_entities(connection: Connection, keys: Sequence[str]) -> None:
+    if connection.dialect.name != "postgresql" or not keys:
+        return
+    connection.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(slot) FROM "
+            "(SELECT DISTINCT abs(hashtext(k)) % :slots AS slot FROM unnest(CAST(:keys AS text[])) AS k "
+            "ORDER BY slot) AS s"
+        ),
+        {"slots": _LOCK_SLOTS, "keys": list(keys)},
+    )
+
+
+def load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]:
+    states: dict[str, State] = {}
+    for chunk in _chunks(keys):
+        query = select(entity_state.c.key, entity_state.c.state).where(
+            entity_state.c.key.in_(chunk)
+        )
+        for row in connection.execute(query):
+            states[row.key] = orjson.loads(row.state)
+    return states
+
+
+def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, or add their counters to the rows already there."""
+    if not rows:
+        return
+    pk = [c.name for c in table.primary_key.columns]
+    rows.sort(key=lambda r: tuple(r[k] for k in pk))
+    stmt = _insert(connection, table)
+    counters = [c for c in rows[0] if c not in pk and c not in ("hour", "week", "month")]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=pk,
+        set_={c: table.c[c] + stmt.excluded[c] for c in counters},
+    )
+    for chunk in _chunks(rows):
+        connection.execute(stmt, list(chunk))
+
+
+def _scope_dict(scope: tuple[str, str, str]) -> dict[str, str]:
+    return {"agent_id": scope[0], "team_id": scope[1], "campaign_id": scope[2]}
+
+
+def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder) -> None:
+    """Write everything a batch changed. Rows are sorted so concurrent writers don't deadlock."""
+    zero = dict.fromkeys(COUNTER_KEYS, 0)
+    minute_rows = []
+    for (minute, scope), values in delta.minute_counters.items():
+        if any(values.values()):
+            cal = builder.calendar(minute.strftime("%Y-%m-%dT%H:%M"))
+            minute_rows.append(
+                {"bucket": minute, "hour": cal.hour, **_scope_dict(scope), **zero, **values}
+            )
+    _upsert_add(connection, kpi_minute, minute_rows)
+
+    day_rows = []
+    for (day, scope), values in delta.day_counters.items():
+        if any(values.values()):
+            day_rows.append(
+                {
+                    "day": day,
+                    "week": _week(builder, day),
+                    "month": day.replace(day=1),
+                    **_scope_dict(scope),
+                    **zero,
+                    **values,
+                }
+            )
+    _upsert_add(connection, kpi_day, day_rows)
+
+    _upsert_add(
+        connection,
+        disposition_minute,
+        [
+            {
+                "bucket": minute,
+                "hour": builder.calendar(minute.strftime("%Y-%m-%dT%H:%M")).hour,
+                **_scope_dict(scope),
+                "disposition": code,
+                "calls": calls,
+            }
+            for (minute, scope, code), calls in delta.minute_dispositions.items()
+            if calls
+        ],
+    )
+    _upsert_add(
+        connection,
+        disposition_day,
+        [
+            {
+                "day": day,
+                "week": _week(builder, day),
+                "month": day.replace(day=1),
+                **_scope_dict(scope),
+                "disposition": code,
+                "calls": calls,
+            }
+            for (day, scope, code), calls in delta.day_dispositions.items()
+            if calls
+        ],
+    )
+    _write_lead_facts(connection, delta.lead_facts, builder)
+    _write_states(connection, delta.states)
+    _write_roster(connection, delta.roster)
+    if delta.agent_states:
+        stmt = _insert(connection, agent_state_change).on_conflict_do_nothing()
+        connection.execute(stmt, sorted(delta.agent_states.values(), key=lambda r: r["event_id"]))
+
+
+def _week(builder: BatchBuilder, day: date) -> date:
+    return week_start(day, builder.week_start)
+
+
+def _write_lead_facts(
+    connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
+) -> None:
+    gone = [(r.source, r.fact) for r in rows if r.value is None]
+    for chunk in _chunks(sorted(gone)):
+        connection.execute(
+            delete(lead_fact).where(tuple_(lead_fact.c.source, lead_fact.c.fact).in_(chunk))
+        )
+    present = []
+    for row in rows:
+        if row.value is None:
+            continue
+        ts = parse_utc_text(row.value.ts)
+        cal = builder.calendar(row.value.ts)
+        present.append(
+            {
+                "source": row.source,
+                "fact": row.fact,
+                "lead_id": row.value.lead_id,
+                "occurred_at": ts,
+                "bucket": cal.minute,
+                "hour": cal.hour,
+                "day": cal.day,
+                "week": cal.week,
+                "month": cal.month,
+                **_scope_dict(row.value.scope),
+                "flag": row.value.flag,
+            }
+        )
+    if present:
+        present.sort(key=lambda r: (r["source"], r["fact"]))
+        stmt = _insert(connection, lead_fact)
+        replaced = [c.name for c in lead_fact.columns if not c.primary_key]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source", "fact"], set_={c: stmt.excluded[c] for c in replaced}
+        )
+        for chunk in _chunks(present):
+            connection.execute(stmt, list(chunk))
+
+
+def _write_states(connection: Connection, states: dict[str, State]) -> None:
+    if not states:
+        return
+    rows = [{"key": k, "state": orjson.dumps(states[k]).decode()} for k in sorted(states)]
+    stmt = _insert(connection, entity_state)
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"state": stmt.excluded.state})
+    for chunk in _chunks(rows):
+        connection.execute(stmt, list(chunk))
+
+
+def _write_roster(connection: Connection, roster: dict[str, tuple[str, str, str]]) -> None:
+    if not roster:
+        return
+    rows = [
+        {
+            "agent_id": agent,
+            "team_id": team,
+            "occurred_at": parse_utc_text(ts),
+            "event_id": event_id,
+        }
+        for agent, (ts, event_id, team) in sorted(roster.items())
+    ]
+    stmt = _insert(connection, agent_team)
+    newer = tuple_(stmt.excluded.occurred_at, stmt.excluded.event_id) > tuple_(
+        agent_team.c.occurred_at, agent_team.c.event_id
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["agent_id"],
+        set_={
+            "team_id": stmt.excluded.team_id,
+            "occurred_at": stmt.excluded.occurred_at,
+            "event_id": stmt.excluded.event_id,
+        },
+        where=newer,
+    )
+    connection.execute(stmt, rows)

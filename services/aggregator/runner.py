@@ -1,0 +1,39 @@
+"""Run one aggregator process until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from prometheus_client import start_http_server
+
+from services.aggregator.consumer import AggregatorMember
+from services.aggregator.settings import aggregator_settings
+from shared.db import engine_for
+from shared.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def run_forever() -> None:
+    settings = aggregator_settings()
+    configure_logging("aggregator", settings.log_level)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signum})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if settings.aggregator_metrics_port:
+        start_http_server(settings.aggregator_metrics_port, addr="127.0.0.1")
+    member = AggregatorMember(engine_for(settings.database_url), settings)
+    log.info("aggregator started", extra={"group_id": settings.group_id})
+    try:
+        member.run(stop)
+    finally:
+        member.close()
+        log.info("aggregator stopped")

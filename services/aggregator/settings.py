@@ -1,0 +1,25 @@
+"""The aggregator's settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class AggregatorSettings(CommonSettings):
+    group_id: str = "callboard-aggregator"
+    batch_max_records: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    fetch_max_wait_ms: int = Field(default=50, ge=0)
+    # Prometheus metrics of this process; 0 turns the endpoint off.
+    aggregator_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # A failing database transaction is retried this long before the process gives up.
+    db_retry_seconds: float = Field(default=300.0, gt=0)
+
+
+@lru_cache
+def aggregator_settings() -> AggregatorSettings:
+    return AggregatorSettings()

@@ -1,0 +1,51 @@
+"""The read API: metrics, leaderboards and pipeline lag for dashboards and wallboards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
+
+from services.api.lag import LagReader
+from services.api.routes import router
+from services.api.settings import ApiSettings, api_settings
+from shared.db import make_engine
+from shared.errors import ServiceUnavailable
+from shared.http import JsonResponse, install_common
+from shared.logs import configure_logging
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or api_settings()
+    configure_logging("api", settings.log_level)
+    engine = make_engine(settings.database_url)
+    lag_reader = LagReader(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(lag_reader.close)
+        engine.dispose()
+
+    app = FastAPI(
+        title="Callboard read API",
+        version="1.0.0",
+        summary="Telesales KPIs, leaderboards and pipeline lag.",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.lag_reader = lag_reader
+    install_common(app, "api")
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, _exc: OperationalError) -> Response:
+        error = ServiceUnavailable("the database is not reachable", retry_after=5)
+        return JsonResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,386 @@
+"""Reads of the KPI tables: sums of counters, distinct leads, dispositions, time logged in.
+
+Every function returns base values keyed by a :data:`RowKey`, the group values in the order
+of ``group_by`` followed by the bucket (``None`` without granularity). Whole local days come
+from the day rollup, the minutes at either edge of a range from the minute table. An agent's
+team is the team its events named, or else its current team from the roster.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select
+
+from services.api.periods import Granularity, TimeRange
+from shared.kpis import LEAD_FACT_OF, from_stored
+from shared.models import (
+    agent_state_change,
+    agent_team,
+    disposition_day,
+    disposition_minute,
+    kpi_day,
+    kpi_minute,
+    lead_fact,
+)
+from shared.timeutil import as_utc, local_midnight, week_start
+
+Bucket = datetime | date | None
+RowKey = tuple[Any, ...]
+GROUP_COLUMN = {"agent": "agent_id", "team": "team_id", "campaign": "campaign_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    agent_ids: tuple[str, ...] = ()
+    team_ids: tuple[str, ...] = ()
+    campaign_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What one metrics read asks for."""
+
+    group_by: tuple[str, ...]
+    granularity: Granularity
+    range: TimeRange
+    filters: Filters
+    zone: tzinfo
+    first_weekday: int = 0
+
+
+def _scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
+    roster = agent_team.alias("roster")
+    team = case((table.c.team_id != "", table.c.team_id), else_=func.coalesce(roster.c.team_id, ""))
+    joined = table.outerjoin(roster, roster.c.agent_id == table.c.agent_id)
+    return joined, {"agent": table.c.agent_id, "team": team, "campaign": table.c.campaign_id}
+
+
+def _filter_conditions(
+    columns: dict[str, ColumnElement[Any]], filters: Filters
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    for name, values in (
+        ("agent", filters.agent_ids),
+        ("team", filters.team_ids),
+        ("campaign", filters.campaign_ids),
+    ):
+        if values:
+            conditions.append(columns[name].in_(values))
+    return conditions
+
+
+def day_split(rng: TimeRange, zone: tzinfo) -> tuple[list[TimeRange], tuple[date, date] | None]:
+    """The minute ranges at the edges of ``rng`` and the whole local days inside it."""
+    start_day = rng.start.astimezone(zone).date()
+    if local_midnight(start_day, zone) < rng.start:
+        start_day += timedelta(days=1)
+    end_day = rng.end.astimezone(zone).date()
+    if start_day >= end_day:
+        return [rng], None
+    edges = [
+        TimeRange(rng.start, local_midnight(start_day, zone)),
+        TimeRange(local_midnight(end_day, zone), rng.end),
+    ]
+    return [e for e in edges if e.end > e.start], (start_day, end_day)
+
+
+def _bucket_of_hour(hour: datetime, query: Query) -> Bucket:
+    local = as_utc(hour).astimezone(query.zone).date()
+    if query.granularity is Granularity.day:
+        return local
+    if query.granularity is Granularity.week:
+        return week_start(local, query.first_weekday)
+    return local.replace(day=1)
+
+
+def _normalize_bucket(value: Any, query: Query, column: str) -> Bucket:
+    if query.granularity is Granularity.none:
+        return None
+    if column == "hour" and query.granularity not in (Granularity.hour, Granularity.minute):
+        return _bucket_of_hour(value, query)
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, str):  # SQLite may hand dates back as text
+        return date.fromisoformat(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _read(
+    connection: Connection,
+    table: Table,
+    value_columns: Mapping[str, ColumnElement[Any]],
+    query: Query,
+    *,
+    bucket_column: str | None,
+    condition: ColumnElement[bool],
+    extra_group: Sequence[str] = (),
+) -> list[tuple[RowKey, dict[str, Any]]]:
+    joined, columns = _scoped(table)
+    groups = [columns[g].label(g) for g in query.group_by]
+    groups += [table.c[c].label(c) for c in extra_group]
+    if bucket_column is not None:
+        groups.append(table.c[bucket_column].label("bucket"))
+    stmt = (
+        select(*groups, *(v.label(k) for k, v in value_columns.items()))
+        .select_from(joined)
+        .where(condition, *_filter_conditions(columns, query.filters))
+    )
+    if groups:
+        stmt = stmt.group_by(*(g.element for g in groups))
+    out = []
+    for row in connection.execute(stmt).mappings():
+        key_values = [row[g] or None for g in query.group_by]
+        key_values += [row[c] for c in extra_group]
+        bucket = (
+            _normalize_bucket(row["bucket"], query, bucket_column)
+            if bucket_column is not None
+            else None
+        )
+        out.append(((*key_values, bucket), {k: row[k] for k in value_columns}))
+    return out
+
+
+def _sources(
+    query: Query, minute_table: Table, day_table: Table
+) -> list[tuple[Table, str | None, ColumnElement[bool]]]:
+    """(table, bucket column, condition) pieces that cover the range."""
+    minute_bucket = {
+        Granularity.none: None,
+        Granularity.minute: "bucket",
+        Granularity.hour: "hour",
+    }.get(query.granularity, "hour")
+    if query.granularity in (Granularity.minute, Granularity.hour):
+        edges, days = [query.range], None
+    else:
+        edges, days = day_split(query.range, query.zone)
+    pieces: list[tuple[Table, str | None, ColumnElement[bool]]] = [
+        (
+            minute_table,
+            minute_bucket,
+            and_(minute_table.c.bucket >= e.start, minute_table.c.bucket < e.end),
+        )
+        for e in edges
+    ]
+    if days is not None:
+        day_bucket = None if query.granularity is Granularity.none else query.granularity.value
+        pieces.append(
+            (
+                day_table,
+                day_bucket,
+                and_(day_table.c.day >= days[0], day_table.c.day < days[1]),
+            )
+        )
+    return pieces
+
+
+def counter_sums(
+    connection: Connection, keys: Sequence[str], query: Query
+) -> dict[RowKey, dict[str, Any]]:
+    """Sums of the stored counters ``keys``, in their KPI units."""
+    totals: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(keys, 0))
+    if not keys:
+        return {}
+    for table, bucket_column, condition in _sources(query, kpi_minute, kpi_day):
+        values = {k: func.sum(table.c[k]) for k in keys}
+        for key, row in _read(
+            connection,
+            table,
+            values,
+            query,
+            bucket_column=bucket_column,
+            condition=condition,
+        ):
+            target = totals[key]
+            for k in keys:
+                target[k] += int(row[k] or 0)
+    return {
+        key: {k: from_stored(k, v) for k, v in values.items()} for key, values in totals.items()
+    }
+
+
+def disposition_counts(connection: Connection, query: Query) -> dict[RowKey, dict[str, int]]:
+    totals: dict[RowKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for table, bucket_column, condition in _sources(query, disposition_minute, disposition_day):
+        for key, row in _read(
+            connection,
+            table,
+            {"calls": func.sum(table.c.calls)},
+            query,
+            bucket_column=bucket_column,
+            condition=condition,
+            extra_group=("disposition",),
+        ):
+            *group, code, bucket = key
+            if row["calls"]:
+                totals[(*group, bucket)][code] += int(row["calls"])
+    return {k: dict(sorted(v.items())) for k, v in totals.items()}
+
+
+def lead_counts(
+    connection: Connection, keys: Sequence[str], query: Query
+) -> dict[RowKey, dict[str, int]]:
+    """Distinct leads per lead-level KPI, exact for the range and scope."""
+    if not keys:
+        return {}
+    bucket_column = None if query.granularity is Granularity.none else query.granularity.value
+    if bucket_column == "minute":
+        bucket_column = "bucket"
+    facts = {k: LEAD_FACT_OF[k] for k in keys}
+    values = {
+        k: func.count(func.distinct(case((lead_fact.c.fact == fact, lead_fact.c.lead_id))))
+        for k, fact in facts.items()
+    }
+    condition = and_(
+        lead_fact.c.occurred_at >= query.range.start,
+        lead_fact.c.occurred_at < query.range.end,
+        lead_fact.c.fact.in_(sorted(set(facts.values()))),
+    )
+    rows = _read(
+        connection,
+        lead_fact,
+        values,
+        query,
+        bucket_column=bucket_column,
+        condition=condition,
+    )
+    return {key: {k: int(v) for k, v in row.items()} for key, row in rows}
+
+
+def resolved_first_calls(connection: Connection, query: Query) -> dict[RowKey, int]:
+    """Resolved inbound calls that were their lead's first inbound call in the range."""
+    rows = _read(
+        connection,
+        lead_fact,
+        {},
+        query,
+        bucket_column="bucket",
+        condition=and_(
+            lead_fact.c.fact == "inbound",
+            lead_fact.c.occurred_at >= query.range.start,
+            lead_fact.c.occurred_at < query.range.end,
+        ),
+        extra_group=("lead_id", "occurred_at", "source", "flag"),
+    )
+    first: dict[str, tuple[Any, ...]] = {}
+    for key, _ in rows:
+        *group, lead_id, occurred_at, source, flag, _bucket = key
+        candidate = (as_utc(occurred_at), source, flag, tuple(group))
+        if lead_id not in first or candidate[:2] < first[lead_id][:2]:
+            first[lead_id] = candidate
+    out: dict[RowKey, int] = defaultdict(int)
+    for occurred_at, _source, flag, group in first.values():
+        if flag:
+            bucket = _bucket_for_time(occurred_at, query)
+            out[(*group, bucket)] += 1
+    return out
+
+
+def _bucket_for_time(ts: datetime, query: Query) -> Bucket:
+    g = query.granularity
+    if g is Granularity.none:
+        return None
+    if g is Granularity.minute:
+        return ts.replace(second=0, microsecond=0)
+    local = ts.astimezone(query.zone)
+    if g is Granularity.hour:
+        return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    return _bucket_of_hour(ts, query)
+
+
+def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> dict[RowKey, Any]:
+    """Seconds each agent spent in any state but ``logged_out`` inside the range.
+
+    A state lasts until the agent's next state; the latest one counts up to now. Time is
+    split over buckets at the exact instants where they start.
+    """
+    if "campaign" in query.group_by:
+        return {}
+    table = agent_state_change
+    joined, columns = _scoped(table)
+    end = min(query.range.end, now)
+    before = (
+        select(table.c.agent_id, func.max(table.c.occurred_at).label("last"))
+        .where(table.c.occurred_at < query.range.start)
+        .group_by(table.c.agent_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            table.c.agent_id,
+            columns["team"].label("team"),
+            table.c.state,
+            table.c.occurred_at,
+            table.c.event_id,
+        )
+        .select_from(joined.outerjoin(before, before.c.agent_id == table.c.agent_id))
+        .where(
+            table.c.occurred_at < end,
+            (table.c.occurred_at >= query.range.start) | (table.c.occurred_at == before.c.last),
+            *_filter_conditions(columns, query.filters),
+        )
+        .order_by(table.c.agent_id, table.c.occurred_at, table.c.event_id)
+    )
+    per_agent: dict[str, list[Any]] = defaultdict(list)
+    for row in connection.execute(stmt):
+        per_agent[row.agent_id].append(row)
+    out: dict[RowKey, Any] = defaultdict(lambda: 0)
+    for agent_id, changes in per_agent.items():
+        for index, change in enumerate(changes):
+            if change.state == "logged_out":
+                continue
+            start = max(as_utc(change.occurred_at), query.range.start)
+            stop = as_utc(changes[index + 1].occurred_at) if index + 1 < len(changes) else end
+            stop = min(stop, end)
+            group = [{"agent": agent_id, "team": change.team or None}[g] for g in query.group_by]
+            for bucket, seconds in _split_by_bucket(start, stop, query):
+                out[(*group, bucket)] += seconds
+    return out
+
+
+def _split_by_bucket(start: datetime, stop: datetime, query: Query) -> list[tuple[Bucket, Any]]:
+    if stop <= start:
+        return []
+    if query.granularity is Granularity.none:
+        return [(None, _seconds(stop - start))]
+    pieces = []
+    cursor = start
+    while cursor < stop:
+        bucket = _bucket_for_time(cursor, query)
+        following = _next_bucket_start(cursor, query)
+        piece_end = min(following, stop)
+        pieces.append((bucket, _seconds(piece_end - cursor)))
+        cursor = piece_end
+    return pieces
+
+
+def _next_bucket_start(ts: datetime, query: Query) -> datetime:
+    g = query.granularity
+    if g is Granularity.minute:
+        return ts.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if g is Granularity.hour:
+        local = ts.astimezone(query.zone).replace(minute=0, second=0, microsecond=0)
+        return (local.astimezone(UTC) + timedelta(hours=1)).astimezone(UTC)
+    bucket = _bucket_for_time(ts, query)
+    assert isinstance(bucket, date)
+    if g is Granularity.day:
+        following = bucket + timedelta(days=1)
+    elif g is Granularity.week:
+        following = bucket + timedelta(days=7)
+    else:
+        following = date(bucket.year + bucket.month // 12, bucket.month % 12 + 1, 1)
+    return local_midnight(following, query.zone)
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    micros = delta // timedelta(microseconds=1)
+    return Decimal(micros) / 1_000_000
+
+
+def agent_teams(connection: Connection) -> dict[str, str]:
+    return {row.agent_id: row.team_id for row in connection.execute(select(agent_team))}

@@ -1,0 +1,212 @@
+"""HTTP routes of the read API."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.concurrency import run_in_threadpool
+
+from services.api import schemas
+from services.api.lag import LagReader
+from services.api.periods import Granularity, Period, resolve_range
+from services.api.queries import Filters
+from services.api.queries import Query as MetricsQuery
+from services.api.service import MetricsService, parse_group_by, parse_metrics
+from services.api.settings import ApiSettings
+from shared.errors import ERROR_RESPONSES, InvalidInput, ServiceUnavailable
+from shared.models import consumer_offset
+from shared.timeutil import as_utc
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+_SEVERITY = {"ok": 0, "warning": 1, "error": 2, "stalled": 3}
+
+
+def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def get_connection(request: Request) -> Iterator[Connection]:
+    """One read transaction per request; a database that cannot be reached answers 503."""
+    engine: Engine = request.app.state.engine
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except OperationalError as exc:
+        raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
+
+
+Settings = Annotated[ApiSettings, Depends(get_settings)]
+Db = Annotated[Connection, Depends(get_connection)]
+
+
+def _timestamp(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    # A '+' in an unencoded query string arrives as a space.
+    fixed = re.sub(r" (\d{2}:?\d{2})$", r"+\1", value.strip())
+    try:
+        return datetime.fromisoformat(fixed.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{name}={value!r} is not an RFC 3339 timestamp, e.g. 2024-05-01T00:00:00+08:00"
+        ) from exc
+
+
+def _ids(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
+
+
+def _filters(
+    agent_id: list[str] | None, team_id: list[str] | None, campaign_id: list[str] | None
+) -> Filters:
+    return Filters(_ids(agent_id), _ids(team_id), _ids(campaign_id))
+
+
+@router.get("/v1/metrics", response_model=schemas.MetricsResponse, tags=["metrics"])
+def get_metrics(
+    settings: Settings,
+    connection: Db,
+    metrics: Annotated[str | None, Query(description="Comma-separated KPI keys")] = None,
+    group_by: Annotated[str | None, Query(description="agent, team, campaign")] = None,
+    granularity: Granularity = Granularity.none,
+    period: Period | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    agent_id: Annotated[list[str] | None, Query()] = None,
+    team_id: Annotated[list[str] | None, Query()] = None,
+    campaign_id: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    """KPIs for any scope and period; the formulas are those of kpis.md."""
+    keys = parse_metrics(metrics)
+    rng = resolve_range(
+        period,
+        _timestamp("from", from_),
+        _timestamp("to", to),
+        settings.zone,
+        first_weekday=settings.week_start,
+    )
+    query = MetricsQuery(
+        parse_group_by(group_by),
+        granularity,
+        rng,
+        _filters(agent_id, team_id, campaign_id),
+        settings.zone,
+        settings.week_start,
+    )
+    rows = MetricsService(settings).metrics(connection, keys, query)
+    return {
+        "from": rng.start.astimezone(settings.zone).isoformat(),
+        "to": rng.end.astimezone(settings.zone).isoformat(),
+        "timezone": settings.timezone,
+        "granularity": granularity.value,
+        "metrics": list(keys),
+        "rows": rows,
+    }
+
+
+@router.get("/v1/leaderboard", response_model=schemas.LeaderboardResponse, tags=["metrics"])
+def get_leaderboard(
+    settings: Settings,
+    connection: Db,
+    metric: str = "sales",
+    period: Period | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    team_id: Annotated[list[str] | None, Query()] = None,
+    campaign_id: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    min_volume: Annotated[int | None, Query(ge=0)] = None,
+    order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
+) -> dict[str, Any]:
+    """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
+    rng = resolve_range(
+        period,
+        _timestamp("from", from_),
+        _timestamp("to", to),
+        settings.zone,
+        first_weekday=settings.week_start,
+    )
+    effective_min, rows = MetricsService(settings).leaderboard(
+        connection,
+        metric.strip(),
+        rng,
+        _filters(None, team_id, campaign_id),
+        limit=limit,
+        min_volume=min_volume,
+        ascending=order == "asc",
+    )
+    return {
+        "metric": metric,
+        "from": rng.start.astimezone(settings.zone).isoformat(),
+        "to": rng.end.astimezone(settings.zone).isoformat(),
+        "timezone": settings.timezone,
+        "min_volume": effective_min,
+        "rows": rows,
+    }
+
+
+@router.get("/v1/ops/lag", response_model=schemas.LagResponse, tags=["operations"])
+async def get_lag(request: Request, settings: Settings) -> dict[str, Any]:
+    """Per partition of the events topic: end and committed offsets, lag, and a status."""
+    engine: Engine = request.app.state.engine
+    reader: LagReader = request.app.state.lag_reader
+
+    def read() -> list[Any]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                consumer_offset.select().where(consumer_offset.c.topic == settings.events_topic)
+            )
+            committed: dict[int, tuple[int, datetime | None]] = {
+                r.partition: (r.next_offset, as_utc(r.updated_at)) for r in rows
+            }
+        return reader.read(committed)
+
+    try:
+        partitions = await run_in_threadpool(read)
+    except DBAPIError as exc:
+        raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
+    except Exception as exc:
+        raise ServiceUnavailable(f"Kafka is not reachable: {exc}", retry_after=5) from exc
+    worst = max((p.status for p in partitions), key=_SEVERITY.__getitem__, default="ok")
+    return {
+        "topic": settings.events_topic,
+        "group_id": settings.group_id,
+        "status": worst,
+        "partitions": [
+            {
+                "partition": p.partition,
+                "end_offset": p.end_offset,
+                "committed_offset": p.committed_offset,
+                "lag": p.lag,
+                "lag_seconds": None if math.isnan(p.lag_seconds) else round(p.lag_seconds, 3),
+                "status": p.status,
+                "last_commit_at": p.last_commit_at.isoformat() if p.last_commit_at else None,
+            }
+            for p in partitions
+        ],
+    }
+
+
+@router.get("/readyz", response_model=schemas.ReadyResponse, tags=["health"])
+async def readyz(request: Request) -> dict[str, Any]:
+    """Ready when the database answers."""
+    engine: Engine = request.app.state.engine
+
+    def ping() -> None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except DBAPIError as exc:
+        raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
+    return {"status": "ready", "database": True}

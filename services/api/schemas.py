@@ -1,0 +1,57 @@
+"""Response bodies of the read API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class MetricsResponse(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    granularity: str
+    metrics: list[str]
+    rows: list[dict[str, Any]]
+
+
+class LeaderboardRow(BaseModel):
+    rank: int
+    agent_id: str
+    team_id: str | None
+    value: Any
+    volume: Any
+    previous_rank: int | None
+    rank_change: int | None
+
+
+class LeaderboardResponse(BaseModel):
+    metric: str
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    min_volume: int
+    rows: list[LeaderboardRow]
+
+
+class PartitionLagOut(BaseModel):
+    partition: int
+    end_offset: int
+    committed_offset: int
+    lag: int
+    lag_seconds: float | None
+    status: str
+    last_commit_at: str | None
+
+
+class LagResponse(BaseModel):
+    topic: str
+    group_id: str
+    status: str
+    partitions: list[PartitionLagOut]
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    database: bool

@@ -1,0 +1,98 @@
+"""The Kafka side of ingest: an idempotent producer that waits for every acknowledgement.
+
+kafka-python is synchronous, so these methods block; the routes call them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from services.ingest import metrics
+from services.ingest.settings import IngestSettings
+from shared.kafka import ensure_topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not acknowledge every message in time."""
+
+
+class EventProducer:
+    """Created lazily, so the service starts (and answers 503) while Kafka is down."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is None:
+                ensure_topic(
+                    self.settings.bootstrap_servers,
+                    self.settings.events_topic,
+                    self.settings.events_partitions,
+                )
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    client_id="callboard-ingest",
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=self.settings.producer_linger_ms,
+                    batch_size=256 * 1024,
+                    max_block_ms=3_000,
+                    request_timeout_ms=5_000,
+                    delivery_timeout_ms=int(self.settings.produce_timeout_seconds * 1000),
+                    retry_backoff_ms=100,
+                )
+            return self._producer
+
+    def send_all(self, messages: list[Message]) -> None:
+        """Send and wait until the broker acknowledged all of ``messages``, or raise."""
+        started = time.perf_counter()
+        try:
+            producer = self._get()
+            futures = [
+                producer.send(
+                    self.settings.events_topic, key=m.key, value=m.value, headers=m.headers
+                )
+                for m in messages
+            ]
+            producer.flush(timeout=self.settings.produce_timeout_seconds)
+            for future in futures:
+                future.get(timeout=self.settings.produce_timeout_seconds)
+        except (KafkaError, OSError) as exc:
+            metrics.PRODUCE_FAILURES.inc()
+            log.warning("produce failed", extra={"reason": repr(exc)})
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+        finally:
+            metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+    def ready(self) -> bool:
+        """The broker answers and has the events topic."""
+        try:
+            producer = self._get()
+            return bool(producer.partitions_for(self.settings.events_topic))
+        except (KafkaError, OSError) as exc:
+            log.info("kafka not ready", extra={"reason": repr(exc)})
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None

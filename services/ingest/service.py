@@ -1,0 +1,153 @@
+"""From a request body to acknowledged Kafka messages.
+
+Each event is validated on its own: a batch may be accepted in part, and the answer says
+which events were rejected and why. Accepted events are normalized (money in the
+deployment's currency) and keyed by agent, so one agent's events stay in order on one
+partition; a call that never reached an agent is keyed by its call id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from services.ingest import metrics
+from services.ingest.producer import BrokerUnavailable, EventProducer, Message
+from services.ingest.settings import IngestSettings
+from shared.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
+from shared.events import BaseEvent, EventRejection, FieldError, validate_event
+
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+_FOUR_PLACES = Decimal("0.0001")
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int
+    rejected: list[EventRejection]
+
+
+def parse_body(body: bytes, content_type: str) -> list[Any]:
+    """The raw events of a body: one object, an array, or newline-delimited JSON."""
+    media_type = content_type.split(";")[0].strip().lower()
+    try:
+        if media_type in NDJSON_TYPES:
+            return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _convert_money(event: BaseEvent, settings: IngestSettings) -> BaseEvent | FieldError:
+    currency = getattr(event, "currency", None)
+    if currency is None or currency == settings.currency:
+        if hasattr(event, "currency"):
+            return event.model_copy(update={"currency": settings.currency})
+        return event
+    rate = settings.currency_rates.get(currency)
+    if rate is None:
+        return FieldError(
+            field="currency",
+            message=(
+                f"{currency} is not this deployment's currency ({settings.currency}) and no "
+                f"conversion is configured (CALLBOARD_CURRENCY_RATES)"
+            ),
+        )
+    update: dict[str, Any] = {"currency": settings.currency}
+    for name in ("amount", "margin"):
+        value = getattr(event, name, None)
+        if value is not None:
+            update[name] = (value * rate).quantize(_FOUR_PLACES)
+    return event.model_copy(update=update)
+
+
+def _partition_key(event: BaseEvent) -> bytes:
+    key = event.agent_id or event.call_id or getattr(event, "order_id", None) or event.event_id
+    return str(key).encode()
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings, producer: EventProducer) -> None:
+        self.settings = settings
+        self.producer = producer
+
+    def check_size(self, declared_length: str | None, actual: int | None = None) -> None:
+        size = actual if actual is not None else int(declared_length or 0)
+        if size > self.settings.max_body_bytes:
+            raise PayloadTooLarge(
+                f"the body is {size} bytes; the limit is {self.settings.max_body_bytes} bytes. "
+                "Send the events in smaller batches."
+            )
+
+    def validate(self, raw_events: Sequence[Any]) -> tuple[list[BaseEvent], list[EventRejection]]:
+        if len(raw_events) > self.settings.max_events_per_request:
+            raise PayloadTooLarge(
+                f"{len(raw_events)} events in one request; the limit is "
+                f"{self.settings.max_events_per_request}. Send them in smaller batches."
+            )
+        now = datetime.now(UTC)
+        tolerance = timedelta(seconds=self.settings.future_tolerance_seconds)
+        accepted: list[BaseEvent] = []
+        rejected: list[EventRejection] = []
+        for index, raw in enumerate(raw_events):
+            metrics.RECEIVED.inc()
+            outcome: BaseEvent | list[FieldError] | FieldError = validate_event(
+                raw, now=now, future_tolerance=tolerance
+            )
+            if isinstance(outcome, BaseEvent):
+                outcome = _convert_money(outcome, self.settings)
+            if isinstance(outcome, BaseEvent):
+                accepted.append(outcome)
+                continue
+            errors = outcome if isinstance(outcome, list) else [outcome]
+            for error in errors:
+                metrics.REJECTED.labels(error.field.split(".")[0]).inc()
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            rejected.append(
+                EventRejection(
+                    index=index,
+                    event_id=event_id if isinstance(event_id, str) else None,
+                    errors=errors,
+                )
+            )
+        return accepted, rejected
+
+    def publish(self, events: list[BaseEvent], request_id: str) -> None:
+        """Blocking: returns once Kafka acknowledged every event."""
+        received_at = datetime.now(UTC).isoformat().encode()
+        headers = [("request_id", request_id.encode()), ("received_at", received_at)]
+        messages = [
+            Message(
+                key=_partition_key(e),
+                value=e.model_dump_json(exclude_none=True).encode(),
+                headers=headers,
+            )
+            for e in events
+        ]
+        try:
+            self.producer.send_all(messages)
+        except BrokerUnavailable as exc:
+            raise ServiceUnavailable(
+                "Kafka did not acknowledge the events; none of this request's events are "
+                "confirmed stored. Retry the same events (same event_id) later.",
+                retry_after=5,
+                details={"reason": str(exc)},
+            ) from exc
+        metrics.ACCEPTED.inc(len(events))
+
+    def reject_all(self, rejected: list[EventRejection], total: int) -> InvalidInput:
+        message = (
+            "the body holds no events"
+            if total == 0
+            else f"all {total} events were rejected; see rejected[].errors"
+        )
+        payload = [r.model_dump() for r in rejected]
+        return InvalidInput(
+            message, details={"rejected": payload}, extra={"accepted": 0, "rejected": payload}
+        )

@@ -1,0 +1,94 @@
+"""One exception type carrying its HTTP status, and the one error body every service returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any | None = None
+
+
+class ErrorBody(BaseModel):
+    """``{"error": {"code", "message", "details"}}``"""
+
+    error: ErrorDetail
+
+
+class CallboardError(Exception):
+    """Base of every error a caller can see. Subclasses set the status and code."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+        # Top-level fields some responses add beside "error" (ingest's accepted/rejected).
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        error = ErrorDetail(code=self.code, message=self.message, details=self.details)
+        return {"error": error.model_dump(exclude_none=True), **self.extra}
+
+
+class InvalidInput(CallboardError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class NotFound(CallboardError):
+    status_code = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(CallboardError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CallboardError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Unauthorized(CallboardError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(CallboardError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ServiceUnavailable(CallboardError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, details: Any | None = None) -> None:
+        super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (401, "Missing or invalid credentials"),
+        (403, "Not allowed for these credentials"),
+        (422, "Invalid input; the message says what to change"),
+        (503, "A dependency is unavailable; retry after the Retry-After seconds"),
+    )
+}

@@ -1,0 +1,324 @@
+"""Call events, version 1: the contract between dialers and the ingest service.
+
+Every KPI is a function of these events. The models validate exactly what ``events.md``
+allows: unknown fields are rejected, timestamps must carry an offset, money is decimal.
+The same models read the events back off Kafka in the aggregator.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Id128 = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4, allow_inf_nan=False)]
+Seconds = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+# Identifiers are opaque; these shapes are personal data and never belong in one.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"^(?:\+\d[\d\s\-().]{6,}|(?:\+?86)?1[3-9]\d{9}|\d{3,4}-\d{7,8})$")
+_ID_FIELDS = ("event_id", "source", "agent_id", "team_id", "campaign_id", "call_id", "lead_id")
+_PII_FIELD_NAMES = re.compile(r"phone|mobile|e[-_]?mail|tel(ephone)?$|msisdn|ani$|dnis$", re.I)
+
+
+class Direction(StrEnum):
+    outbound = "outbound"
+    inbound = "inbound"
+
+
+class AnsweredBy(StrEnum):
+    human = "human"
+    machine = "machine"
+
+
+class CustomerType(StrEnum):
+    new = "new"
+    existing = "existing"
+
+
+class LeadStage(StrEnum):
+    potential = "potential"
+    contacted = "contacted"
+    acknowledged = "acknowledged"
+    intent = "intent"
+    ready = "ready"
+    lost = "lost"
+
+
+class AgentState(StrEnum):
+    available = "available"
+    on_call = "on_call"
+    wrap_up = "wrap_up"
+    paused = "paused"
+    logged_out = "logged_out"
+
+
+class EventType(StrEnum):
+    call_started = "call.started"
+    call_answered = "call.answered"
+    call_ended = "call.ended"
+    call_dispositioned = "call.dispositioned"
+    call_completed = "call.completed"
+    quote_given = "quote.given"
+    sale_closed = "sale.closed"
+    sale_cancelled = "sale.cancelled"
+    payment_received = "payment.received"
+    lead_stage_changed = "lead.stage_changed"
+    survey_completed = "survey.completed"
+    agent_state_changed = "agent.state_changed"
+
+
+class BaseEvent(BaseModel):
+    """Fields every event has. ``agent_id`` is optional only on ``call.*`` (dialer drops)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    event_id: Id128
+    type: str
+    occurred_at: AwareDatetime
+    source: Annotated[str, StringConstraints(max_length=64)] | None = None
+    agent_id: Id64 | None = None
+    team_id: Id64 | None = None
+    campaign_id: Id64 | None = None
+    call_id: Id128 | None = None
+    lead_id: Id128 | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_personal_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in data:
+                if isinstance(name, str) and _PII_FIELD_NAMES.search(name):
+                    raise ValueError(
+                        f"field {name!r} looks like personal data (phone or e-mail); "
+                        "events carry opaque identifiers only"
+                    )
+        return data
+
+    @field_validator(*_ID_FIELDS)
+    @classmethod
+    def _opaque_identifier(cls, value: str | None) -> str | None:
+        if value is not None and (_EMAIL.search(value) or _PHONE.match(value.strip())):
+            raise ValueError(
+                "looks like a phone number or e-mail address; identifiers must be opaque ids"
+            )
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        context = info.context or {}
+        now: datetime | None = context.get("now")
+        tolerance: timedelta | None = context.get("future_tolerance")
+        if now is not None and tolerance is not None and value > now + tolerance:
+            raise ValueError(
+                f"is {(value - now).total_seconds():.0f} s in the future; "
+                f"at most {tolerance.total_seconds():.0f} s is accepted"
+            )
+        return value
+
+
+class AgentEvent(BaseEvent):
+    """An event that always belongs to an agent."""
+
+    agent_id: Id64
+
+
+class CallEvent(BaseEvent):
+    call_id: Id128
+
+
+class CallStarted(CallEvent):
+    type: Literal["call.started"]
+    direction: Direction = Direction.outbound
+
+
+class CallAnswered(CallEvent):
+    type: Literal["call.answered"]
+    contact_reached: bool = True
+    answered_by: AnsweredBy = AnsweredBy.human
+
+
+class CallEnded(CallEvent):
+    type: Literal["call.ended"]
+    talk_seconds: Seconds
+    wrap_seconds: Seconds | None = None
+    resolved: bool | None = None
+
+
+class CallDispositioned(CallEvent):
+    type: Literal["call.dispositioned"]
+    disposition: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class CallCompleted(CallEvent):
+    type: Literal["call.completed"]
+    direction: Direction = Direction.outbound
+    answered: bool
+    contact_reached: bool = True
+    answered_by: AnsweredBy = AnsweredBy.human
+    talk_seconds: Seconds = Decimal(0)
+    wrap_seconds: Seconds | None = None
+    resolved: bool | None = None
+    disposition: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+
+
+class QuoteGiven(AgentEvent):
+    type: Literal["quote.given"]
+    lead_id: Id128
+    amount: Money | None = None
+
+
+class SaleClosed(AgentEvent):
+    type: Literal["sale.closed"]
+    lead_id: Id128
+    order_id: Id128
+    amount: Money
+    currency: CurrencyCode | None = None
+    margin: (
+        Annotated[Decimal, Field(max_digits=18, decimal_places=4, allow_inf_nan=False)] | None
+    ) = None
+    customer_type: CustomerType = CustomerType.new
+
+
+class SaleCancelled(AgentEvent):
+    type: Literal["sale.cancelled"]
+    order_id: Id128
+
+
+class PaymentReceived(AgentEvent):
+    type: Literal["payment.received"]
+    order_id: Id128
+    amount: Money
+    currency: CurrencyCode | None = None
+
+
+class LeadStageChanged(AgentEvent):
+    type: Literal["lead.stage_changed"]
+    lead_id: Id128
+    stage: LeadStage
+
+
+class SurveyCompleted(AgentEvent):
+    type: Literal["survey.completed"]
+    call_id: Id128
+    score: Annotated[int, Field(ge=1, le=5, strict=True)]
+
+
+class AgentStateChanged(AgentEvent):
+    type: Literal["agent.state_changed"]
+    state: AgentState
+
+
+CALL_TYPES = frozenset(
+    {"call.started", "call.answered", "call.ended", "call.dispositioned", "call.completed"}
+)
+EVENT_MODELS: dict[str, type[BaseEvent]] = {
+    "call.started": CallStarted,
+    "call.answered": CallAnswered,
+    "call.ended": CallEnded,
+    "call.dispositioned": CallDispositioned,
+    "call.completed": CallCompleted,
+    "quote.given": QuoteGiven,
+    "sale.closed": SaleClosed,
+    "sale.cancelled": SaleCancelled,
+    "payment.received": PaymentReceived,
+    "lead.stage_changed": LeadStageChanged,
+    "survey.completed": SurveyCompleted,
+    "agent.state_changed": AgentStateChanged,
+}
+
+Event = Annotated[
+    Annotated[CallStarted, Tag("call.started")]
+    | Annotated[CallAnswered, Tag("call.answered")]
+    | Annotated[CallEnded, Tag("call.ended")]
+    | Annotated[CallDispositioned, Tag("call.dispositioned")]
+    | Annotated[CallCompleted, Tag("call.completed")]
+    | Annotated[QuoteGiven, Tag("quote.given")]
+    | Annotated[SaleClosed, Tag("sale.closed")]
+    | Annotated[SaleCancelled, Tag("sale.cancelled")]
+    | Annotated[PaymentReceived, Tag("payment.received")]
+    | Annotated[LeadStageChanged, Tag("lead.stage_changed")]
+    | Annotated[SurveyCompleted, Tag("survey.completed")]
+    | Annotated[AgentStateChanged, Tag("agent.state_changed")],
+    Discriminator(lambda v: v.get("type") if isinstance(v, dict) else getattr(v, "type", None)),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class EventRejection(BaseModel):
+    index: int
+    event_id: str | None
+    errors: list[FieldError]
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # Pydantic puts the union tag first in the location; the caller only knows field names.
+    parts = [str(p) for p in loc if str(p) not in EVENT_MODELS]
+    return ".".join(parts) or "(event)"
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field; version 1 of the event schema does not have it"
+    if kind == "missing":
+        return "is required"
+    if kind == "timezone_aware":
+        return "timestamp must carry a UTC offset, e.g. 2024-05-01T09:30:00+08:00"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def validate_event(
+    raw: Any, *, now: datetime | None = None, future_tolerance: timedelta | None = None
+) -> BaseEvent | list[FieldError]:
+    """Validate one raw event; return the model or the field errors that reject it."""
+    if not isinstance(raw, dict):
+        return [FieldError(field="(event)", message="each event must be a JSON object")]
+    event_type = raw.get("type")
+    if event_type not in EVENT_MODELS:
+        allowed = ", ".join(EVENT_MODELS)
+        message = "is required" if event_type is None else f"unknown type; one of: {allowed}"
+        return [FieldError(field="type", message=message)]
+    try:
+        return EVENT_MODELS[event_type].model_validate(
+            raw, context={"now": now, "future_tolerance": future_tolerance}
+        )
+    except ValidationError as exc:
+        return [
+            FieldError(field=_field_path(e["loc"]), message=_message(e))
+            for e in exc.errors(include_url=False)
+        ]
+
+
+def parse_stored_event(raw: dict[str, Any]) -> BaseEvent:
+    """Read back an event that ingest validated and wrote to Kafka."""
+    return EVENT_MODELS[raw["type"]].model_validate(raw)

@@ -1,0 +1,314 @@
+"""The KPIs of ``kpis.md``: their keys, names and formulas, defined once.
+
+The aggregator stores the additive counters and the lead facts; the API combines them into
+ratios with :func:`compute_kpis`. Both read the definitions from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+Number = int | Decimal
+
+
+class Unit(StrEnum):
+    count = "count"  # type: ignore[assignment]
+    seconds = "seconds"
+    money = "money"
+    ratio = "ratio"
+    score = "score"
+    per_hour = "per_hour"
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """An additive KPI stored per minute and per day."""
+
+    key: str
+    name_zh: str
+    unit: Unit
+    definition: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeadCount:
+    """A distinct-lead count: a lead counts once per scope and period."""
+
+    key: str
+    name_zh: str
+    fact: str
+    definition: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    key: str
+    name_zh: str
+    numerator: tuple[str, ...]
+    denominator: str
+    unit: Unit
+    formula: str
+    # Per-hour rates divide by hours, not seconds.
+    denominator_scale: int = 1
+
+
+COUNTERS: tuple[Counter, ...] = (
+    Counter("dials", "外拨次数", Unit.count, "calls with direction = outbound"),
+    Counter("inbound_calls", "呼入", Unit.count, "calls with direction = inbound"),
+    Counter("connects", "接通数", Unit.count, "calls answered by a human"),
+    Counter("inbound_connects", "呼入接通数", Unit.count, "inbound calls answered by a human"),
+    Counter("contacts", "有效联通数", Unit.count, "connected calls with contact_reached = true"),
+    Counter(
+        "effective_calls", "有效通话数", Unit.count, "connected calls with talk ≥ the threshold"
+    ),
+    Counter("talk_seconds", "通话时长", Unit.seconds, "sum of talk_seconds"),
+    Counter("effective_talk_seconds", "有效通话时长", Unit.seconds, "talk of effective calls"),
+    Counter("wrap_seconds", "话后处理", Unit.seconds, "sum of wrap_seconds"),
+    Counter("quotes", "报价次数", Unit.count, "quote.given events"),
+    Counter("sales", "成交单数", Unit.count, "sale.closed not cancelled"),
+    Counter("revenue", "销售额", Unit.money, "sum of the amount of sales not cancelled"),
+    Counter("margin", "利润", Unit.money, "sum of the margin of sales not cancelled"),
+    Counter("collections", "回款额", Unit.money, "payment.received for orders not cancelled"),
+    Counter("new_customer_sales", "新客户开发", Unit.count, "sales with customer_type = new"),
+    Counter(
+        "existing_customer_sales", "老客户二次开发", Unit.count, "sales, customer_type = existing"
+    ),
+    Counter("csat_responses", "满意度调查数", Unit.count, "survey.completed, one per call"),
+    Counter("csat_sum", "满意度总分", Unit.score, "sum of survey scores"),
+)
+COUNTER_KEYS: tuple[str, ...] = tuple(c.key for c in COUNTERS)
+MONEY_COUNTERS = frozenset(c.key for c in COUNTERS if c.unit is Unit.money)
+SECONDS_COUNTERS = frozenset(c.key for c in COUNTERS if c.unit is Unit.seconds)
+
+LEAD_COUNTS: tuple[LeadCount, ...] = (
+    LeadCount("leads_dialed", "呼出客户数", "dialed", "distinct leads with an outbound call"),
+    LeadCount("leads_reached", "有效客户数", "reached", "distinct leads with contact_reached"),
+    LeadCount("leads_quoted", "报价客户数", "quoted", "distinct leads quoted"),
+    LeadCount("leads_won", "成功出单客户数", "won", "distinct leads with a sale not cancelled"),
+    LeadCount("leads_intent", "意向客户数", "intent", "distinct leads at stage intent or ready"),
+)
+LEAD_COUNT_KEYS: tuple[str, ...] = tuple(c.key for c in LEAD_COUNTS)
+LEAD_FACT_OF: dict[str, str] = {c.key: c.fact for c in LEAD_COUNTS}
+
+# Time logged in comes from agent states, computed for the exact range asked.
+LOGGED_IN_SECONDS = "logged_in_seconds"
+RESOLVED_FIRST_CALL = "resolved_first_call"
+
+RATIOS: tuple[Ratio, ...] = (
+    Ratio("connect_rate", "通话接通率", ("connects",), "dials", Unit.ratio, "connects / dials"),
+    Ratio(
+        "contact_rate",
+        "有效联通率",
+        ("leads_reached",),
+        "leads_dialed",
+        Unit.ratio,
+        "leads_reached / leads_dialed",
+    ),
+    Ratio(
+        "quote_rate",
+        "报价成功率",
+        ("leads_quoted",),
+        "leads_reached",
+        Unit.ratio,
+        "leads_quoted / leads_reached",
+    ),
+    Ratio(
+        "close_rate",
+        "销售成功率",
+        ("leads_won",),
+        "leads_quoted",
+        Unit.ratio,
+        "leads_won / leads_quoted",
+    ),
+    Ratio(
+        "conversion_rate",
+        "销售转化率",
+        ("leads_won",),
+        "leads_dialed",
+        Unit.ratio,
+        "leads_won / leads_dialed",
+    ),
+    Ratio(
+        "intent_rate",
+        "意向客户获取率",
+        ("leads_intent",),
+        "leads_reached",
+        Unit.ratio,
+        "leads_intent / leads_reached",
+    ),
+    Ratio(
+        "lead_conversion_rate",
+        "线索转化率",
+        ("leads_won",),
+        "leads_intent",
+        Unit.ratio,
+        "leads_won / leads_intent",
+    ),
+    Ratio(
+        "avg_revenue_per_won_lead",
+        "客均保费",
+        ("revenue",),
+        "leads_won",
+        Unit.money,
+        "revenue / leads_won",
+    ),
+    Ratio("avg_order_value", "平均订单金额", ("revenue",), "sales", Unit.money, "revenue / sales"),
+    Ratio("margin_rate", "平均利润率", ("margin",), "revenue", Unit.ratio, "margin / revenue"),
+    Ratio(
+        "avg_talk_seconds",
+        "平均通话时长",
+        ("talk_seconds",),
+        "connects",
+        Unit.seconds,
+        "talk_seconds / connects",
+    ),
+    Ratio(
+        "avg_handle_seconds",
+        "平均处理时长",
+        ("talk_seconds", "wrap_seconds"),
+        "connects",
+        Unit.seconds,
+        "(talk_seconds + wrap_seconds) / connects",
+    ),
+    Ratio(
+        "calls_per_lead",
+        "客均通话次数",
+        ("dials",),
+        "leads_dialed",
+        Unit.ratio,
+        "dials / leads_dialed",
+    ),
+    Ratio(
+        "dials_per_hour",
+        "每小时外拨",
+        ("dials",),
+        LOGGED_IN_SECONDS,
+        Unit.per_hour,
+        "dials / (logged_in_seconds / 3600)",
+        denominator_scale=3600,
+    ),
+    Ratio(
+        "occupancy",
+        "利用率",
+        ("talk_seconds", "wrap_seconds"),
+        LOGGED_IN_SECONDS,
+        Unit.ratio,
+        "(talk_seconds + wrap_seconds) / logged_in_seconds",
+    ),
+    Ratio(
+        "fcr_rate",
+        "首次通话解决率",
+        (RESOLVED_FIRST_CALL,),
+        "inbound_connects",
+        Unit.ratio,
+        "resolved_first_call / inbound_connects",
+    ),
+    Ratio(
+        "csat_avg",
+        "客户满意度",
+        ("csat_sum",),
+        "csat_responses",
+        Unit.score,
+        "csat_sum / csat_responses",
+    ),
+)
+RATIO_BY_KEY: dict[str, Ratio] = {r.key: r for r in RATIOS}
+
+DISPOSITIONS = "dispositions"
+BASE_KEYS: tuple[str, ...] = (
+    *COUNTER_KEYS,
+    *LEAD_COUNT_KEYS,
+    LOGGED_IN_SECONDS,
+    RESOLVED_FIRST_CALL,
+)
+ALL_KPI_KEYS: tuple[str, ...] = (*BASE_KEYS, *RATIO_BY_KEY, DISPOSITIONS)
+
+DEFAULT_METRICS: tuple[str, ...] = (
+    "dials",
+    "connects",
+    "contacts",
+    "talk_seconds",
+    "quotes",
+    "sales",
+    "revenue",
+    "leads_dialed",
+    "leads_reached",
+    "connect_rate",
+    "contact_rate",
+    "close_rate",
+    "avg_talk_seconds",
+)
+
+# Ratio values are exact decimals rounded here for display; sums stay exact.
+RATIO_PLACES = Decimal("0.000001")
+MONEY_PLACES = Decimal("0.01")
+
+
+def base_keys_for(metrics: tuple[str, ...] | list[str]) -> set[str]:
+    """The stored counters, lead counts and time measures that ``metrics`` need."""
+    needed: set[str] = set()
+    for key in metrics:
+        ratio = RATIO_BY_KEY.get(key)
+        if ratio is None:
+            if key != DISPOSITIONS:
+                needed.add(key)
+        else:
+            needed.update(ratio.numerator)
+            needed.add(ratio.denominator)
+    return needed
+
+
+def ratio_value(ratio: Ratio, base: Mapping[str, Number | None]) -> Decimal | None:
+    """One ratio from its base values; ``None`` when the denominator is zero."""
+    denominator = Decimal(base.get(ratio.denominator) or 0)
+    if ratio.denominator_scale != 1:
+        denominator = denominator / ratio.denominator_scale
+    if denominator == 0:
+        return None
+    numerator = sum((Decimal(base.get(k) or 0) for k in ratio.numerator), Decimal(0))
+    places = MONEY_PLACES if ratio.unit is Unit.money else RATIO_PLACES
+    return (numerator / denominator).quantize(places)
+
+
+def compute_kpis(
+    metrics: tuple[str, ...] | list[str], base: Mapping[str, Number | None]
+) -> dict[str, Number | None]:
+    """The requested KPIs (base values and ratios) for one row of base values."""
+    out: dict[str, Number | None] = {}
+    for key in metrics:
+        ratio = RATIO_BY_KEY.get(key)
+        out[key] = ratio_value(ratio, base) if ratio is not None else base.get(key, 0)
+    return out
+
+
+def volume_key(metric: str) -> str:
+    """The count a leaderboard's minimum volume applies to: a ratio's denominator."""
+    ratio = RATIO_BY_KEY.get(metric)
+    return ratio.denominator if ratio is not None else metric
+
+
+# Stored counters are integers: money in ten-thousandths, seconds in milliseconds, so sums are
+# exact in every database (SQLite has no decimal type).
+STORAGE_SCALE: dict[str, int] = {
+    **{key: 10_000 for key in MONEY_COUNTERS},
+    **{key: 1_000 for key in SECONDS_COUNTERS},
+}
+
+
+def to_stored(key: str, value: Number) -> int:
+    """A counter value in its stored integer unit."""
+    scale = STORAGE_SCALE.get(key, 1)
+    return int(Decimal(value) * scale) if scale != 1 else int(value)
+
+
+def from_stored(key: str, value: int | Decimal | None) -> Number:
+    """A stored integer back in the KPI's unit (decimal for money and seconds)."""
+    if value is None:
+        return 0
+    scale = STORAGE_SCALE.get(key, 1)
+    if scale == 1:
+        return int(value)
+    return Decimal(value) / scale

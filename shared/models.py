@@ -1,0 +1,153 @@
+"""Database tables. Alembic migrations create them; nothing else does.
+
+Counters are stored per minute (UTC bucket, with its local hour) and per local day (with its
+week and month), per agent, team and campaign. An empty string stands for "none" in those
+three columns so that they can be part of the primary key. Money and seconds are integers in
+the units of ``shared.kpis.STORAGE_SCALE``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from shared.kpis import COUNTER_KEYS
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+TZ = DateTime(timezone=True)
+SCOPE_COLUMNS = ("agent_id", "team_id", "campaign_id")
+
+
+def _scope_columns() -> list[Column[str]]:
+    return [Column(name, String(64), primary_key=True) for name in SCOPE_COLUMNS]
+
+
+def _counter_columns() -> list[Column[int]]:
+    return [Column(key, BigInteger, nullable=False, default=0) for key in COUNTER_KEYS]
+
+
+kpi_minute = Table(
+    "kpi_minute",
+    metadata,
+    Column("bucket", TZ, primary_key=True),
+    *_scope_columns(),
+    Column("hour", TZ, nullable=False),
+    *_counter_columns(),
+)
+Index("ix_kpi_minute_agent_bucket", kpi_minute.c.agent_id, kpi_minute.c.bucket)
+
+kpi_day = Table(
+    "kpi_day",
+    metadata,
+    Column("day", Date, primary_key=True),
+    *_scope_columns(),
+    Column("week", Date, nullable=False),
+    Column("month", Date, nullable=False),
+    *_counter_columns(),
+)
+
+disposition_minute = Table(
+    "disposition_minute",
+    metadata,
+    Column("bucket", TZ, primary_key=True),
+    *_scope_columns(),
+    Column("disposition", String(32), primary_key=True),
+    Column("hour", TZ, nullable=False),
+    Column("calls", BigInteger, nullable=False, default=0),
+)
+
+disposition_day = Table(
+    "disposition_day",
+    metadata,
+    Column("day", Date, primary_key=True),
+    *_scope_columns(),
+    Column("disposition", String(32), primary_key=True),
+    Column("week", Date, nullable=False),
+    Column("month", Date, nullable=False),
+    Column("calls", BigInteger, nullable=False, default=0),
+)
+
+# One row per fact a call, quote, sale or stage change says about a lead, so that distinct
+# leads can be counted exactly for any range and scope.
+lead_fact = Table(
+    "lead_fact",
+    metadata,
+    Column("source", String(160), primary_key=True),
+    Column("fact", String(16), primary_key=True),
+    Column("lead_id", String(128), nullable=False),
+    Column("occurred_at", TZ, nullable=False),
+    Column("bucket", TZ, nullable=False),
+    Column("hour", TZ, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("week", Date, nullable=False),
+    Column("month", Date, nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("campaign_id", String(64), nullable=False),
+    Column("flag", Boolean, nullable=False, default=False),
+)
+Index("ix_lead_fact_fact_occurred_at", lead_fact.c.fact, lead_fact.c.occurred_at)
+
+# The merged facts of every call, order, quote and stage change, so a late, repeated or
+# corrected event can replace what the entity contributed before.
+entity_state = Table(
+    "entity_state",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("state", Text, nullable=False),
+)
+
+# Where each partition of the events topic has been applied up to: written in the same
+# transaction as the numbers, so the database alone says what was counted.
+consumer_offset = Table(
+    "consumer_offset",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+)
+
+# The roster: each agent's current team, the team of its latest event that named one.
+agent_team = Table(
+    "agent_team",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("team_id", String(64), nullable=False),
+    Column("occurred_at", TZ, nullable=False),
+    Column("event_id", String(128), nullable=False),
+)
+
+agent_state_change = Table(
+    "agent_state_change",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("occurred_at", TZ, nullable=False),
+)
+Index(
+    "ix_agent_state_change_agent_occurred_at",
+    agent_state_change.c.agent_id,
+    agent_state_change.c.occurred_at,
+)

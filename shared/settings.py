@@ -1,0 +1,59 @@
+"""Settings read from the environment, all under the ``CALLBOARD_`` prefix.
+
+One class holds what every service needs (Kafka, database, time zone, money); each service
+extends it with its own. A bad value fails at start with pydantic's message naming the field.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./callboard.db"
+
+
+class CommonSettings(BaseSettings):
+    """What the three services share."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALLBOARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    events_topic: str = "callboard.events"
+    database_url: str = DEFAULT_DATABASE_URL
+    timezone: str = "Asia/Shanghai"
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    # Other currencies accepted and converted at a fixed rate, e.g. {"USD": "7.10"}.
+    currency_rates: dict[str, Decimal] = Field(default_factory=dict)
+    effective_call_seconds: int = Field(default=60, ge=0)
+    future_tolerance_seconds: int = Field(default=300, ge=0)
+    # 0 = Monday ... 6 = Sunday.
+    week_start: int = Field(default=0, ge=0, le=6)
+    log_level: str = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+@lru_cache
+def common_settings() -> CommonSettings:
+    return CommonSettings()

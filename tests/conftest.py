@@ -1,0 +1,73 @@
+"""Fixtures: a migrated database per test, a topic per test, the services as processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from shared.db import upgrade_database
+from shared.kafka import ensure_topic
+from tests.pipeline import Pipeline
+
+pytest_plugins = ["tests.fixtures_infra"]
+
+TEMPLATE = "callboard_template"
+
+
+def _admin_url(url: str) -> str:
+    return make_url(url).set(database="postgres").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_url: str) -> str:
+    """A database migrated once per session, copied for each test."""
+    admin = create_engine(_admin_url(postgres_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{TEMPLATE}"'))
+    admin.dispose()
+    url = make_url(postgres_url).set(database=TEMPLATE).render_as_string(hide_password=False)
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture
+def database_url(migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of this test's own."""
+    name = f"cb_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_admin_url(migrated_template), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
+    yield make_url(migrated_template).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def topic(kafka_bootstrap_servers: str) -> str:
+    """An events topic of this test's own, with three partitions."""
+    name = f"events-{uuid.uuid4().hex[:12]}"
+    ensure_topic([kafka_bootstrap_servers], name, 3)
+    return name
+
+
+@pytest.fixture
+def pipeline(
+    kafka_bootstrap_servers: str,
+    database_url: str,
+    topic: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    """Ingest, aggregator and API as separate processes on the real broker and database."""
+    with Pipeline(
+        bootstrap_servers=kafka_bootstrap_servers,
+        database_url=database_url,
+        topic=topic,
+        workdir=tmp_path_factory.mktemp("pipeline"),
+    ) as running:
+        yield running

@@ -1,0 +1,343 @@
+"""A simulated call floor for tests: the truth of what happened, and the events that say it.
+
+The truth is a list of calls, quotes and sales with their final facts. The events are one
+way a dialer might report them: split ``call.*`` events or one ``call.completed``, corrected
+dispositions, cancelled sales, duplicates and any order. The reference KPIs are computed
+from the truth in plain Python and share no code with the pipeline.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass
+class TrueCall:
+    call_id: str
+    agent_id: str
+    team_id: str
+    campaign_id: str
+    lead_id: str
+    start: datetime
+    direction: str
+    answered: bool
+    answered_by: str
+    contact_reached: bool
+    talk_seconds: int
+    wrap_seconds: int
+    disposition: str
+    survey: int | None = None
+
+
+@dataclass
+class TrueSale:
+    order_id: str
+    agent_id: str
+    team_id: str
+    campaign_id: str
+    lead_id: str
+    at: datetime
+    amount: Decimal
+    margin: Decimal
+    customer_type: str
+    cancelled: bool
+
+
+@dataclass
+class TrueQuote:
+    event_id: str
+    agent_id: str
+    team_id: str
+    campaign_id: str
+    lead_id: str
+    at: datetime
+
+
+@dataclass
+class Floor:
+    calls: list[TrueCall] = field(default_factory=list)
+    sales: list[TrueSale] = field(default_factory=list)
+    quotes: list[TrueQuote] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def generate_floor(
+    seed: int,
+    *,
+    start: datetime,
+    hours: float = 8,
+    teams: int = 2,
+    agents_per_team: int = 4,
+    calls_per_agent: int = 60,
+    leads: int = 400,
+    duplicate_share: float = 0.1,
+    effective_threshold: int = 60,
+) -> Floor:
+    """A floor inside ``[start, start + hours)``; every call starts at least 10 min early."""
+    rng = random.Random(seed)
+    floor = Floor()
+    span = int(hours * 3600) - 900
+    lead_ids = [f"lead-{seed}-{i}" for i in range(leads)]
+    seq = 0
+
+    def next_id(prefix: str) -> str:
+        nonlocal seq
+        seq += 1
+        return f"{prefix}-{seed}-{seq}"
+
+    for t in range(teams):
+        team_id = f"team-{t}"
+        for a in range(agents_per_team):
+            agent_id = f"agent-{t}-{a}"
+            for _ in range(calls_per_agent):
+                at = start + timedelta(seconds=rng.randrange(span))
+                direction = "inbound" if rng.random() < 0.1 else "outbound"
+                answered = rng.random() < 0.55
+                answered_by = "machine" if answered and rng.random() < 0.1 else "human"
+                human = answered and answered_by == "human"
+                contact = human and rng.random() < 0.7
+                talk = rng.choice([5, 30, 59, 60, 61, 120, 300]) if human else 0
+                wrap = rng.randrange(0, 40) if human else 0
+                call = TrueCall(
+                    call_id=next_id("call"),
+                    agent_id=agent_id,
+                    team_id=team_id,
+                    campaign_id=rng.choice(["spring", "renewal"]),
+                    lead_id=rng.choice(lead_ids),
+                    start=at,
+                    direction=direction,
+                    answered=answered,
+                    answered_by=answered_by,
+                    contact_reached=contact,
+                    talk_seconds=talk,
+                    wrap_seconds=wrap,
+                    disposition=rng.choice(["NI", "CALLBK", "SALE", "B"]) if human else "NA",
+                    survey=rng.randint(1, 5) if human and rng.random() < 0.2 else None,
+                )
+                floor.calls.append(call)
+                floor.events.extend(_call_events(call, rng, next_id))
+                if contact and rng.random() < 0.4:
+                    quote = TrueQuote(
+                        next_id("quote"),
+                        agent_id,
+                        team_id,
+                        call.campaign_id,
+                        call.lead_id,
+                        at + timedelta(seconds=talk),
+                    )
+                    floor.quotes.append(quote)
+                    floor.events.append(
+                        {
+                            "event_id": quote.event_id,
+                            "type": "quote.given",
+                            "occurred_at": _iso(quote.at),
+                            "agent_id": agent_id,
+                            "team_id": team_id,
+                            "campaign_id": call.campaign_id,
+                            "lead_id": call.lead_id,
+                            "amount": str(rng.randrange(100, 5000)),
+                        }
+                    )
+                    if rng.random() < 0.5:
+                        sale = TrueSale(
+                            order_id=next_id("order"),
+                            agent_id=agent_id,
+                            team_id=team_id,
+                            campaign_id=call.campaign_id,
+                            lead_id=call.lead_id,
+                            at=at + timedelta(seconds=talk + 60),
+                            amount=Decimal(rng.randrange(10000, 500000)) / 100,
+                            margin=Decimal(rng.randrange(1000, 50000)) / 100,
+                            customer_type=rng.choice(["new", "new", "existing"]),
+                            cancelled=rng.random() < 0.15,
+                        )
+                        floor.sales.append(sale)
+                        floor.events.extend(_sale_events(sale, rng, next_id))
+    duplicates = [
+        dict(e) for e in rng.sample(floor.events, int(len(floor.events) * duplicate_share))
+    ]
+    floor.events.extend(duplicates)
+    rng.shuffle(floor.events)
+    return floor
+
+
+def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[str, Any]]:
+    common = {"agent_id": call.agent_id, "call_id": call.call_id}
+    first = {
+        **common,
+        "team_id": call.team_id,
+        "campaign_id": call.campaign_id,
+        "lead_id": call.lead_id,
+    }
+    events: list[dict[str, Any]] = []
+    # A wrong first code, corrected later: the later code must win.
+    wrong = {
+        "event_id": next_id("ev"),
+        "type": "call.dispositioned",
+        "occurred_at": _iso(call.start + timedelta(seconds=call.talk_seconds + 5)),
+        **common,
+        "disposition": "WRONG",
+    }
+    final_disposition = {
+        "event_id": next_id("ev"),
+        "type": "call.dispositioned",
+        "occurred_at": _iso(call.start + timedelta(seconds=call.talk_seconds + 50)),
+        **common,
+        "disposition": call.disposition,
+    }
+    style = rng.random()
+    if style < 0.3:
+        completed: dict[str, Any] = {
+            "event_id": next_id("ev"),
+            "type": "call.completed",
+            "occurred_at": _iso(call.start),
+            **first,
+            "direction": call.direction,
+            "answered": call.answered,
+            "answered_by": call.answered_by,
+            "contact_reached": call.contact_reached,
+            "talk_seconds": call.talk_seconds,
+            "wrap_seconds": call.wrap_seconds,
+        }
+        if rng.random() < 0.5:
+            completed["disposition"] = "WRONG"
+            events.append(final_disposition)
+        else:
+            completed["disposition"] = call.disposition
+        events.append(completed)
+    else:
+        events.append(
+            {
+                "event_id": next_id("ev"),
+                "type": "call.started",
+                "occurred_at": _iso(call.start),
+                **first,
+                "direction": call.direction,
+            }
+        )
+        if call.answered:
+            events.append(
+                {
+                    "event_id": next_id("ev"),
+                    "type": "call.answered",
+                    "occurred_at": _iso(call.start + timedelta(seconds=8)),
+                    **common,
+                    "answered_by": call.answered_by,
+                    "contact_reached": call.contact_reached,
+                }
+            )
+        events.append(
+            {
+                "event_id": next_id("ev"),
+                "type": "call.ended",
+                "occurred_at": _iso(call.start + timedelta(seconds=8 + call.talk_seconds)),
+                **common,
+                "talk_seconds": call.talk_seconds,
+                "wrap_seconds": call.wrap_seconds,
+            }
+        )
+        if style < 0.6:
+            events.append(wrong)
+        events.append(final_disposition)
+    if call.survey is not None:
+        events.append(
+            {
+                "event_id": next_id("ev"),
+                "type": "survey.completed",
+                "occurred_at": _iso(call.start + timedelta(seconds=call.talk_seconds + 120)),
+                "agent_id": call.agent_id,
+                "call_id": call.call_id,
+                "score": call.survey,
+            }
+        )
+    return events
+
+
+def _sale_events(sale: TrueSale, rng: random.Random, next_id: Any) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = [
+        {
+            "event_id": next_id("ev"),
+            "type": "sale.closed",
+            "occurred_at": _iso(sale.at),
+            "agent_id": sale.agent_id,
+            "team_id": sale.team_id,
+            "campaign_id": sale.campaign_id,
+            "lead_id": sale.lead_id,
+            "order_id": sale.order_id,
+            "amount": str(sale.amount),
+            "margin": str(sale.margin),
+            "customer_type": sale.customer_type,
+        }
+    ]
+    if sale.cancelled:
+        events.append(
+            {
+                "event_id": next_id("ev"),
+                "type": "sale.cancelled",
+                "occurred_at": _iso(sale.at + timedelta(minutes=rng.randrange(1, 30))),
+                "agent_id": sale.agent_id,
+                "order_id": sale.order_id,
+            }
+        )
+    return events
+
+
+def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str, dict[str, Any]]:
+    """Every KPI the floor exercises, per agent, from the truth."""
+
+    def new_row() -> dict[str, Any]:
+        row: dict[str, Any] = defaultdict(int)
+        row.update(dispositions=defaultdict(int), revenue=Decimal(0), margin=Decimal(0))
+        return row
+
+    out: dict[str, dict[str, Any]] = defaultdict(new_row)
+    lead_sets: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for call in floor.calls:
+        row = out[call.agent_id]
+        human = call.answered and call.answered_by == "human"
+        if call.direction == "outbound":
+            row["dials"] += 1
+            lead_sets[call.agent_id]["dialed"].add(call.lead_id)
+        else:
+            row["inbound_calls"] += 1
+        row["connects"] += int(human)
+        row["contacts"] += int(human and call.contact_reached)
+        if human and call.contact_reached:
+            lead_sets[call.agent_id]["reached"].add(call.lead_id)
+        effective = human and call.talk_seconds >= effective_threshold
+        row["effective_calls"] += int(effective)
+        row["effective_talk_seconds"] += call.talk_seconds if effective else 0
+        row["talk_seconds"] += call.talk_seconds
+        row["wrap_seconds"] += call.wrap_seconds
+        row["dispositions"][call.disposition] += 1
+        if call.survey is not None:
+            row["csat_responses"] += 1
+            row["csat_sum"] += call.survey
+    for quote in floor.quotes:
+        out[quote.agent_id]["quotes"] += 1
+        lead_sets[quote.agent_id]["quoted"].add(quote.lead_id)
+    for sale in floor.sales:
+        row = out[sale.agent_id]
+        if sale.cancelled:
+            continue
+        row["sales"] += 1
+        row["revenue"] += sale.amount
+        row["margin"] += sale.margin
+        row[f"{sale.customer_type}_customer_sales"] += 1
+        lead_sets[sale.agent_id]["won"].add(sale.lead_id)
+    for agent_id, sets in lead_sets.items():
+        for fact, leads in sets.items():
+            out[agent_id][f"leads_{fact}"] = len(leads)
+    return {
+        agent: {**values, "dispositions": dict(values["dispositions"])}
+        for agent, values in out.items()
+    }
