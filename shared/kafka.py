@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 
 def ensure_topic(bootstrap_servers: list[str], topic: str, partitions: int) -> None:
     """Create ``topic`` with ``partitions`` unless it exists; never shrinks or alters it."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000, bootstrap_timeout_ms=3_000
+    )
     try:
         if topic in admin.list_topics():
             return

@@ -71,3 +71,23 @@ def pipeline(
         workdir=tmp_path_factory.mktemp("pipeline"),
     ) as running:
         yield running
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_pipeline(
+    request: pytest.FixtureRequest,
+    kafka_bootstrap_servers: str,
+    topic: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    """The pipeline on PostgreSQL, and again on the SQLite file of ``make demo``."""
+    workdir = tmp_path_factory.mktemp("pipeline")
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir / 'callboard.db'}"
+        upgrade_database(url)
+    else:
+        url = request.getfixturevalue("database_url")
+    with Pipeline(
+        bootstrap_servers=kafka_bootstrap_servers, database_url=url, topic=topic, workdir=workdir
+    ) as running:
+        yield running

@@ -87,8 +87,8 @@ def lock_entities(connection: Connection, keys: Sequence[str]) -> None:
     connection.execute(
         text(
             "SELECT pg_advisory_xact_lock(slot) FROM "
-            "(SELECT DISTINCT abs(hashtext(k)) % :slots AS slot FROM unnest(CAST(:keys AS text[])) AS k "
-            "ORDER BY slot) AS s"
+            "(SELECT DISTINCT abs(hashtext(k)) % :slots AS slot "
+            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY slot) AS s"
         ),
         {"slots": _LOCK_SLOTS, "keys": list(keys)},
     )

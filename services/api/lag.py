@@ -46,6 +46,7 @@ class LagReader:
                 enable_auto_commit=False,
                 client_id="callboard-api-lag",
                 request_timeout_ms=5_000,
+                bootstrap_timeout_ms=3_000,
                 consumer_timeout_ms=1_000,
             )
         return self._consumer

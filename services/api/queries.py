@@ -58,7 +58,10 @@ def _scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
     roster = agent_team.alias("roster")
     team = case((table.c.team_id != "", table.c.team_id), else_=func.coalesce(roster.c.team_id, ""))
     joined = table.outerjoin(roster, roster.c.agent_id == table.c.agent_id)
-    return joined, {"agent": table.c.agent_id, "team": team, "campaign": table.c.campaign_id}
+    columns = {"agent": table.c.agent_id, "team": team}
+    if "campaign_id" in table.c:
+        columns["campaign"] = table.c.campaign_id
+    return joined, columns
 
 
 def _filter_conditions(

@@ -55,6 +55,7 @@ class EventProducer:
                     linger_ms=self.settings.producer_linger_ms,
                     batch_size=256 * 1024,
                     max_block_ms=3_000,
+                    bootstrap_timeout_ms=3_000,
                     request_timeout_ms=5_000,
                     delivery_timeout_ms=int(self.settings.produce_timeout_seconds * 1000),
                     retry_backoff_ms=100,

@@ -1,0 +1,343 @@
+"""The read API on a small floor whose every number is worked out by hand.
+
+Deployment zone Asia/Shanghai. Day 1 is Monday 2026-11-02, day 2 the Tuesday after.
+
+Day 1
+  c1  a1 (names team T1)  L1  outbound, answered by a human, contact, talk 90, wrap 10, SALE
+  c2  a1 (no team)        L2  outbound, not answered, NA
+  c3  a1 (no team)        L1  outbound, answered, contact, talk 30
+  c4  a2 (T2)             L3  outbound, answered by a machine
+  c5  a2                  L1  outbound, answered, contact, talk 200
+  c8  a3 (T2)             L6  inbound, answered, talk 50, not resolved   (14:00)
+  c9  a3                  L6  inbound, answered, talk 50, resolved       (15:00)
+  q1  a1 quotes L1; o1 a1 sells L1 1000.50 (margin 100); o2 a2 sells L1 500, cancelled
+  survey on c1: 4
+  a1 states: available 09:00, paused 12:00, logged_out 13:00 -> 4 h logged in
+Day 2
+  c6  a1  L4  outbound, answered, contact, talk 60
+  c7  a2  L5  outbound, not answered
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.pipeline import TIMEZONE, Pipeline
+
+pytestmark = pytest.mark.pipeline
+ZONE = ZoneInfo(TIMEZONE)
+DAY1 = datetime(2026, 11, 2, tzinfo=ZONE)
+DAY2 = DAY1 + timedelta(days=1)
+
+
+def _at(day: datetime, hour: int, minute: int = 0, second: int = 0) -> str:
+    return day.replace(hour=hour, minute=minute, second=second).isoformat()
+
+
+def _call(
+    call_id: str,
+    agent: str,
+    lead: str,
+    at: str,
+    *,
+    team: str | None = None,
+    direction: str = "outbound",
+    answered_by: str | None = None,
+    contact: bool = True,
+    talk: int = 0,
+    wrap: int = 0,
+    disposition: str | None = None,
+    resolved: bool | None = None,
+) -> list[dict[str, Any]]:
+    common = {"call_id": call_id, "agent_id": agent}
+    started: dict[str, Any] = {
+        "event_id": f"{call_id}-s",
+        "type": "call.started",
+        "occurred_at": at,
+        **common,
+        "lead_id": lead,
+        "direction": direction,
+    }
+    if team:
+        started["team_id"] = team
+    start = datetime.fromisoformat(at)
+    events = [started]
+    if answered_by:
+        events.append(
+            {
+                "event_id": f"{call_id}-a",
+                "type": "call.answered",
+                "occurred_at": (start + timedelta(seconds=5)).isoformat(),
+                **common,
+                "answered_by": answered_by,
+                "contact_reached": contact,
+            }
+        )
+    ended: dict[str, Any] = {
+        "event_id": f"{call_id}-e",
+        "type": "call.ended",
+        "occurred_at": (start + timedelta(seconds=5 + talk)).isoformat(),
+        **common,
+        "talk_seconds": talk,
+        "wrap_seconds": wrap,
+    }
+    if resolved is not None:
+        ended["resolved"] = resolved
+    events.append(ended)
+    if disposition:
+        events.append(
+            {
+                "event_id": f"{call_id}-d",
+                "type": "call.dispositioned",
+                "occurred_at": (start + timedelta(seconds=10 + talk)).isoformat(),
+                **common,
+                "disposition": disposition,
+            }
+        )
+    return events
+
+
+def _floor() -> list[dict[str, Any]]:
+    events = [
+        *_call(
+            "c1",
+            "a1",
+            "L1",
+            _at(DAY1, 9, 0, 10),
+            team="T1",
+            answered_by="human",
+            talk=90,
+            wrap=10,
+            disposition="SALE",
+        ),
+        *_call("c2", "a1", "L2", _at(DAY1, 9, 5), disposition="NA"),
+        *_call("c3", "a1", "L1", _at(DAY1, 10, 0), answered_by="human", talk=30),
+        *_call("c4", "a2", "L3", _at(DAY1, 9, 30), team="T2", answered_by="machine"),
+        *_call("c5", "a2", "L1", _at(DAY1, 11, 15), answered_by="human", talk=200),
+        *_call(
+            "c8",
+            "a3",
+            "L6",
+            _at(DAY1, 14, 0),
+            team="T2",
+            direction="inbound",
+            answered_by="human",
+            talk=50,
+            resolved=False,
+        ),
+        *_call(
+            "c9",
+            "a3",
+            "L6",
+            _at(DAY1, 15, 0),
+            direction="inbound",
+            answered_by="human",
+            talk=50,
+            resolved=True,
+        ),
+        *_call("c6", "a1", "L4", _at(DAY2, 8, 0), answered_by="human", talk=60),
+        *_call("c7", "a2", "L5", _at(DAY2, 9, 0)),
+        {
+            "event_id": "q1",
+            "type": "quote.given",
+            "occurred_at": _at(DAY1, 9, 2),
+            "agent_id": "a1",
+            "lead_id": "L1",
+            "amount": "999",
+        },
+        {
+            "event_id": "o1",
+            "type": "sale.closed",
+            "occurred_at": _at(DAY1, 9, 10),
+            "agent_id": "a1",
+            "lead_id": "L1",
+            "order_id": "o1",
+            "amount": "1000.50",
+            "margin": "100",
+        },
+        {
+            "event_id": "o2",
+            "type": "sale.closed",
+            "occurred_at": _at(DAY1, 11, 20),
+            "agent_id": "a2",
+            "lead_id": "L1",
+            "order_id": "o2",
+            "amount": "500",
+        },
+        {
+            "event_id": "o2-x",
+            "type": "sale.cancelled",
+            "occurred_at": _at(DAY1, 11, 40),
+            "agent_id": "a2",
+            "order_id": "o2",
+        },
+        {
+            "event_id": "sv1",
+            "type": "survey.completed",
+            "occurred_at": _at(DAY1, 9, 20),
+            "agent_id": "a1",
+            "call_id": "c1",
+            "score": 4,
+        },
+    ]
+    for event_id, hour, state in (
+        ("st1", 9, "available"),
+        ("st2", 12, "paused"),
+        ("st3", 13, "logged_out"),
+    ):
+        events.append(
+            {
+                "event_id": event_id,
+                "type": "agent.state_changed",
+                "occurred_at": _at(DAY1, hour),
+                "agent_id": "a1",
+                "state": state,
+            }
+        )
+    random.Random(5).shuffle(events)
+    return events
+
+
+@pytest.fixture
+def floor(any_pipeline: Pipeline) -> Pipeline:
+    events = _floor()
+    any_pipeline.post(events + events[:10])
+    any_pipeline.wait_caught_up()
+    return any_pipeline
+
+
+def _day(day: datetime, **params: Any) -> dict[str, Any]:
+    return {"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat(), **params}
+
+
+def _rows(body: dict[str, Any], key: str) -> dict[Any, dict[str, Any]]:
+    return {row[key]: row for row in body["rows"]}
+
+
+def test_every_number_of_the_hand_worked_floor(floor: Pipeline) -> None:
+    metrics = (
+        "dials,inbound_calls,connects,contacts,effective_calls,talk_seconds,wrap_seconds,"
+        "quotes,sales,revenue,margin,leads_dialed,leads_reached,leads_quoted,leads_won,"
+        "connect_rate,contact_rate,close_rate,avg_order_value,margin_rate,csat_avg,"
+        "logged_in_seconds,dials_per_hour,occupancy,resolved_first_call,fcr_rate,dispositions"
+    )
+    rows = _rows(floor.metrics(**_day(DAY1, metrics=metrics, group_by="agent")), "agent_id")
+    assert rows["a1"] | {} == rows["a1"]
+    a1, a2, a3 = rows["a1"], rows["a2"], rows["a3"]
+    assert (a1["dials"], a1["connects"], a1["contacts"], a1["effective_calls"]) == (3, 2, 2, 1)
+    assert (a1["talk_seconds"], a1["wrap_seconds"]) == (120, 10)
+    assert (a1["quotes"], a1["sales"], a1["revenue"], a1["margin"]) == (1, 1, "1000.50", "100.00")
+    assert (a1["leads_dialed"], a1["leads_reached"], a1["leads_quoted"], a1["leads_won"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert a1["connect_rate"] == 0.666667
+    assert a1["contact_rate"] == 0.5
+    assert a1["close_rate"] == 1.0
+    assert a1["avg_order_value"] == "1000.50"
+    assert a1["margin_rate"] == 0.099950  # 100 / 1000.50
+    assert a1["csat_avg"] == 4.0
+    assert a1["logged_in_seconds"] == 4 * 3600
+    assert a1["dials_per_hour"] == 0.75
+    assert a1["occupancy"] == round(130 / 14400, 6)
+    assert a1["dispositions"] == {"SALE": 1, "NA": 1}
+
+    assert (a2["dials"], a2["connects"], a2["contacts"], a2["talk_seconds"]) == (2, 1, 1, 200)
+    assert (a2["sales"], a2["revenue"], a2["leads_dialed"], a2["leads_won"]) == (0, "0.00", 2, 0)
+    assert a2["close_rate"] is None and a2["avg_order_value"] is None
+
+    assert (a3["dials"], a3["inbound_calls"], a3["connects"]) == (0, 2, 2)
+    assert a3["connect_rate"] is None
+    # c8 was L6's first inbound call of the day, and it was not resolved.
+    assert (a3["resolved_first_call"], a3["fcr_rate"]) == (0, 0.0)
+    later = floor.metrics(
+        **{"from": _at(DAY1, 14, 30), "to": _at(DAY1, 16)},
+        metrics="resolved_first_call,fcr_rate",
+        agent_id="a3",
+    )
+    assert later["rows"] == [{"resolved_first_call": 1, "fcr_rate": 1.0}]
+
+
+def test_lead_counts_are_distinct_across_agents(floor: Pipeline) -> None:
+    total = floor.metrics(**_day(DAY1, metrics="dials,leads_dialed,leads_reached"))["rows"]
+    # L1 was dialed by a1 and a2: once for the floor. Reached: L1, and L6 on its inbound calls.
+    assert total == [{"dials": 5, "leads_dialed": 3, "leads_reached": 2}]
+
+
+def test_an_agent_without_team_counts_for_its_roster_team(floor: Pipeline) -> None:
+    rows = _rows(
+        floor.metrics(**_day(DAY1, metrics="dials,leads_dialed", group_by="team")), "team_id"
+    )
+    assert rows["T1"]["dials"] == 3 and rows["T2"]["dials"] == 2
+    assert rows["T1"]["leads_dialed"] == 2 and rows["T2"]["leads_dialed"] == 2
+    only_t2 = floor.metrics(**_day(DAY1, metrics="dials", group_by="agent", team_id="T2"))
+    assert {r["agent_id"]: r["dials"] for r in only_t2["rows"]} == {"a2": 2, "a3": 0}
+
+
+def test_granularities(floor: Pipeline) -> None:
+    hours = floor.metrics(**_day(DAY1, metrics="dials", granularity="hour"))["rows"]
+    assert [(r["bucket"], r["dials"]) for r in hours if r["dials"]] == [
+        ("2026-11-02T09:00:00+08:00", 3),
+        ("2026-11-02T10:00:00+08:00", 1),
+        ("2026-11-02T11:00:00+08:00", 1),
+    ]
+    # A partial first day (from the minute table) and a whole second day (the rollup).
+    days = floor.metrics(
+        **{"from": _at(DAY1, 9), "to": (DAY2 + timedelta(days=1)).isoformat()},
+        metrics="dials,leads_dialed",
+        granularity="day",
+    )["rows"]
+    assert [(r["bucket"], r["dials"], r["leads_dialed"]) for r in days] == [
+        ("2026-11-02T00:00:00+08:00", 5, 3),
+        ("2026-11-03T00:00:00+08:00", 2, 2),
+    ]
+    week = floor.metrics(
+        **{"from": _at(DAY1, 9), "to": (DAY2 + timedelta(days=1)).isoformat()},
+        metrics="dials,leads_dialed",
+        granularity="week",
+    )["rows"]
+    assert week == [{"bucket": "2026-11-02T00:00:00+08:00", "dials": 7, "leads_dialed": 5}]
+
+
+def test_leaderboard_ranks_ties_and_rank_change(floor: Pipeline) -> None:
+    day1 = floor.api.get("/v1/leaderboard", params=_day(DAY1, metric="dials")).json()
+    assert [(r["rank"], r["agent_id"], r["value"]) for r in day1["rows"]] == [
+        (1, "a1", 3),
+        (2, "a2", 2),
+        (3, "a3", 0),
+    ]
+    day2 = floor.api.get("/v1/leaderboard", params=_day(DAY2, metric="dials")).json()
+    ranked = [
+        (r["rank"], r["agent_id"], r["previous_rank"], r["rank_change"]) for r in day2["rows"]
+    ]
+    assert ranked == [(1, "a1", 1, 0), (1, "a2", 2, 1)]
+    assert day2["rows"][0]["team_id"] == "T1"
+
+
+def test_leaderboard_minimum_volume_for_ratios(floor: Pipeline) -> None:
+    params = _day(DAY1, metric="connect_rate", min_volume=0)
+    rows = floor.api.get("/v1/leaderboard", params=params).json()["rows"]
+    assert [(r["agent_id"], r["value"]) for r in rows] == [("a1", 0.666667), ("a2", 0.5)]
+    params["min_volume"] = 3
+    rows = floor.api.get("/v1/leaderboard", params=params).json()["rows"]
+    assert [r["agent_id"] for r in rows] == ["a1"]
+
+
+def test_bad_queries_answer_422_with_a_reason(floor: Pipeline) -> None:
+    for params, fragment in (
+        ({"metrics": "dialz"}, "unknown metric"),
+        ({"group_by": "region"}, "group_by"),
+        ({"period": "fortnight"}, "period"),
+        ({"from": "2026-11-02T00:00:00"}, "go together"),
+        ({"from": "yesterday", "to": "today"}, "RFC 3339"),
+    ):
+        response = floor.api.get("/v1/metrics", params=params)
+        assert response.status_code == 422, params
+        assert fragment in str(response.json()), (params, response.json())

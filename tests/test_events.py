@@ -1,0 +1,122 @@
+"""The event schema v1: what is accepted, what is rejected and how the rejection reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared.events import BaseEvent, FieldError, SaleClosed, validate_event
+
+NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+def _validate(raw: Any) -> BaseEvent | list[FieldError]:
+    return validate_event(raw, now=NOW, future_tolerance=timedelta(minutes=5))
+
+
+def _errors(raw: Any) -> dict[str, str]:
+    outcome = _validate(raw)
+    assert isinstance(outcome, list), f"expected a rejection, got {outcome!r}"
+    return {e.field: e.message for e in outcome}
+
+
+def _event(**fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": "e-1",
+        "type": "call.started",
+        "occurred_at": "2026-11-24T15:59:00+08:00",
+        "agent_id": "a-1",
+        "call_id": "c-1",
+        **fields,
+    }
+
+
+def test_a_call_start_gets_its_defaults() -> None:
+    event = _validate(_event(lead_id="L-1"))
+    assert isinstance(event, BaseEvent)
+    assert event.model_dump(mode="json", exclude_none=True)["direction"] == "outbound"
+    assert event.occurred_at == datetime(2026, 11, 24, 7, 59, tzinfo=UTC)
+
+
+def test_a_dialer_drop_needs_no_agent() -> None:
+    raw = _event()
+    del raw["agent_id"]
+    assert isinstance(_validate(raw), BaseEvent)
+
+
+def test_a_sale_needs_its_agent_lead_order_and_amount() -> None:
+    errors = _errors({"event_id": "s", "type": "sale.closed", "occurred_at": NOW.isoformat()})
+    assert set(errors) == {"agent_id", "lead_id", "order_id", "amount"}
+    assert errors["amount"] == "is required"
+
+
+def test_money_is_decimal_and_exact() -> None:
+    sale = _validate(
+        {
+            "event_id": "s",
+            "type": "sale.closed",
+            "occurred_at": NOW.isoformat(),
+            "agent_id": "a",
+            "lead_id": "L",
+            "order_id": "o",
+            "amount": "1999.99",
+            "margin": 0.1,
+        }
+    )
+    assert isinstance(sale, SaleClosed)
+    assert sale.amount == Decimal("1999.99")
+    assert sale.margin == Decimal("0.1")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "fragment"),
+    [
+        ({"occurred_at": "2026-11-24T08:00:00"}, "occurred_at", "UTC offset"),
+        ({"occurred_at": "2026-11-24T08:10:00+00:00"}, "occurred_at", "in the future"),
+        ({"agent_id": "x" * 65}, "agent_id", "at most 64"),
+        ({"direction": "sideways"}, "direction", "outbound"),
+        ({"colour": "red"}, "colour", "unknown field"),
+        ({"lead_id": "13912345678"}, "lead_id", "phone number"),
+        ({"lead_id": "someone@example.com"}, "lead_id", "e-mail"),
+        ({"event_id": ""}, "event_id", "at least 1"),
+    ],
+)
+def test_bad_fields_are_named_with_a_reason(
+    fields: dict[str, Any], field: str, fragment: str
+) -> None:
+    errors = _errors(_event(**fields))
+    assert field in errors, errors
+    assert fragment in errors[field]
+
+
+def test_a_field_named_like_personal_data_is_refused() -> None:
+    errors = _errors(_event(phone="123"))
+    assert "personal data" in next(iter(errors.values()))
+
+
+def test_unknown_type_lists_the_known_ones() -> None:
+    errors = _errors(_event(type="call.teleported"))
+    assert "call.completed" in errors["type"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"type": "survey.completed", "score": 6}, "score"),
+        ({"type": "survey.completed", "score": 0}, "score"),
+        ({"type": "call.ended", "talk_seconds": -1}, "talk_seconds"),
+        ({"type": "call.ended"}, "talk_seconds"),
+        ({"type": "lead.stage_changed", "lead_id": "L", "stage": "warm"}, "stage"),
+        ({"type": "agent.state_changed", "state": "napping"}, "state"),
+        ({"type": "sale.cancelled"}, "order_id"),
+    ],
+)
+def test_type_specific_rules(raw: dict[str, Any], field: str) -> None:
+    assert field in _errors(_event(**raw))
+
+
+def test_a_non_object_is_rejected() -> None:
+    assert _errors(["not", "an", "event"]) == {"(event)": "each event must be a JSON object"}

@@ -1,0 +1,199 @@
+"""KPIs depend only on the set of events: not on their order, batching or repeats."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import pairwise
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.aggregator.batch import BatchBuilder
+
+T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+
+def _ts(minutes: int) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat()
+
+
+@st.composite
+def call_events(draw: st.DrawFn, call: int) -> list[dict[str, Any]]:
+    base = {"call_id": f"c{call}", "agent_id": draw(st.sampled_from(["a1", "a2"]))}
+    start = draw(st.integers(0, 120))
+    events: list[dict[str, Any]] = []
+    kinds = draw(
+        st.sets(
+            st.sampled_from(
+                [
+                    "call.started",
+                    "call.answered",
+                    "call.ended",
+                    "call.dispositioned",
+                    "call.completed",
+                ]
+            ),
+            min_size=1,
+        )
+    )
+    for n, kind in enumerate(sorted(kinds)):
+        event: dict[str, Any] = {
+            "event_id": f"c{call}-{n}",
+            "type": kind,
+            "occurred_at": _ts(start + draw(st.integers(0, 5))),
+            **base,
+            "lead_id": f"L{draw(st.integers(0, 3))}",
+        }
+        if kind in ("call.started", "call.completed"):
+            event["direction"] = draw(st.sampled_from(["outbound", "inbound"]))
+        if kind in ("call.answered", "call.completed"):
+            event["contact_reached"] = draw(st.booleans())
+            event["answered_by"] = draw(st.sampled_from(["human", "machine"]))
+        if kind == "call.completed":
+            event["answered"] = draw(st.booleans())
+        if kind in ("call.ended", "call.completed"):
+            event["talk_seconds"] = str(draw(st.integers(0, 200)))
+            event["wrap_seconds"] = str(draw(st.integers(0, 30)))
+        if kind in ("call.dispositioned", "call.completed"):
+            event["disposition"] = draw(st.sampled_from(["NI", "SALE", "CALLBK"]))
+        events.append(event)
+    if draw(st.booleans()):
+        events.append(
+            {
+                "event_id": f"c{call}-survey",
+                "type": "survey.completed",
+                "occurred_at": _ts(start + 10),
+                **base,
+                "score": draw(st.integers(1, 5)),
+            }
+        )
+    return events
+
+
+@st.composite
+def order_events(draw: st.DrawFn, order: int) -> list[dict[str, Any]]:
+    at = draw(st.integers(0, 120))
+    base = {"agent_id": "a1", "order_id": f"o{order}"}
+    events = [
+        {
+            "event_id": f"o{order}-sale",
+            "type": "sale.closed",
+            "occurred_at": _ts(at),
+            **base,
+            "lead_id": f"L{order % 3}",
+            "amount": str(draw(st.integers(0, 10_000))),
+            "margin": "12.5",
+        }
+    ]
+    if draw(st.booleans()):
+        events.append(
+            {
+                "event_id": f"o{order}-cancel",
+                "type": "sale.cancelled",
+                "occurred_at": _ts(at + 1),
+                **base,
+            }
+        )
+    if draw(st.booleans()):
+        events.append(
+            {
+                "event_id": f"o{order}-pay",
+                "type": "payment.received",
+                "occurred_at": _ts(at + 2),
+                **base,
+                "amount": "100.00",
+            }
+        )
+    return events
+
+
+@st.composite
+def floors(draw: st.DrawFn) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for call in range(draw(st.integers(1, 4))):
+        events += draw(call_events(call))
+    for order in range(draw(st.integers(0, 2))):
+        events += draw(order_events(order))
+    return events
+
+
+def totals(events: list[dict[str, Any]], cuts: list[int]) -> dict[str, Any]:
+    """Apply ``events`` in batches cut at ``cuts``, carrying state like the database does."""
+    builder = BatchBuilder(UTC, effective_call_seconds=60)
+    stored: dict[str, Any] = {}
+    minute: dict[Any, int] = defaultdict(int)
+    day: dict[Any, int] = defaultdict(int)
+    dispositions: dict[Any, int] = defaultdict(int)
+    facts: dict[Any, Any] = {}
+    bounds = [0, *sorted(cuts), len(events)]
+    for lo, hi in pairwise(bounds):
+        delta = builder.build(events[lo:hi], stored)
+        stored.update(delta.states)
+        for (bucket, scope), values in delta.minute_counters.items():
+            for name, value in values.items():
+                minute[(bucket, scope, name)] += value
+        for (bucket, scope), values in delta.day_counters.items():
+            for name, value in values.items():
+                day[(bucket, scope, name)] += value
+        for key, calls in delta.minute_dispositions.items():
+            dispositions[key] += calls
+        for row in delta.lead_facts:
+            facts[(row.source, row.fact)] = row.value
+    return {
+        "minute": {k: v for k, v in minute.items() if v},
+        "day": {k: v for k, v in day.items() if v},
+        "dispositions": {k: v for k, v in dispositions.items() if v},
+        "facts": {k: v for k, v in facts.items() if v is not None},
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), events=floors())
+def test_order_batches_and_duplicates_do_not_change_the_numbers(
+    data: st.DataObject, events: list[dict[str, Any]]
+) -> None:
+    reference = totals(events, [])
+    shuffled = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events)))))
+    cuts = data.draw(st.lists(st.integers(0, len(shuffled)), max_size=4))
+    assert totals(shuffled, cuts) == reference
+
+
+def test_a_later_disposition_replaces_the_earlier_one() -> None:
+    first = {
+        "event_id": "d1",
+        "type": "call.dispositioned",
+        "occurred_at": _ts(1),
+        "call_id": "c",
+        "disposition": "CALLBK",
+    }
+    later = {**first, "event_id": "d2", "occurred_at": _ts(3), "disposition": "SALE"}
+    both_orders = [
+        totals([first, later], []),
+        totals([later], []) | {},
+        totals([later, first], [1]),
+    ]
+    codes = [{k[2]: v for k, v in t["dispositions"].items()} for t in both_orders]
+    assert codes == [{"SALE": 1}, {"SALE": 1}, {"SALE": 1}]
+
+
+def test_a_cancelled_sale_counts_nowhere_whichever_arrives_first() -> None:
+    sale = {
+        "event_id": "s",
+        "type": "sale.closed",
+        "occurred_at": _ts(0),
+        "agent_id": "a",
+        "lead_id": "L",
+        "order_id": "o",
+        "amount": "10",
+    }
+    cancel = {
+        "event_id": "x",
+        "type": "sale.cancelled",
+        "occurred_at": _ts(5),
+        "agent_id": "a",
+        "order_id": "o",
+    }
+    for events in ([sale, cancel], [cancel, sale]):
+        assert totals(events, [1]) == {"minute": {}, "day": {}, "dispositions": {}, "facts": {}}
