@@ -27,6 +27,7 @@ from shared.models import (
 from shared.timeutil import week_start
 
 _CHUNK = 1000
+_ADDITIVE = frozenset((*COUNTER_KEYS, "calls"))
 # Entities are locked through a fixed number of advisory-lock slots, so that two members
 # that briefly process the same entity take turns without filling the lock table.
 _LOCK_SLOTS = 512
@@ -41,6 +42,66 @@ def _insert(connection: Connection, table: Table) -> Any:
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, add: bool) -> None:
+    """Insert rows; on a key already there, add the counters (``add``) or replace the row.
+
+    Rows go in primary-key order, so concurrent writers lock rows in the same order.
+    """
+    if not rows:
+        return
+    pk = [c.name for c in table.primary_key.columns]
+    rows.sort(key=lambda r: tuple(r[k] for k in pk))
+    columns = list(rows[0])
+    updated = [c for c in columns if c not in pk]
+    if connection.dialect.name == "postgresql":
+        _pg_copy_upsert(connection, table, rows, pk, columns, updated, add)
+        return
+    stmt = sqlite.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=pk,
+        set_={
+            c: table.c[c] + stmt.excluded[c] if add and c in _ADDITIVE else stmt.excluded[c]
+            for c in updated
+        },
+    )
+    connection.execute(stmt, rows)
+
+
+def _pg_copy_upsert(
+    connection: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    pk: list[str],
+    columns: list[str],
+    updated: list[str],
+    add: bool,
+) -> None:
+    # COPY into a per-session staging table, then one INSERT ... SELECT: far fewer round
+    # trips and far less client work than a statement per row.
+    staging = f"staging_{table.name}"
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    names = ", ".join(columns)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+    assignments = ", ".join(
+        f"{c} = {table.name}.{c} + EXCLUDED.{c}"
+        if add and c in _ADDITIVE
+        else f"{c} = EXCLUDED.{c}"
+        for c in updated
+    )
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+        f"ORDER BY {', '.join(pk)} "
+        f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {assignments}"
+    )
+    connection.exec_driver_sql(f"TRUNCATE {staging}")
 
 
 def claim_offsets(connection: Connection, topic: str, partitions: Iterable[int]) -> dict[int, int]:
@@ -105,22 +166,6 @@ def load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]
     return states
 
 
-def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows, or add their counters to the rows already there."""
-    if not rows:
-        return
-    pk = [c.name for c in table.primary_key.columns]
-    rows.sort(key=lambda r: tuple(r[k] for k in pk))
-    stmt = _insert(connection, table)
-    counters = [c for c in rows[0] if c not in pk and c not in ("hour", "week", "month")]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=pk,
-        set_={c: table.c[c] + stmt.excluded[c] for c in counters},
-    )
-    for chunk in _chunks(rows):
-        connection.execute(stmt, list(chunk))
-
-
 def _scope_dict(scope: tuple[str, str, str]) -> dict[str, str]:
     return {"agent_id": scope[0], "team_id": scope[1], "campaign_id": scope[2]}
 
@@ -135,7 +180,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
             minute_rows.append(
                 {"bucket": minute, "hour": cal.hour, **_scope_dict(scope), **zero, **values}
             )
-    _upsert_add(connection, kpi_minute, minute_rows)
+    _upsert(connection, kpi_minute, minute_rows, add=True)
 
     day_rows = []
     for (day, scope), values in delta.day_counters.items():
@@ -150,9 +195,9 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                     **values,
                 }
             )
-    _upsert_add(connection, kpi_day, day_rows)
+    _upsert(connection, kpi_day, day_rows, add=True)
 
-    _upsert_add(
+    _upsert(
         connection,
         disposition_minute,
         [
@@ -166,8 +211,9 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
             for (minute, scope, code), calls in delta.minute_dispositions.items()
             if calls
         ],
+        add=True,
     )
-    _upsert_add(
+    _upsert(
         connection,
         disposition_day,
         [
@@ -182,6 +228,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
             for (day, scope, code), calls in delta.day_dispositions.items()
             if calls
         ],
+        add=True,
     )
     _write_lead_facts(connection, delta.lead_facts, builder)
     _write_states(connection, delta.states)
@@ -224,25 +271,14 @@ def _write_lead_facts(
                 "flag": row.value.flag,
             }
         )
-    if present:
-        present.sort(key=lambda r: (r["source"], r["fact"]))
-        stmt = _insert(connection, lead_fact)
-        replaced = [c.name for c in lead_fact.columns if not c.primary_key]
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source", "fact"], set_={c: stmt.excluded[c] for c in replaced}
-        )
-        for chunk in _chunks(present):
-            connection.execute(stmt, list(chunk))
+    _upsert(connection, lead_fact, present, add=False)
 
 
 def _write_states(connection: Connection, states: dict[str, State]) -> None:
     if not states:
         return
-    rows = [{"key": k, "state": orjson.dumps(states[k]).decode()} for k in sorted(states)]
-    stmt = _insert(connection, entity_state)
-    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"state": stmt.excluded.state})
-    for chunk in _chunks(rows):
-        connection.execute(stmt, list(chunk))
+    rows = [{"key": k, "state": orjson.dumps(v).decode()} for k, v in states.items()]
+    _upsert(connection, entity_state, rows, add=False)
 
 
 def _write_roster(connection: Connection, roster: dict[str, tuple[str, str, str]]) -> None:

@@ -29,7 +29,16 @@ def run_forever() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if settings.aggregator_metrics_port:
-        start_http_server(settings.aggregator_metrics_port, addr="127.0.0.1")
+        try:
+            start_http_server(
+                settings.aggregator_metrics_port, addr=settings.aggregator_metrics_host
+            )
+        except OSError as exc:
+            # Counting matters more than being scraped: run on, and say why metrics are off.
+            log.error(
+                "metrics endpoint not started",
+                extra={"port": settings.aggregator_metrics_port, "reason": str(exc)},
+            )
     member = AggregatorMember(engine_for(settings.database_url), settings)
     log.info("aggregator started", extra={"group_id": settings.group_id})
     try:

@@ -16,6 +16,7 @@ class AggregatorSettings(CommonSettings):
     fetch_max_wait_ms: int = Field(default=50, ge=0)
     # Prometheus metrics of this process; 0 turns the endpoint off.
     aggregator_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    aggregator_metrics_host: str = "127.0.0.1"
     # A failing database transaction is retried this long before the process gives up.
     db_retry_seconds: float = Field(default=300.0, gt=0)
 

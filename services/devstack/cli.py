@@ -1,0 +1,169 @@
+"""``callboard up|down|status`` and ``callboard infra up|down|status``: the local stack.
+
+Progress and tables go to stderr, so that ``eval "$(callboard infra up)"`` picks up only
+the environment exports that ``infra up`` prints on stdout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.devstack.processes import DevstackError
+from services.devstack.stack import DEFAULT_STATE_DIR, ComponentStatus, LocalStack, Report
+
+console = Console(stderr=True, log_path=False)
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="CALLBOARD_STATE_DIR",
+        help="Where the stack keeps data, logs and pid files.",
+    ),
+]
+KafkaPort = Annotated[
+    int | None,
+    typer.Option(envvar="CALLBOARD_DEV_KAFKA_PORT", help="Kafka port [default: 9092]."),
+]
+PostgresPort = Annotated[
+    int | None,
+    typer.Option(envvar="CALLBOARD_DEV_POSTGRES_PORT", help="PostgreSQL port [default: 5432]."),
+]
+IngestPort = Annotated[
+    int | None,
+    typer.Option(envvar="CALLBOARD_INGEST_PORT", help="Ingest service port [default: 8001]."),
+]
+ApiPort = Annotated[
+    int | None,
+    typer.Option(envvar="CALLBOARD_API_PORT", help="Read API port [default: 8000]."),
+]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for each service to become ready.")]
+
+infra_app = typer.Typer(
+    help="Kafka and PostgreSQL for local development, in the background.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def _reporting(title: str, on_error: str = "") -> Iterator[Report]:
+    """A spinner showing the current step, with each step logged as it happens."""
+    try:
+        with console.status(title) as status:
+
+            def report(message: str) -> None:
+                console.log(message)
+                status.update(message)
+
+            yield report
+    except DevstackError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if on_error:
+            console.print(on_error, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _print_exports(stack: LocalStack) -> None:
+    for key, value in stack.env().items():
+        typer.echo(f"export {key}={value}")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _print_status(rows: list[ComponentStatus]) -> None:
+    table = Table(title="callboard local stack")
+    for column in ("component", "state", "pid", "address", "log"):
+        table.add_column(column)
+    for row in rows:
+        state = "[green]running[/]" if row.running else "[dim]stopped[/]"
+        if row.detail:
+            state += f" ({row.detail})"
+        table.add_row(row.name, state, str(row.pid or "-"), row.address, _shown(row.log))
+    console.print(table)
+
+
+@infra_app.command("up")
+def infra_up(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    kafka_port: KafkaPort = None,
+    postgres_port: PostgresPort = None,
+) -> None:
+    """Start Kafka and PostgreSQL and print the environment that points at them."""
+    stack = LocalStack.load(state_dir, kafka_port=kafka_port, postgres_port=postgres_port)
+    with _reporting("Starting Kafka and PostgreSQL…") as report:
+        stack.infra_up(report)
+    _print_exports(stack)
+
+
+@infra_app.command("down")
+def infra_down(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Stop Kafka and PostgreSQL (their data stays in the state dir)."""
+    stack = LocalStack.load(state_dir)
+    with _reporting("Stopping Kafka and PostgreSQL…") as report:
+        stack.infra_down(report)
+    console.log("infrastructure stopped")
+
+
+@infra_app.command("status")
+def infra_status(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Show whether Kafka and PostgreSQL run."""
+    _print_status(LocalStack.load(state_dir).status(services=False))
+
+
+def up(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    kafka_port: KafkaPort = None,
+    postgres_port: PostgresPort = None,
+    ingest_port: IngestPort = None,
+    api_port: ApiPort = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Start Kafka, PostgreSQL, migrations and the three services in the background."""
+    stack = LocalStack.load(
+        state_dir,
+        kafka_port=kafka_port,
+        postgres_port=postgres_port,
+        ingest_port=ingest_port,
+        api_port=api_port,
+    )
+    what_now = "What did start still runs: `callboard status` shows it, `callboard down` stops it."
+    with _reporting("Starting the local stack…", on_error=what_now) as report:
+        stack.up(report, timeout=timeout)
+    console.print(
+        f"[bold green]up[/]: ingest {stack.service_url('ingest')}, "
+        f"api {stack.service_url('api')}; logs in {stack.logs_dir}; `callboard down` stops it",
+        highlight=False,
+    )
+
+
+def down(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Stop the services, Kafka and PostgreSQL started by `callboard up`."""
+    stack = LocalStack.load(state_dir)
+    with _reporting("Stopping the local stack…") as report:
+        stack.down(report)
+    console.log("everything stopped")
+
+
+def status(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Show what of the local stack runs."""
+    _print_status(LocalStack.load(state_dir).status())
+
+
+def register(app: typer.Typer) -> None:
+    """Add the local-stack commands to the ``callboard`` application."""
+    app.add_typer(infra_app, name="infra")
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
