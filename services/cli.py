@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from services.devstack.cli import register as register_devstack
@@ -9,20 +11,25 @@ from services.devstack.cli import register as register_devstack
 app = typer.Typer(help="Callboard: call events in, telesales KPIs out.", no_args_is_help=True)
 
 
+Workers = Annotated[int, typer.Option(min=1, help="Worker processes sharing the port.")]
+
+
+def _serve(factory: str, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers, access_log=False)
+
+
 @app.command()
-def ingest(host: str = "127.0.0.1", port: int = 8001) -> None:
+def ingest(host: str = "127.0.0.1", port: int = 8001, workers: Workers = 1) -> None:
     """Run the ingest service (POST /v1/events)."""
-    import uvicorn
-
-    uvicorn.run("services.ingest.app:create_app", factory=True, host=host, port=port)
+    _serve("services.ingest.app:create_app", host, port, workers)
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8000) -> None:
+def api(host: str = "127.0.0.1", port: int = 8000, workers: Workers = 1) -> None:
     """Run the read API (metrics, leaderboard, ops)."""
-    import uvicorn
-
-    uvicorn.run("services.api.app:create_app", factory=True, host=host, port=port)
+    _serve("services.api.app:create_app", host, port, workers)
 
 
 @app.command()

@@ -39,6 +39,7 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 # Identifiers are opaque; these shapes are personal data and never belong in one.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"^(?:\+\d[\d\s\-().]{6,}|(?:\+?86)?1[3-9]\d{9}|\d{3,4}-\d{7,8})$")
+_PHONE_START = frozenset("+0123456789")
 _ID_FIELDS = ("event_id", "source", "agent_id", "team_id", "campaign_id", "call_id", "lead_id")
 _PII_FIELD_NAMES = re.compile(r"phone|mobile|e[-_]?mail|tel(ephone)?$|msisdn|ani$|dnis$", re.I)
 
@@ -109,7 +110,7 @@ class BaseEvent(BaseModel):
     @classmethod
     def _no_personal_fields(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name in data:
+            for name in data.keys() - cls.model_fields.keys():
                 if isinstance(name, str) and _PII_FIELD_NAMES.search(name):
                     raise ValueError(
                         f"field {name!r} looks like personal data (phone or e-mail); "
@@ -120,7 +121,13 @@ class BaseEvent(BaseModel):
     @field_validator(*_ID_FIELDS)
     @classmethod
     def _opaque_identifier(cls, value: str | None) -> str | None:
-        if value is not None and (_EMAIL.search(value) or _PHONE.match(value.strip())):
+        if value is None:
+            return None
+        # Cheap tests first: most identifiers hold no '@' and do not start like a number.
+        looks_like_email = "@" in value and _EMAIL.search(value) is not None
+        stripped = value.strip()
+        looks_like_phone = stripped[:1] in _PHONE_START and _PHONE.match(stripped) is not None
+        if looks_like_email or looks_like_phone:
             raise ValueError(
                 "looks like a phone number or e-mail address; identifiers must be opaque ids"
             )

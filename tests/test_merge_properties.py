@@ -134,9 +134,9 @@ def totals(events: list[dict[str, Any]], cuts: list[int]) -> dict[str, Any]:
         for (bucket, scope), values in delta.minute_counters.items():
             for name, value in values.items():
                 minute[(bucket, scope, name)] += value
-        for (bucket, scope), values in delta.day_counters.items():
+        for (day_of, scope), values in delta.day_counters.items():
             for name, value in values.items():
-                day[(bucket, scope, name)] += value
+                day[(day_of, scope, name)] += value
         for key, calls in delta.minute_dispositions.items():
             dispositions[key] += calls
         for row in delta.lead_facts:

@@ -15,8 +15,10 @@ ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 19, 2, 30, 45, tzinfo=UTC)
 
 
-def _local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=ZONE)
+def _local(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZONE)
 
 
 @pytest.mark.parametrize(

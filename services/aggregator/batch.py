@@ -95,6 +95,7 @@ class BatchBuilder:
         self._calendar = calendar_for(zone, week_start)
         self._effective = effective_call_seconds
         self.week_start = week_start
+        self._by_minute: dict[datetime, Calendar] = {}
 
     def build(self, events: list[dict[str, Any]], stored: dict[str, State]) -> BatchDelta:
         """Merge ``events`` into the ``stored`` states of the entities they touch."""
@@ -105,8 +106,10 @@ class BatchBuilder:
             key = entity_key(event)
             if key is None:
                 continue
-            state = current[key] if key in current else stored.get(key)
-            current[key] = merge(state, event)
+            if key in current:
+                current[key] = merge(current[key], event, in_place=True)
+            else:
+                current[key] = merge(stored.get(key), event)
         for key, state in current.items():
             before = stored.get(key)
             if state == before:
@@ -143,14 +146,14 @@ class BatchBuilder:
     def _apply(self, key: str, old: Contribution, new: Contribution, delta: BatchDelta) -> None:
         for sign, part in ((-1, old), (1, new)):
             for (ts, scope), values in part.counters.items():
-                cal = self._calendar(ts[:16])
+                cal = self.calendar(ts)
                 minute_row = delta.minute_counters[(cal.minute, scope)]
                 day_row = delta.day_counters[(cal.day, scope)]
                 for name, value in values.items():
                     minute_row[name] += sign * value
                     day_row[name] += sign * value
             for (ts, scope, code), calls in part.dispositions.items():
-                cal = self._calendar(ts[:16])
+                cal = self.calendar(ts)
                 delta.minute_dispositions[(cal.minute, scope, code)] += sign * calls
                 delta.day_dispositions[(cal.day, scope, code)] += sign * calls
         for fact in old.lead_facts.keys() | new.lead_facts.keys():
@@ -159,7 +162,14 @@ class BatchBuilder:
                 delta.lead_facts.append(LeadFactRow(key, fact, after))
 
     def calendar(self, ts: str) -> Calendar:
-        return self._calendar(ts[:16])  # type: ignore[no-any-return]
+        """The calendar position of a UTC timestamp text."""
+        cal: Calendar = self._calendar(ts[:16])
+        self._by_minute[cal.minute] = cal
+        return cal
+
+    def at_minute(self, minute: datetime) -> Calendar:
+        """The calendar position of a minute seen by :meth:`calendar`."""
+        return self._by_minute[minute]
 
 
 def entity_keys(events: list[dict[str, Any]]) -> list[str]:

@@ -30,12 +30,12 @@ INTENT_STAGES = frozenset({"intent", "ready"})
 
 
 def utc_text(value: datetime) -> str:
-    """A UTC timestamp whose text order is its time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A UTC timestamp in fixed-width text, so that its text order is its time order."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def parse_utc_text(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(value)
 
 
 def event_time(event: dict[str, Any]) -> str:
@@ -90,12 +90,18 @@ _SCOPE_FIELDS = ("agent_id", "team_id", "campaign_id", "lead_id")
 _SALE_FIELDS = ("amount", "margin", "customer_type", *_SCOPE_FIELDS)
 
 
-def merge(state: State | None, event: dict[str, Any]) -> State:
-    """The entity's state with ``event`` merged in. ``state`` is not modified."""
+def merge(state: State | None, event: dict[str, Any], *, in_place: bool = False) -> State:
+    """The entity's state with ``event`` merged in.
+
+    ``state`` is left as it was unless ``in_place`` (the caller owns a private copy).
+    """
     kind: str = event["type"]
     ts = event_time(event)
     event_id: str = event["event_id"]
-    new: State = _copy(state) if state is not None else {"r": {}}
+    if state is None:
+        new: State = {"r": {}}
+    else:
+        new = state if in_place else _copy(state)
     registers: dict[str, Register] = new["r"]
     if kind in _CALL_FIELDS:
         new["call"] = True

@@ -176,9 +176,14 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
     minute_rows = []
     for (minute, scope), values in delta.minute_counters.items():
         if any(values.values()):
-            cal = builder.calendar(minute.strftime("%Y-%m-%dT%H:%M"))
             minute_rows.append(
-                {"bucket": minute, "hour": cal.hour, **_scope_dict(scope), **zero, **values}
+                {
+                    "bucket": minute,
+                    "hour": builder.at_minute(minute).hour,
+                    **_scope_dict(scope),
+                    **zero,
+                    **values,
+                }
             )
     _upsert(connection, kpi_minute, minute_rows, add=True)
 
@@ -203,7 +208,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
         [
             {
                 "bucket": minute,
-                "hour": builder.calendar(minute.strftime("%Y-%m-%dT%H:%M")).hour,
+                "hour": builder.at_minute(minute).hour,
                 **_scope_dict(scope),
                 "disposition": code,
                 "calls": calls,

@@ -9,9 +9,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.partitioner.default import murmur2
 
 from services.ingest import metrics
 from services.ingest.settings import IngestSettings
@@ -25,6 +27,13 @@ class Message:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
+
+
+@lru_cache(maxsize=65536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """The Java client's default partition for ``key``; keys (agents) repeat, so cache it."""
+    index: int = murmur2(key) & 0x7FFFFFFF
+    return index % partitions
 
 
 class BrokerUnavailable(Exception):
@@ -67,9 +76,15 @@ class EventProducer:
         started = time.perf_counter()
         try:
             producer = self._get()
+            topic = self.settings.events_topic
+            partitions = len(producer.partitions_for(topic))
             futures = [
                 producer.send(
-                    self.settings.events_topic, key=m.key, value=m.value, headers=m.headers
+                    topic,
+                    key=m.key,
+                    value=m.value,
+                    headers=m.headers,
+                    partition=partition_for(m.key, partitions),
                 )
                 for m in messages
             ]

@@ -45,11 +45,11 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
 
 
 def _convert_money(event: BaseEvent, settings: IngestSettings) -> BaseEvent | FieldError:
+    if "currency" not in type(event).model_fields:
+        return event
     currency = getattr(event, "currency", None)
     if currency is None or currency == settings.currency:
-        if hasattr(event, "currency"):
-            return event.model_copy(update={"currency": settings.currency})
-        return event
+        return event.model_copy(update={"currency": settings.currency})
     rate = settings.currency_rates.get(currency)
     if rate is None:
         return FieldError(
@@ -68,7 +68,7 @@ def _convert_money(event: BaseEvent, settings: IngestSettings) -> BaseEvent | Fi
 
 
 def _partition_key(event: BaseEvent) -> bytes:
-    key = event.agent_id or event.call_id or getattr(event, "order_id", None) or event.event_id
+    key = event.agent_id or event.call_id or event.__dict__.get("order_id") or event.event_id
     return str(key).encode()
 
 
@@ -120,8 +120,7 @@ class IngestService:
 
     def publish(self, events: list[BaseEvent], request_id: str) -> None:
         """Blocking: returns once Kafka acknowledged every event."""
-        received_at = datetime.now(UTC).isoformat().encode()
-        headers = [("request_id", request_id.encode()), ("received_at", received_at)]
+        headers = [("request_id", request_id.encode())]
         messages = [
             Message(
                 key=_partition_key(e),

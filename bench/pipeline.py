@@ -1,0 +1,346 @@
+"""Pipeline benchmark: a synthetic floor through the real stack, figures printed.
+
+1. ingest: events/s that ``POST /v1/events`` acknowledges (202: stored in Kafka), with the
+   aggregator stopped;
+2. aggregator: events/s from the topic into the KPI tables, from the first batch to the
+   last, with 1..N aggregator processes;
+3. freshness: at a steady posting rate, the time from an event's 202 until the read API
+   shows it, p50/p99.
+
+Kafka and PostgreSQL come from ``CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS`` and
+``CALLBOARD_BENCH_DATABASE_URL`` when set, else are started locally like the tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from services.devstack.kafka import KafkaBroker
+from services.devstack.postgres import PostgresCluster
+from services.devstack.processes import free_port
+from services.devstack.simulator import FloorShape, FloorSimulator
+from shared.db import upgrade_database
+from shared.kafka import ensure_topic
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Stack:
+    def __init__(self, bootstrap: str, database_url: str, topic: str, workdir: Path) -> None:
+        self.env = {
+            **os.environ,
+            "CALLBOARD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CALLBOARD_DATABASE_URL": database_url,
+            "CALLBOARD_EVENTS_TOPIC": topic,
+            "CALLBOARD_AGGREGATOR_METRICS_PORT": "0",
+            "CALLBOARD_LOG_LEVEL": "WARNING",
+        }
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self.topic = topic
+        self.workdir = workdir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.ingest_url = f"http://127.0.0.1:{free_port()}"
+        self.api_url = f"http://127.0.0.1:{free_port()}"
+
+    def start(self, name: str, *args: str) -> None:
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def start_http(self, name: str, url: str, *args: str) -> None:
+        self.start(name, name, "--port", url.rsplit(":", 1)[1], *args)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} did not become ready; see {self.workdir / name}.log")
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def end_offsets(self) -> dict[int, int]:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            tps = [
+                TopicPartition(self.topic, p)
+                for p in consumer.partitions_for_topic(self.topic) or set()
+            ]
+            return {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+        finally:
+            consumer.close()
+
+    def applied(self) -> int:
+        engine = create_engine(self.database_url)
+        try:
+            with engine.connect() as connection:
+                value = connection.execute(
+                    text(
+                        "SELECT coalesce(sum(next_offset), 0) FROM consumer_offset WHERE topic = :t"
+                    ),
+                    {"t": self.topic},
+                ).scalar_one()
+                return int(value)
+        finally:
+            engine.dispose()
+
+
+def _bodies(count: int, batch: int, seed: int) -> list[bytes]:
+    simulator = FloorSimulator(FloorShape(teams=10, agents_per_team=20), seed=seed)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    events = list(simulator.events(count, start - timedelta(days=1), timedelta(hours=20)))
+    return [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
+
+
+def bench_ingest(stack: Stack, events: int, batch: int, clients: int) -> float:
+    bodies = _bodies(events, batch, seed=1)
+    total = sum(len(orjson.loads(b)) for b in bodies)
+
+    def post(body: bytes) -> int:
+        with httpx.Client(timeout=60) as client:
+            response = client.post(
+                f"{stack.ingest_url}/v1/events",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+        response.raise_for_status()
+        return int(response.json()["accepted"])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        accepted = sum(pool.map(post, bodies))
+    elapsed = time.perf_counter() - started
+    assert accepted == total, (accepted, total)
+    rate = total / elapsed
+    _say(
+        f"ingest: {total} events in {elapsed:.2f} s = {rate:,.0f} events/s "
+        f"(batches of {batch}, {clients} concurrent clients)"
+    )
+    return rate
+
+
+def bench_aggregator(stack: Stack, processes: int) -> float:
+    target = sum(stack.end_offsets().values())
+    baseline = stack.applied()
+    for n in range(processes):
+        stack.start(f"aggregator-{n}", "aggregator")
+    first_moved: float | None = None
+    first_value = baseline
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        applied = stack.applied()
+        now = time.perf_counter()
+        if first_moved is None and applied > baseline:
+            first_moved, first_value = now, applied
+        if applied >= target:
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("aggregator did not catch up in 15 minutes")
+    assert first_moved is not None
+    elapsed = time.perf_counter() - first_moved
+    counted = target - first_value
+    rate = counted / elapsed if elapsed > 0 else float("inf")
+    _say(
+        f"aggregator ({processes} process{'es' if processes > 1 else ''}): {counted} events in "
+        f"{elapsed:.2f} s after the first batch = {rate:,.0f} events/s"
+    )
+    return rate
+
+
+def bench_freshness(stack: Stack, rate: int, seconds: int) -> tuple[float, float]:
+    """Post ``rate`` events/s; one probe event per batch, timed until the API shows it."""
+    simulator = FloorSimulator(FloorShape(teams=5, agents_per_team=10), seed=7)
+    batches_per_second = 20
+    per_batch = max(rate // batches_per_second, 1)
+    pending: dict[str, float] = {}
+    seen: list[float] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    run = uuid.uuid4().hex[:6]
+
+    def watch() -> None:
+        with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+            while not done.is_set() or pending:
+                with lock:
+                    agents = list(pending)
+                if not agents:
+                    time.sleep(0.01)
+                    continue
+                response = client.get(
+                    "/v1/metrics",
+                    params={
+                        "metrics": "dials",
+                        "group_by": "agent",
+                        "period": "last_1h",
+                        "agent_id": agents,
+                    },
+                )
+                now = time.perf_counter()
+                for row in response.json()["rows"]:
+                    if row["dials"] >= 1:
+                        with lock:
+                            accepted_at = pending.pop(row["agent_id"], None)
+                        if accepted_at is not None:
+                            seen.append(now - accepted_at)
+                time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with httpx.Client(base_url=stack.ingest_url, timeout=30) as client:
+        started = time.perf_counter()
+        sent = 0
+        for n in range(seconds * batches_per_second):
+            now_utc = datetime.now(UTC)
+            batch: list[dict[str, Any]] = []
+            while len(batch) < per_batch - 1:
+                batch.extend(simulator.call(now_utc, not_after=now_utc))
+            probe = f"probe-{run}-{n}"
+            batch.append(
+                {
+                    "event_id": f"{probe}-e",
+                    "type": "call.started",
+                    "occurred_at": now_utc.isoformat(),
+                    "agent_id": probe,
+                    "call_id": f"{probe}-c",
+                    "lead_id": f"{probe}-l",
+                }
+            )
+            response = client.post("/v1/events", json=batch)
+            response.raise_for_status()
+            with lock:
+                pending[probe] = time.perf_counter()
+            sent += len(batch)
+            pause = started + (n + 1) / batches_per_second - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        elapsed = time.perf_counter() - started
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done.set()
+    watcher.join(timeout=10)
+    if pending:
+        raise RuntimeError(f"{len(pending)} probe events never became visible")
+    seen.sort()
+    p50 = statistics.median(seen)
+    p99 = seen[min(len(seen) - 1, int(len(seen) * 0.99))]
+    _say(
+        f"freshness at {sent / elapsed:,.0f} events/s for {elapsed:.0f} s: "
+        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {seen[-1] * 1000:.0f} ms "
+        f"({len(seen)} probes, accepted → visible in /v1/metrics)"
+    )
+    return p50, p99
+
+
+def _infrastructure(workdir: Path) -> tuple[str, str, list[Any]]:
+    stops: list[Any] = []
+    bootstrap = os.environ.get("CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS")
+    database = os.environ.get("CALLBOARD_BENCH_DATABASE_URL")
+    if not bootstrap:
+        broker = KafkaBroker(workdir / "kafka", port=free_port(), num_partitions=6)
+        broker.start(timeout=120)
+        stops.append(broker.stop)
+        bootstrap = broker.bootstrap_servers
+    if not database:
+        cluster = PostgresCluster(workdir / "postgres", port=free_port(), durable=True)
+        cluster.start()
+        stops.append(cluster.stop)
+        database = cluster.url
+    return bootstrap, database, stops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000, help="events per ingest request")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent ingest clients")
+    parser.add_argument("--ingest-workers", type=int, default=1, help="ingest processes")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--aggregators", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--fresh-rate", type=int, default=1000, help="events/s, freshness run")
+    parser.add_argument("--fresh-seconds", type=int, default=20)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-"))
+    os.chmod(workdir, 0o755)
+    bootstrap, base_url, stops = _infrastructure(workdir)
+    postgres = make_url(base_url).render_as_string()
+    _say(f"kafka {bootstrap}; postgres {postgres}; cores {os.cpu_count()}")
+    try:
+        for processes in args.aggregators:
+            topic = f"bench-{uuid.uuid4().hex[:8]}"
+            database_url = _fresh_database(base_url)
+            ensure_topic([bootstrap], topic, args.partitions)
+            stack = Stack(bootstrap, database_url, topic, workdir)
+            try:
+                stack.start_http("ingest", stack.ingest_url, "--workers", str(args.ingest_workers))
+                bench_ingest(stack, args.events, args.batch, args.clients)
+                bench_aggregator(stack, processes)
+                if processes == args.aggregators[0]:
+                    stack.start_http("api", stack.api_url)
+                    bench_freshness(stack, args.fresh_rate, args.fresh_seconds)
+            finally:
+                stack.stop_all()
+    finally:
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _fresh_database(base_url: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    upgrade_database(url)
+    return url
+
+
+if __name__ == "__main__":
+    main()
