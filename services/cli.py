@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from services.devstack.cli import register as register_devstack
+from services.importer.cli import register as register_import
 
 app = typer.Typer(help="Callboard: call events in, telesales KPIs out.", no_args_is_help=True)
 
@@ -49,6 +50,7 @@ def migrate(revision: str = "head") -> None:
 
 
 register_devstack(app)
+register_import(app)
 
 if __name__ == "__main__":
     app()

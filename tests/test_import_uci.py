@@ -1,0 +1,185 @@
+"""Replaying the UCI Bank Marketing file reproduces its published figures.
+
+The reference counts are read from the CSV here with the csv module, independently of the
+importer's mapping code.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.pipeline import REPO, Pipeline
+
+pytestmark = pytest.mark.pipeline
+
+DATA = REPO.parent / "shared" / "data" / "uci-bank-marketing" / "bank-full.csv"
+MAPPING = REPO / "mappings" / "uci-bank-marketing.toml"
+LISBON = ZoneInfo("Europe/Lisbon")
+MONTH_NUMBER = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+    )
+}
+
+
+def reference() -> tuple[list[dict[str, str]], Counter[tuple[int, int]], Counter[tuple[int, int]]]:
+    with DATA.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    calls: Counter[tuple[int, int]] = Counter()
+    sales: Counter[tuple[int, int]] = Counter()
+    year, previous = 2008, 0
+    for row in rows:
+        month = MONTH_NUMBER[row["month"]]
+        if month < previous:
+            year += 1
+        previous = month
+        calls[(year, month)] += 1
+        sales[(year, month)] += row["y"] == "yes"
+    return rows, calls, sales
+
+
+@pytest.fixture
+def lisbon_pipeline(
+    kafka_bootstrap_servers: str,
+    database_url: str,
+    topic: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pipeline]:
+    with Pipeline(
+        bootstrap_servers=kafka_bootstrap_servers,
+        database_url=database_url,
+        topic=topic,
+        workdir=tmp_path_factory.mktemp("uci"),
+        extra_env={"CALLBOARD_TIMEZONE": "Europe/Lisbon"},
+    ) as pipeline:
+        yield pipeline
+
+
+def test_replay_reproduces_the_published_figures(lisbon_pipeline: Pipeline) -> None:
+    assert DATA.exists(), f"the UCI data set is missing at {DATA}"
+    rows, calls_by_month, sales_by_month = reference()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "import",
+            str(DATA),
+            "--mapping",
+            str(MAPPING),
+            "--ingest-url",
+            str(lisbon_pipeline.ingest.base_url).rstrip("/"),
+        ],
+        cwd=REPO,
+        env=lisbon_pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "45,211" in done.stderr and "50,500" in done.stderr  # rows read, events accepted
+    lisbon_pipeline.wait_caught_up(timeout=300)
+
+    everything = {
+        "from": datetime(2008, 5, 1, tzinfo=LISBON).isoformat(),
+        "to": datetime(2010, 12, 1, tzinfo=LISBON).isoformat(),
+    }
+    total = lisbon_pipeline.metrics(
+        **everything,
+        metrics="dials,connects,sales,leads_dialed,leads_won,conversion_rate,avg_talk_seconds",
+    )["rows"][0]
+    assert total["dials"] == total["connects"] == total["leads_dialed"] == len(rows) == 45_211
+    assert total["sales"] == total["leads_won"] == 5_289
+    assert f"{total['conversion_rate'] * 100:.2f}" == "11.70"
+    mean_talk = Decimal(sum(int(r["duration"]) for r in rows)) / len(rows)
+    assert (
+        round(Decimal(str(total["avg_talk_seconds"])), 2)
+        == round(mean_talk, 2)
+        == Decimal("258.16")
+    )
+
+    months = lisbon_pipeline.metrics(**everything, metrics="dials,sales", granularity="month")
+    seen = {
+        (int(r["bucket"][:4]), int(r["bucket"][5:7])): (r["dials"], r["sales"])
+        for r in months["rows"]
+    }
+    assert seen == {k: (calls_by_month[k], sales_by_month[k]) for k in calls_by_month}
+
+    channels = lisbon_pipeline.metrics(**everything, metrics="dials,sales", group_by="campaign")
+    by_channel = {r["campaign_id"]: (r["dials"], r["sales"]) for r in channels["rows"]}
+    expected: dict[str, list[int]] = {}
+    for row in rows:
+        counts = expected.setdefault(row["contact"], [0, 0])
+        counts[0] += 1
+        counts[1] += row["y"] == "yes"
+    assert by_channel == {k: tuple(v) for k, v in expected.items()}
+
+
+def test_a_bad_row_is_reported_and_the_rest_imported(pipeline: Pipeline, tmp_path: Path) -> None:
+    data = tmp_path / "export.csv"
+    data.write_text(
+        "when,agent,talk,result\n"
+        "2026-11-02 09:00:00,a1,30,SALE\n"
+        "not a time,a1,30,NI\n"
+        "2026-11-02 09:05:00,a2,-5,NI\n"
+        "2026-11-02 09:10:00,a2,45,NI\n"
+    )
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        '[time]\ncolumn = "when"\nformat = "%Y-%m-%d %H:%M:%S"\ntimezone = "Asia/Shanghai"\n'
+        '[[events]]\ntype = "call.completed"\nevent_id = "x-{row}"\ncall_id = "x-{row}"\n'
+        'agent_id = "{agent}"\nanswered = true\ntalk_seconds = "{talk}"\ndisposition = "{result}"\n'
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "import",
+            str(data),
+            "--mapping",
+            str(mapping),
+            "--ingest-url",
+            str(pipeline.ingest.base_url).rstrip("/"),
+        ],
+        cwd=REPO,
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "'not a time' is not a time" in done.stderr or "is not a time" in done.stderr
+    assert "talk_seconds" in done.stderr
+    pipeline.wait_caught_up()
+    day = {"from": "2026-11-02T00:00:00+08:00", "to": "2026-11-03T00:00:00+08:00"}
+    assert pipeline.metrics(**day, metrics="dials,talk_seconds")["rows"] == [
+        {"dials": 2, "talk_seconds": 75}
+    ]
+
+
+def test_a_broken_mapping_says_what_is_wrong(tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('[[events]]\ntype = "call.completed"\n')
+    data = tmp_path / "x.csv"
+    data.write_text("a\n1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "import", str(data), "--mapping", str(mapping)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "[time] table is required" in done.stderr
