@@ -8,6 +8,7 @@ import typer
 
 from services.devstack.cli import register as register_devstack
 from services.importer.cli import register as register_import
+from services.keys_cli import register as register_keys
 
 app = typer.Typer(help="Callboard: call events in, telesales KPIs out.", no_args_is_help=True)
 
@@ -51,6 +52,7 @@ def migrate(revision: str = "head") -> None:
 
 register_devstack(app)
 register_import(app)
+register_keys(app)
 
 if __name__ == "__main__":
     app()

@@ -83,12 +83,23 @@ class ServiceUnavailable(CallboardError):
         super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
 
 
+class RateLimited(CallboardError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(
+            message, details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
         (401, "Missing or invalid credentials"),
         (403, "Not allowed for these credentials"),
         (422, "Invalid input; the message says what to change"),
+        (429, "Too many requests for this key; retry after the Retry-After seconds"),
         (503, "A dependency is unavailable; retry after the Retry-After seconds"),
     )
 }

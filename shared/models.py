@@ -151,3 +151,19 @@ Index(
     agent_state_change.c.agent_id,
     agent_state_change.c.occurred_at,
 )
+
+# API keys (shared/auth.py). Only a hash of each key is stored; ``key_id`` is the visible
+# part of the key (``cb_<key_id>_<secret>``), so a key can be named without revealing it.
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    # Comma-separated, from ingest, read, admin.
+    Column("scopes", String(64), nullable=False),
+    # Comma-separated team ids a read key is limited to; NULL: every team.
+    Column("team_ids", Text, nullable=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("revoked_at", TZ, nullable=True),
+)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./callboard.db"
@@ -35,6 +36,19 @@ class CommonSettings(BaseSettings):
     # 0 = Monday ... 6 = Sunday.
     week_start: int = Field(default=0, ge=0, le=6)
     log_level: str = "INFO"
+
+    # Access control (shared/auth.py). "auto": ingest and read routes are open until the
+    # first key with their scope exists; "required": every route needs a key; "off": none
+    # but the admin routes do. The bootstrap admin key works without being stored.
+    auth_mode: Literal["auto", "required", "off"] = "auto"
+    admin_key: SecretStr | None = Field(default=None, min_length=32)
+    # How long a process trusts what it read of the key table: a revoked key is refused
+    # within this many seconds, and requests do not go to the database in between.
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # Requests per second and burst per API key (per client address while a route is open);
+    # 0 turns rate limiting off. In-process: each worker process has its own buckets.
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
 
     @field_validator("timezone")
     @classmethod

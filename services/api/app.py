@@ -9,9 +9,11 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from services.api.analysis_routes import router as analysis_router
 from services.api.lag import LagReader
 from services.api.routes import router
 from services.api.settings import ApiSettings, api_settings
+from shared.auth import Authenticator
 from shared.db import make_engine
 from shared.errors import ServiceUnavailable
 from shared.http import JsonResponse, install_common
@@ -40,6 +42,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.lag_reader = lag_reader
+    app.state.authenticator = Authenticator(settings, lambda: engine)
     install_common(app, "api")
 
     @app.exception_handler(OperationalError)
@@ -48,4 +51,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return JsonResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
     app.include_router(router)
+    app.include_router(analysis_router)
     return app

@@ -20,7 +20,12 @@ from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
 from services.api.service import MetricsService, parse_group_by, parse_metrics
 from services.api.settings import ApiSettings
-from shared.errors import ERROR_RESPONSES, InvalidInput, ServiceUnavailable
+from shared.auth import CreatedKey, KeyInfo, NewKey, Principal, Scope, require
+from shared.auth import create_key as create_api_key
+from shared.auth import list_keys as list_api_keys
+from shared.auth import revoke_key as revoke_api_key
+from shared.db import transaction
+from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, ServiceUnavailable
 from shared.models import consumer_offset
 from shared.timeutil import as_utc
 
@@ -46,9 +51,11 @@ def get_connection(request: Request) -> Iterator[Connection]:
 
 Settings = Annotated[ApiSettings, Depends(get_settings)]
 Db = Annotated[Connection, Depends(get_connection)]
+Reader = Annotated[Principal, Depends(require(Scope.read))]
+Admin = Annotated[Principal, Depends(require(Scope.admin))]
 
 
-def _timestamp(name: str, value: str | None) -> datetime | None:
+def parse_timestamp(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     # A '+' in an unencoded query string arrives as a space.
@@ -65,14 +72,19 @@ def _ids(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
 
 
-def _filters(
-    agent_id: list[str] | None, team_id: list[str] | None, campaign_id: list[str] | None
+def filters_for(
+    reader: Principal,
+    agent_id: list[str] | None,
+    team_id: list[str] | None,
+    campaign_id: list[str] | None,
 ) -> Filters:
-    return Filters(_ids(agent_id), _ids(team_id), _ids(campaign_id))
+    # A key limited to some teams reads only their numbers, and is refused any other team.
+    return Filters(_ids(agent_id), reader.readable_teams(_ids(team_id)), _ids(campaign_id))
 
 
 @router.get("/v1/metrics", response_model=schemas.MetricsResponse, tags=["metrics"])
 def get_metrics(
+    reader: Reader,
     settings: Settings,
     connection: Db,
     metrics: Annotated[str | None, Query(description="Comma-separated KPI keys")] = None,
@@ -89,8 +101,8 @@ def get_metrics(
     keys = parse_metrics(metrics)
     rng = resolve_range(
         period,
-        _timestamp("from", from_),
-        _timestamp("to", to),
+        parse_timestamp("from", from_),
+        parse_timestamp("to", to),
         settings.zone,
         first_weekday=settings.week_start,
     )
@@ -98,7 +110,7 @@ def get_metrics(
         parse_group_by(group_by),
         granularity,
         rng,
-        _filters(agent_id, team_id, campaign_id),
+        filters_for(reader, agent_id, team_id, campaign_id),
         settings.zone,
         settings.week_start,
     )
@@ -115,6 +127,7 @@ def get_metrics(
 
 @router.get("/v1/leaderboard", response_model=schemas.LeaderboardResponse, tags=["metrics"])
 def get_leaderboard(
+    reader: Reader,
     settings: Settings,
     connection: Db,
     metric: str = "sales",
@@ -130,8 +143,8 @@ def get_leaderboard(
     """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
     rng = resolve_range(
         period,
-        _timestamp("from", from_),
-        _timestamp("to", to),
+        parse_timestamp("from", from_),
+        parse_timestamp("to", to),
         settings.zone,
         first_weekday=settings.week_start,
     )
@@ -139,7 +152,7 @@ def get_leaderboard(
         connection,
         metric.strip(),
         rng,
-        _filters(None, team_id, campaign_id),
+        filters_for(reader, None, team_id, campaign_id),
         limit=limit,
         min_volume=min_volume,
         ascending=order == "asc",
@@ -155,7 +168,7 @@ def get_leaderboard(
 
 
 @router.get("/v1/ops/lag", response_model=schemas.LagResponse, tags=["operations"])
-async def get_lag(request: Request, settings: Settings) -> dict[str, Any]:
+async def get_lag(request: Request, settings: Settings, _reader: Reader) -> dict[str, Any]:
     """Per partition of the events topic: end and committed offsets, lag, and a status."""
     engine: Engine = request.app.state.engine
     reader: LagReader = request.app.state.lag_reader
@@ -210,3 +223,43 @@ async def readyz(request: Request) -> dict[str, Any]:
     except DBAPIError as exc:
         raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
     return {"status": "ready", "database": True}
+
+
+def get_write_connection(request: Request) -> Iterator[Connection]:
+    """One read-write transaction per request, committed when the route returns."""
+    engine: Engine = request.app.state.engine
+    try:
+        with transaction(engine) as connection:
+            yield connection
+    except OperationalError as exc:
+        raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
+
+
+WriteDb = Annotated[Connection, Depends(get_write_connection)]
+
+
+@router.post("/v1/admin/keys", status_code=201, response_model=CreatedKey, tags=["admin"])
+def create_key(new: NewKey, request: Request, connection: WriteDb, _admin: Admin) -> CreatedKey:
+    """Create an API key. The answer holds the key itself, the only time it is shown."""
+    created = create_api_key(connection, new)
+    request.app.state.authenticator.cache.invalidate()
+    return created
+
+
+@router.get("/v1/admin/keys", response_model=list[KeyInfo], tags=["admin"])
+def list_keys(connection: Db, _admin: Admin) -> list[KeyInfo]:
+    """Every key, revoked ones too; never a secret."""
+    return list_api_keys(connection)
+
+
+@router.delete(
+    "/v1/admin/keys/{key_id}",
+    response_model=KeyInfo,
+    tags=["admin"],
+    responses={404: {"model": ErrorBody, "description": "No such key"}},
+)
+def revoke_key(key_id: str, request: Request, connection: WriteDb, _admin: Admin) -> KeyInfo:
+    """Revoke a key. Every process refuses it within CALLBOARD_AUTH_CACHE_SECONDS."""
+    revoked = revoke_api_key(connection, key_id)
+    request.app.state.authenticator.cache.invalidate()
+    return revoked

@@ -13,6 +13,8 @@ from services.ingest.producer import EventProducer
 from services.ingest.routes import event_schema_components, router
 from services.ingest.service import IngestService
 from services.ingest.settings import IngestSettings, ingest_settings
+from shared.auth import Authenticator
+from shared.db import engine_for
 from shared.http import JsonResponse, install_common
 from shared.logs import configure_logging
 
@@ -35,6 +37,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         default_response_class=JsonResponse,
     )
     app.state.ingest = IngestService(settings, producer)
+    # Ingest reads the key table only (through a cache), and only when auth is on.
+    app.state.authenticator = Authenticator(settings, lambda: engine_for(settings.database_url))
     install_common(app, "ingest")
     app.include_router(router)
 

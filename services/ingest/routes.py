@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.ingest.schemas import IngestResponse, ReadyResponse
 from services.ingest.service import IngestService, parse_body
+from shared.auth import Principal, Scope, require
 from shared.errors import ERROR_RESPONSES, ErrorBody, ServiceUnavailable
 from shared.events import Event
 
@@ -21,6 +22,7 @@ def get_service(request: Request) -> IngestService:
 
 
 Service = Annotated[IngestService, Depends(get_service)]
+Dialer = Annotated[Principal, Depends(require(Scope.ingest))]
 
 
 @router.post(
@@ -42,7 +44,7 @@ Service = Annotated[IngestService, Depends(get_service)]
         }
     },
 )
-async def post_events(request: Request, service: Service) -> IngestResponse:
+async def post_events(request: Request, service: Service, _dialer: Dialer) -> IngestResponse:
     """Accept call events. Answers 202 only once Kafka acknowledged every accepted event."""
     service.check_size(request.headers.get("content-length"))
     body = bytearray()
