@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from services.api.analysis_routes import router as analysis_router
-from services.api.lag import LagReader
+from services.api.lag import LagMonitor
 from services.api.routes import router
 from services.api.settings import ApiSettings, api_settings
 from shared.auth import Authenticator
@@ -24,12 +24,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or api_settings()
     configure_logging("api", settings.log_level)
     engine = make_engine(settings.database_url)
-    lag_reader = LagReader(settings)
+    lag_monitor = LagMonitor(settings, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lag_monitor.start()
         yield
-        await run_in_threadpool(lag_reader.close)
+        await run_in_threadpool(lag_monitor.close)
         engine.dispose()
 
     app = FastAPI(
@@ -41,7 +42,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.lag_reader = lag_reader
+    app.state.lag_monitor = lag_monitor
     app.state.authenticator = Authenticator(settings, lambda: engine)
     install_common(app, "api")
 

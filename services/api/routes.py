@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from services.api import schemas
-from services.api.lag import LagReader
+from services.api.lag import LagMonitor, worst
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
@@ -26,12 +26,8 @@ from shared.auth import list_keys as list_api_keys
 from shared.auth import revoke_key as revoke_api_key
 from shared.db import transaction
 from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, ServiceUnavailable
-from shared.models import consumer_offset
-from shared.timeutil import as_utc
 
 router = APIRouter(responses=ERROR_RESPONSES)
-
-_SEVERITY = {"ok": 0, "warning": 1, "error": 2, "stalled": 3}
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -169,40 +165,31 @@ def get_leaderboard(
 
 @router.get("/v1/ops/lag", response_model=schemas.LagResponse, tags=["operations"])
 async def get_lag(request: Request, settings: Settings, _reader: Reader) -> dict[str, Any]:
-    """Per partition of the events topic: end and committed offsets, lag, and a status."""
-    engine: Engine = request.app.state.engine
-    reader: LagReader = request.app.state.lag_reader
-
-    def read() -> list[Any]:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                consumer_offset.select().where(consumer_offset.c.topic == settings.events_topic)
-            )
-            committed: dict[int, tuple[int, datetime | None]] = {
-                r.partition: (r.next_offset, as_utc(r.updated_at)) for r in rows
-            }
-        return reader.read(committed)
-
+    """Per partition of the events topic: end and committed offsets, lag, and a status
+    judged over a sliding window of observations (rules: ``services/api/lag.py``)."""
+    monitor: LagMonitor = request.app.state.lag_monitor
     try:
-        partitions = await run_in_threadpool(read)
+        partitions = await run_in_threadpool(monitor.observe)
     except DBAPIError as exc:
         raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
     except Exception as exc:
         raise ServiceUnavailable(f"Kafka is not reachable: {exc}", retry_after=5) from exc
-    worst = max((p.status for p in partitions), key=_SEVERITY.__getitem__, default="ok")
     return {
         "topic": settings.events_topic,
         "group_id": settings.group_id,
-        "status": worst,
+        "status": worst(p.status for p in partitions),
+        "window_seconds": settings.lag_window_seconds,
         "partitions": [
             {
                 "partition": p.partition,
                 "end_offset": p.end_offset,
                 "committed_offset": p.committed_offset,
+                "kafka_committed_offset": p.kafka_committed_offset,
                 "lag": p.lag,
                 "lag_seconds": None if math.isnan(p.lag_seconds) else round(p.lag_seconds, 3),
                 "status": p.status,
                 "last_commit_at": p.last_commit_at.isoformat() if p.last_commit_at else None,
+                "consumer_assigned": p.owned,
             }
             for p in partitions
         ],

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the read API: the aggregator group's lag, per partition.
+
+The API observes lag (``services.api.lag``) every few seconds, so its ``/metrics`` is where
+Prometheus finds lag; HTTP latency by route comes from ``shared.http``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import Gauge
+
+if TYPE_CHECKING:
+    from services.api.lag import PartitionLag
+
+LAG_EVENTS = Gauge(
+    "callboard_consumer_lag_events",
+    "Events in the topic not yet applied to the KPI tables",
+    ["topic", "partition"],
+)
+LAG_SECONDS = Gauge(
+    "callboard_consumer_lag_seconds",
+    "Age of the oldest event not yet applied",
+    ["topic", "partition"],
+)
+LAG_STATUS = Gauge(
+    "callboard_consumer_lag_status",
+    "Lag status: 0 ok, 1 warning (lag growing), 2 stalled, 3 error (consumer stopped)",
+    ["topic", "partition"],
+)
+COMMITTED_OFFSET = Gauge(
+    "callboard_consumer_committed_offset",
+    "Next offset to apply, as stored with the numbers",
+    ["topic", "partition"],
+)
+
+
+def observe_lag(
+    topic: str, partitions: Sequence[PartitionLag], severity: Mapping[str, int]
+) -> None:
+    for p in partitions:
+        labels = (topic, str(p.partition))
+        LAG_EVENTS.labels(*labels).set(p.lag)
+        LAG_SECONDS.labels(*labels).set(p.lag_seconds)
+        LAG_STATUS.labels(*labels).set(severity[p.status])
+        COMMITTED_OFFSET.labels(*labels).set(p.committed_offset)
