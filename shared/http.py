@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,10 +13,11 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import CallboardError, ErrorBody, ErrorDetail
+from shared.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,14 @@ REQUEST_SECONDS = Histogram(
     ["service", "method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+ERRORS = Counter(
+    "callboard_http_errors_total",
+    "Requests refused or failed, by error code (unauthorized, rate_limited, invalid_input...)",
+    ["service", "code"],
+)
 REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is echoed into logs and Kafka headers: keep it short and printable.
+_REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
 def _default(value: Any) -> Any:
@@ -53,6 +62,7 @@ def install_common(app: FastAPI, service: str) -> None:
 
     @app.exception_handler(CallboardError)
     async def _callboard_error(_request: Request, exc: CallboardError) -> Response:
+        ERRORS.labels(service, exc.code).inc()
         return JsonResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -64,24 +74,29 @@ def install_common(app: FastAPI, service: str) -> None:
             }
             for e in exc.errors()
         ]
+        ERRORS.labels(service, "invalid_input").inc()
         return _error(422, "invalid_input", "the request has invalid parameters", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        ERRORS.labels(service, code).inc()
         return _error(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
+        ERRORS.labels(service, "internal_error").inc()
         return _error(500, "internal_error", "an internal error occurred; it has been logged")
 
     @app.middleware("http")
     async def _request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        given = request.headers.get(REQUEST_ID_HEADER)
+        request_id = given if given and _REQUEST_ID_SHAPE.match(given) else uuid.uuid4().hex
         request.state.request_id = request_id
+        request_id_var.set(request_id)
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,19 @@ def _decode(record: Record) -> dict[str, Any] | None:
         return None
 
 
+MAX_LOGGED_REQUEST_IDS = 100
+
+
+def _request_ids(records: Iterable[Any]) -> list[str]:
+    """The distinct ``request_id`` headers of ``records``, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for record in records:
+        for key, value in record.headers or ():
+            if key == "request_id" and value:
+                seen.setdefault(value.decode(errors="replace"), None)
+    return list(seen)
+
+
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, member: AggregatorMember) -> None:
         self.member = member
@@ -177,6 +190,18 @@ class AggregatorMember:
         if not records:
             return 0
         result = self._apply_with_retry(records)
+        request_ids = _request_ids(r for batch in polled.values() for r in batch)
+        log.info(
+            "batch applied",
+            extra={
+                "applied": result.applied,
+                "skipped": result.skipped,
+                "offsets": result.next_offsets,
+                # The ingest requests these events came from (Kafka header request_id).
+                "request_ids": request_ids[:MAX_LOGGED_REQUEST_IDS],
+                "request_count": len(request_ids),
+            },
+        )
         self._batches += 1
         if self._failpoint == ("after_db_commit", self._batches):
             log.critical("failpoint after_db_commit reached: exiting without Kafka commit")

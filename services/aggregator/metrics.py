@@ -11,6 +11,11 @@ SKIPPED = Counter(
 REJECTED = Counter(
     "callboard_aggregator_events_rejected_total", "Records that could not be decoded"
 )
+# Records set aside instead of applied; stays 0 until a dead-letter topic exists (undecodable
+# records are counted in REJECTED and skipped).
+DEAD_LETTERS = Counter(
+    "callboard_aggregator_dead_letters_total", "Records sent to the dead-letter topic"
+)
 DB_RETRIES = Counter(
     "callboard_aggregator_db_retries_total", "Batch transactions retried after a database error"
 )

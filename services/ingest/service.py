@@ -8,6 +8,7 @@ partition; a call that never reached an agent is keyed by its call id.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from services.ingest.producer import BrokerUnavailable, EventProducer, Message
 from services.ingest.settings import IngestSettings
 from shared.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
 from shared.events import BaseEvent, EventRejection, FieldError, validate_event
+
+log = logging.getLogger(__name__)
 
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 _FOUR_PLACES = Decimal("0.0001")
@@ -116,6 +119,14 @@ class IngestService:
                     errors=errors,
                 )
             )
+        if rejected:
+            log.info(
+                "events rejected",
+                extra={
+                    "rejected": len(rejected),
+                    "fields": sorted({e.field for r in rejected for e in r.errors}),
+                },
+            )
         return accepted, rejected
 
     def publish(self, events: list[BaseEvent], request_id: str) -> None:
@@ -139,6 +150,7 @@ class IngestService:
                 details={"reason": str(exc)},
             ) from exc
         metrics.ACCEPTED.inc(len(events))
+        log.info("events stored", extra={"accepted": len(events), "request_id": request_id})
 
     def reject_all(self, rejected: list[EventRejection], total: int) -> InvalidInput:
         message = (
