@@ -44,7 +44,7 @@ def scraped(
     database_url: str,
     topic: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
+) -> Iterator[tuple[Pipeline, int]]:
     aggregator_port = free_port()
     with Pipeline(
         bootstrap_servers=kafka_bootstrap_servers,
@@ -56,8 +56,7 @@ def scraped(
             "CALLBOARD_LAG_SAMPLE_SECONDS": "0.5",
         },
     ) as pipeline:
-        pipeline.aggregator_metrics_port = aggregator_port  # type: ignore[attr-defined]
-        yield pipeline
+        yield pipeline, aggregator_port
 
 
 def prometheus_config(pipeline: Pipeline, aggregator_port: int, rules: Path) -> str:
@@ -86,8 +85,10 @@ def query(client: httpx.Client, expr: str) -> list[dict[str, Any]]:
 
 @pytest.mark.pipeline
 @pytest.mark.timeout(180)
-def test_a_real_prometheus_scrapes_all_three_services(scraped: Pipeline, tmp_path: Path) -> None:
-    pipeline = scraped
+def test_a_real_prometheus_scrapes_all_three_services(
+    scraped: tuple[Pipeline, int], tmp_path: Path
+) -> None:
+    pipeline, aggregator_port = scraped
     events = [
         {
             "event_id": f"p-{i}",
@@ -104,9 +105,7 @@ def test_a_real_prometheus_scrapes_all_three_services(scraped: Pipeline, tmp_pat
     pipeline.wait_caught_up()
 
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        prometheus_config(pipeline, pipeline.aggregator_metrics_port, OPS / "alerts.yml")
-    )  # type: ignore[attr-defined]
+    config.write_text(prometheus_config(pipeline, aggregator_port, OPS / "alerts.yml"))
     port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
     server = subprocess.Popen(
