@@ -131,7 +131,11 @@ def test_a_real_prometheus_scrapes_all_three_services(
         seen: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
-                targets = client.get("/api/v1/targets").json()["data"]["activeTargets"]
+                response = client.get("/api/v1/targets")
+                # Until its storage is open, Prometheus answers 503 in plain text.
+                if response.status_code != 200:
+                    raise httpx.TransportError(response.text)
+                targets = response.json()["data"]["activeTargets"]
             except httpx.TransportError:
                 assert server.poll() is None, (tmp_path / "prometheus.log").read_text()
                 time.sleep(0.5)
