@@ -312,3 +312,60 @@ def from_stored(key: str, value: int | Decimal | None) -> Number:
     if scale == 1:
         return int(value)
     return Decimal(value) / scale
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """A factor of the performance-driver model and the playbook's question about it."""
+
+    key: str
+    name_zh: str
+    question: str
+
+
+# result = leads_dialed × contact_rate × quote_rate × close_rate × avg_revenue_per_won_lead
+#          × margin_rate   (the last factor only where there is margin data)
+DRIVERS: tuple[Driver, ...] = (
+    Driver("leads_dialed", "呼出客户数", "too few dials?"),
+    Driver("contact_rate", "有效联通率", "poor lead data (contact rate)?"),
+    Driver("quote_rate", "报价成功率", "cannot quote?"),
+    Driver("close_rate", "销售成功率", "cannot close?"),
+    Driver("avg_revenue_per_won_lead", "客均保费", "low ticket size?"),
+    Driver("margin_rate", "平均利润率", "poor margin control?"),
+)
+DRIVER_BASE_KEYS: tuple[str, ...] = (
+    "leads_dialed",
+    "leads_reached",
+    "leads_quoted",
+    "leads_won",
+    "revenue",
+    "margin",
+)
+
+
+def driver_values(
+    base: Mapping[str, Number | None], with_margin: bool
+) -> dict[str, Decimal | None]:
+    """The drivers of one scope, unrounded, so that their product is exactly the result."""
+    values: dict[str, Decimal | None] = {}
+    for driver in DRIVERS:
+        if driver.key == "margin_rate" and not with_margin:
+            continue
+        ratio = RATIO_BY_KEY.get(driver.key)
+        if ratio is None:
+            values[driver.key] = Decimal(base.get(driver.key) or 0)
+            continue
+        denominator = Decimal(base.get(ratio.denominator) or 0)
+        numerator = sum((Decimal(base.get(k) or 0) for k in ratio.numerator), Decimal(0))
+        values[driver.key] = numerator / denominator if denominator else None
+    return values
+
+
+def driver_result(values: Mapping[str, Decimal | None]) -> Decimal | None:
+    """The product of the drivers: margin earned, or revenue without margin data."""
+    product = Decimal(1)
+    for value in values.values():
+        if value is None:
+            return None
+        product *= value
+    return product

@@ -26,6 +26,9 @@ class CommonSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     events_topic: str = "callboard.events"
+    # Partitions of the events topic when a service creates it: the most aggregator
+    # processes that can share the work.
+    events_partitions: int = Field(default=6, ge=1)
     database_url: str = DEFAULT_DATABASE_URL
     timezone: str = "Asia/Shanghai"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")

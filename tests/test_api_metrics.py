@@ -11,6 +11,9 @@ Day 1
   c8  a3 (T2)             L6  inbound, answered, talk 50, not resolved   (14:00)
   c9  a3                  L6  inbound, answered, talk 50, resolved       (15:00)
   q1  a1 quotes L1; o1 a1 sells L1 1000.50 (margin 100); o2 a2 sells L1 500, cancelled
+  o3  a2 sells L3 200 to an existing customer (no margin)
+  payments: 400 on o1; 100 on o2 (cancelled: never collected)
+  stages: a1 moves L1 to intent, L2 to ready, L7 to acknowledged
   survey on c1: 4
   a1 states: available 09:00, paused 12:00, logged_out 13:00 -> 4 h logged in
 Day 2
@@ -20,6 +23,7 @@ Day 2
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timedelta
 from typing import Any
@@ -184,6 +188,56 @@ def _floor() -> list[dict[str, Any]]:
             "call_id": "c1",
             "score": 4,
         },
+        {
+            "event_id": "o3",
+            "type": "sale.closed",
+            "occurred_at": _at(DAY1, 11, 50),
+            "agent_id": "a2",
+            "lead_id": "L3",
+            "order_id": "o3",
+            "amount": "200",
+            "customer_type": "existing",
+        },
+        {
+            "event_id": "p1",
+            "type": "payment.received",
+            "occurred_at": _at(DAY1, 9, 30),
+            "agent_id": "a1",
+            "order_id": "o1",
+            "amount": "400",
+        },
+        {
+            "event_id": "p2",
+            "type": "payment.received",
+            "occurred_at": _at(DAY1, 11, 45),
+            "agent_id": "a2",
+            "order_id": "o2",
+            "amount": "100",
+        },
+        {
+            "event_id": "s1",
+            "type": "lead.stage_changed",
+            "occurred_at": _at(DAY1, 9, 3),
+            "agent_id": "a1",
+            "lead_id": "L1",
+            "stage": "intent",
+        },
+        {
+            "event_id": "s2",
+            "type": "lead.stage_changed",
+            "occurred_at": _at(DAY1, 9, 6),
+            "agent_id": "a1",
+            "lead_id": "L2",
+            "stage": "ready",
+        },
+        {
+            "event_id": "s3",
+            "type": "lead.stage_changed",
+            "occurred_at": _at(DAY1, 9, 7),
+            "agent_id": "a1",
+            "lead_id": "L7",
+            "stage": "acknowledged",
+        },
     ]
     for event_id, hour, state in (
         ("st1", 9, "available"),
@@ -250,8 +304,8 @@ def test_every_number_of_the_hand_worked_floor(floor: Pipeline) -> None:
     assert a1["dispositions"] == {"SALE": 1, "NA": 1}
 
     assert (a2["dials"], a2["connects"], a2["contacts"], a2["talk_seconds"]) == (2, 1, 1, 200)
-    assert (a2["sales"], a2["revenue"], a2["leads_dialed"], a2["leads_won"]) == (0, "0.00", 2, 0)
-    assert a2["close_rate"] is None and a2["avg_order_value"] is None
+    assert (a2["sales"], a2["revenue"], a2["leads_dialed"], a2["leads_won"]) == (1, "200.00", 2, 1)
+    assert a2["close_rate"] is None and a2["avg_order_value"] == "200.00"
 
     assert (a3["dials"], a3["inbound_calls"], a3["connects"]) == (0, 2, 2)
     assert a3["connect_rate"] is None
@@ -265,10 +319,35 @@ def test_every_number_of_the_hand_worked_floor(floor: Pipeline) -> None:
     assert later["rows"] == [{"resolved_first_call": 1, "fcr_rate": 1.0}]
 
 
+def test_the_rest_of_the_playbook_kpis(floor: Pipeline) -> None:
+    metrics = (
+        "collections,new_customer_sales,existing_customer_sales,leads_intent,intent_rate,"
+        "lead_conversion_rate,quote_rate,conversion_rate,avg_revenue_per_won_lead,"
+        "avg_talk_seconds,avg_handle_seconds,calls_per_lead,effective_talk_seconds,"
+        "inbound_connects,csat_responses,csat_sum"
+    )
+    rows = _rows(floor.metrics(**_day(DAY1, metrics=metrics, group_by="agent")), "agent_id")
+    a1, a2 = rows["a1"], rows["a2"]
+    assert a1["collections"] == "400.00"
+    assert a2["collections"] == "0.00"  # its only payment is on a cancelled order
+    assert (a1["new_customer_sales"], a1["existing_customer_sales"]) == (1, 0)
+    assert (a2["new_customer_sales"], a2["existing_customer_sales"]) == (0, 1)
+    assert a1["leads_intent"] == 2  # L1 intent, L2 ready; L7 only acknowledged
+    assert a1["intent_rate"] == 2.0  # 2 / 1 lead reached
+    assert a1["lead_conversion_rate"] == 0.5
+    assert (a1["quote_rate"], a1["conversion_rate"], a2["conversion_rate"]) == (1.0, 0.5, 0.5)
+    assert a1["avg_revenue_per_won_lead"] == "1000.50"
+    assert a2["avg_revenue_per_won_lead"] == "200.00"
+    assert (a1["avg_talk_seconds"], a1["avg_handle_seconds"]) == (60.0, 65.0)
+    assert (a1["calls_per_lead"], a1["effective_talk_seconds"]) == (1.5, 90)
+    assert rows["a3"]["inbound_connects"] == 2
+    assert (a1["csat_responses"], a1["csat_sum"]) == (1, 4)
+
+
 def test_lead_counts_are_distinct_across_agents(floor: Pipeline) -> None:
-    total = floor.metrics(**_day(DAY1, metrics="dials,leads_dialed,leads_reached"))["rows"]
+    total = floor.metrics(**_day(DAY1, metrics="dials,leads_dialed,leads_reached,leads_won"))
     # L1 was dialed by a1 and a2: once for the floor. Reached: L1, and L6 on its inbound calls.
-    assert total == [{"dials": 5, "leads_dialed": 3, "leads_reached": 2}]
+    assert total["rows"] == [{"dials": 5, "leads_dialed": 3, "leads_reached": 2, "leads_won": 2}]
 
 
 def test_an_agent_without_team_counts_for_its_roster_team(floor: Pipeline) -> None:
@@ -341,3 +420,67 @@ def test_bad_queries_answer_422_with_a_reason(floor: Pipeline) -> None:
         response = floor.api.get("/v1/metrics", params=params)
         assert response.status_code == 422, params
         assert fragment in str(response.json()), (params, response.json())
+
+
+def test_driver_model_against_a_target(floor: Pipeline) -> None:
+    targets = {
+        "target_leads_dialed": "4",
+        "target_contact_rate": "0.5",
+        "target_quote_rate": "0.5",
+        "target_close_rate": "0.5",
+        "target_avg_revenue_per_won_lead": "1000.50",
+        "target_margin_rate": "0.1",
+    }
+    body = floor.api.get(
+        "/v1/drivers", params=_day(DAY1, agent_id="a1", reference="target", **targets)
+    ).json()
+    # a1: 2 leads × 1/2 reached × 1/1 quoted × 1/1 won × 1000.50 per lead × 100/1000.50 margin
+    assert body["result_kind"] == "margin"
+    assert (body["result"], body["reference_result"]) == ("100.00", "50.03")
+    shares = {d["driver"]: d["log_share"] for d in body["drivers"]}
+    assert shares == {
+        "leads_dialed": -0.693147,
+        "contact_rate": 0.0,
+        "quote_rate": 0.693147,
+        "close_rate": 0.693147,
+        "avg_revenue_per_won_lead": 0.0,
+        "margin_rate": round(math.log(100 / 1000.5 / 0.1), 6),
+    }
+    assert body["log_gap"] == round(math.log(100 / 50.025), 6)
+    assert body["ranked_by_cost"] == ["leads_dialed", "margin_rate"]
+    assert body["drivers"][0]["question"] == "too few dials?"
+
+
+def test_driver_model_needs_a_complete_target(floor: Pipeline) -> None:
+    response = floor.api.get(
+        "/v1/drivers", params=_day(DAY1, agent_id="a1", reference="target", target_quote_rate=1)
+    )
+    assert response.status_code == 422
+    assert "target_leads_dialed" in response.json()["error"]["message"]
+
+
+def test_best_time_to_call(floor: Pipeline) -> None:
+    params = {"from": DAY1.isoformat(), "to": (DAY2 + timedelta(days=1)).isoformat()}
+    cells = floor.api.get("/v1/best-time", params=params).json()["cells"]
+    table = {(c["weekday"], c["hour"]): c for c in cells}
+    monday_9 = table[(1, 9)]
+    assert (monday_9["dials"], monday_9["connects"], monday_9["leads_dialed"]) == (3, 1, 3)
+    assert (monday_9["connect_rate"], monday_9["contact_rate"]) == (0.333333, 0.333333)
+    assert (table[(1, 10)]["connect_rate"], table[(1, 10)]["contact_rate"]) == (1.0, 1.0)
+    assert table[(1, 14)]["connect_rate"] is None  # inbound only: no dials
+    tuesday = {hour: table[(2, hour)] for hour in (8, 9)}
+    assert (tuesday[8]["connect_rate"], tuesday[9]["connect_rate"]) == (1.0, 0.0)
+
+
+def test_dispositions_endpoint(floor: Pipeline) -> None:
+    body = floor.api.get("/v1/dispositions", params=_day(DAY1, group_by="agent")).json()
+    assert body["rows"] == [{"agent_id": "a1", "dispositions": {"NA": 1, "SALE": 1}, "calls": 2}]
+
+
+def test_an_agents_own_rank_with_its_neighbours(floor: Pipeline) -> None:
+    params = _day(DAY1, metric="dials", around=1)
+    body = floor.api.get("/v1/leaderboard/agents/a3", params=params).json()
+    assert body["agent"]["rank"] == 3
+    assert [r["agent_id"] for r in body["rows"]] == ["a2", "a3"]
+    missing = floor.api.get("/v1/leaderboard/agents/nobody", params=params)
+    assert missing.status_code == 404

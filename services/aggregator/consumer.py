@@ -26,6 +26,7 @@ from services.aggregator import metrics, repository
 from services.aggregator.batch import BatchBuilder, entity_keys
 from services.aggregator.settings import AggregatorSettings
 from shared.db import transaction
+from shared.kafka import ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +162,25 @@ class AggregatorMember:
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=600_000,
         )
+        self._wait_for_topic()
         self.consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))
         self._batches = 0
         self._failpoint = _failpoint()
+
+    def _wait_for_topic(self, timeout: float = 60.0) -> None:
+        """Join the group only once the topic's partitions are known.
+
+        A member that joins before a new topic's partitions have leaders is assigned
+        nothing, and may stay so until the next metadata refresh minutes later.
+        """
+        topic = self.settings.events_topic
+        ensure_topic(self.settings.bootstrap_servers, topic, self.settings.events_partitions)
+        deadline = time.monotonic() + timeout
+        while not self.consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} has no partitions after {timeout:.0f} s")
+            self.consumer.topics()  # refreshes the metadata
+            time.sleep(0.2)
 
     def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
         with transaction(self.applier.engine) as connection:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, delete, select, text, tuple_
+from sqlalchemy import Connection, Table, bindparam, delete, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
@@ -67,6 +67,15 @@ def _upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *,
         },
     )
     connection.execute(stmt, rows)
+    counters = [c for c in updated if c in _ADDITIVE]
+    if add and counters:
+        # A row whose counters all went back to zero (a call moved to another bucket, a
+        # sale cancelled) holds nothing: remove it, so rows exist only where something counts.
+        emptied = delete(table).where(
+            *(table.c[k] == bindparam(f"pk_{k}") for k in pk),
+            *(table.c[c] == 0 for c in counters),
+        )
+        connection.execute(emptied, [{f"pk_{k}": r[k] for k in pk} for r in rows])
 
 
 def _pg_copy_upsert(
@@ -101,6 +110,14 @@ def _pg_copy_upsert(
         f"ORDER BY {', '.join(pk)} "
         f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {assignments}"
     )
+    counters = [c for c in updated if c in _ADDITIVE]
+    if add and counters:
+        # See _upsert: rows whose counters all went back to zero are removed.
+        matches = " AND ".join(f"t.{k} = s.{k}" for k in pk)
+        zeros = " AND ".join(f"t.{c} = 0" for c in counters)
+        connection.exec_driver_sql(
+            f"DELETE FROM {table.name} AS t USING {staging} AS s WHERE {matches} AND {zeros}"
+        )
     connection.exec_driver_sql(f"TRUNCATE {staging}")
 
 

@@ -54,7 +54,7 @@ class Query:
     first_weekday: int = 0
 
 
-def _scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
+def scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
     roster = agent_team.alias("roster")
     team = case((table.c.team_id != "", table.c.team_id), else_=func.coalesce(roster.c.team_id, ""))
     joined = table.outerjoin(roster, roster.c.agent_id == table.c.agent_id)
@@ -64,7 +64,7 @@ def _scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
     return joined, columns
 
 
-def _filter_conditions(
+def filter_conditions(
     columns: dict[str, ColumnElement[Any]], filters: Filters
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
@@ -124,7 +124,7 @@ def _read(
     condition: ColumnElement[bool],
     extra_group: Sequence[str] = (),
 ) -> list[tuple[RowKey, dict[str, Any]]]:
-    joined, columns = _scoped(table)
+    joined, columns = scoped(table)
     groups = [columns[g].label(g) for g in query.group_by]
     groups += [table.c[c].label(c) for c in extra_group]
     if bucket_column is not None:
@@ -132,7 +132,7 @@ def _read(
     stmt = (
         select(*groups, *(v.label(k) for k, v in value_columns.items()))
         .select_from(joined)
-        .where(condition, *_filter_conditions(columns, query.filters))
+        .where(condition, *filter_conditions(columns, query.filters))
     )
     if groups:
         stmt = stmt.group_by(*(g.element for g in groups))
@@ -305,7 +305,7 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
     if "campaign" in query.group_by:
         return {}
     table = agent_state_change
-    joined, columns = _scoped(table)
+    joined, columns = scoped(table)
     end = min(query.range.end, now)
     before = (
         select(table.c.agent_id, func.max(table.c.occurred_at).label("last"))
@@ -325,7 +325,7 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
         .where(
             table.c.occurred_at < end,
             (table.c.occurred_at >= query.range.start) | (table.c.occurred_at == before.c.last),
-            *_filter_conditions(columns, query.filters),
+            *filter_conditions(columns, query.filters),
         )
         .order_by(table.c.agent_id, table.c.occurred_at, table.c.event_id)
     )

@@ -1,0 +1,177 @@
+"""HTTP routes for coaching: the driver model, the best time to call, dispositions, and an
+agent's own place on the leaderboard."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from services.api.analysis import best_time_to_call, driver_model
+from services.api.periods import Granularity, Period, TimeRange, resolve_range
+from services.api.queries import Query as MetricsQuery
+from services.api.routes import Db, Reader, Settings, filters_for, parse_timestamp
+from services.api.service import MetricsService, parse_group_by
+from services.api.settings import ApiSettings
+from shared.errors import ERROR_RESPONSES, InvalidInput, NotFound
+from shared.kpis import DISPOSITIONS, DRIVERS
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+Ids = Annotated[list[str] | None, Query()]
+
+
+def _range(
+    settings: ApiSettings, period: Period | None, from_: str | None, to: str | None
+) -> TimeRange:
+    return resolve_range(
+        period,
+        parse_timestamp("from", from_),
+        parse_timestamp("to", to),
+        settings.zone,
+        first_weekday=settings.week_start,
+    )
+
+
+def _bounds(settings: ApiSettings, rng: TimeRange) -> dict[str, str]:
+    return {
+        "from": rng.start.astimezone(settings.zone).isoformat(),
+        "to": rng.end.astimezone(settings.zone).isoformat(),
+        "timezone": settings.timezone,
+    }
+
+
+@router.get("/v1/drivers", tags=["coaching"])
+def get_drivers(
+    request: Request,
+    reader: Reader,
+    settings: Settings,
+    connection: Db,
+    agent_id: str | None = None,
+    team_id: str | None = None,
+    reference: str = "team_median",
+    period: Period | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """The performance-driver model for an agent or team against a reference.
+
+    ``reference``: ``team_median`` (the median of each driver over the agent's team, or over
+    all teams for a team), ``previous_period`` (the same scope, the period of equal length
+    before), or ``target`` (give ``target_<driver>`` for each driver). Each driver's
+    ``log_share`` is its exact term in ``ln(result / reference)``; ``ranked_by_cost`` lists
+    the drivers that pull the result below the reference, the costliest first.
+    """
+    if team_id is not None:
+        filters_for(reader, None, [team_id], None)
+    elif agent_id is not None:
+        filters_for(reader, [agent_id], None, None)
+    targets: dict[str, Decimal] = {}
+    for driver in DRIVERS:
+        raw = request.query_params.get(f"target_{driver.key}")
+        if raw is not None:
+            try:
+                targets[driver.key] = Decimal(raw)
+            except InvalidOperation as exc:
+                raise InvalidInput(f"target_{driver.key}={raw!r} is not a number") from exc
+    rng = _range(settings, period, from_, to)
+    return driver_model(
+        connection,
+        settings,
+        rng,
+        agent_id=agent_id,
+        team_id=team_id,
+        reference=reference,
+        targets=targets,
+    )
+
+
+@router.get("/v1/best-time", tags=["coaching"])
+def get_best_time(
+    reader: Reader,
+    settings: Settings,
+    connection: Db,
+    period: Period | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    team_id: Ids = None,
+    campaign_id: Ids = None,
+) -> dict[str, Any]:
+    """Connect and contact rate by local weekday (1 = Monday) and hour of day."""
+    rng = _range(settings, period if (period or from_ or to) else Period.mtd, from_, to)
+    cells = best_time_to_call(
+        connection, settings, rng, filters_for(reader, None, team_id, campaign_id)
+    )
+    return {**_bounds(settings, rng), "cells": cells}
+
+
+@router.get("/v1/dispositions", tags=["metrics"])
+def get_dispositions(
+    reader: Reader,
+    settings: Settings,
+    connection: Db,
+    group_by: str | None = None,
+    granularity: Granularity = Granularity.none,
+    period: Period | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    agent_id: Ids = None,
+    team_id: Ids = None,
+    campaign_id: Ids = None,
+) -> dict[str, Any]:
+    """Calls per disposition code (the latest code of each call) for any scope and period."""
+    rng = _range(settings, period, from_, to)
+    query = MetricsQuery(
+        parse_group_by(group_by),
+        granularity,
+        rng,
+        filters_for(reader, agent_id, team_id, campaign_id),
+        settings.zone,
+        settings.week_start,
+    )
+    rows = MetricsService(settings).metrics(connection, [DISPOSITIONS], query)
+    for row in rows:
+        row["calls"] = sum(row[DISPOSITIONS].values())
+    return {**_bounds(settings, rng), "granularity": granularity.value, "rows": rows}
+
+
+@router.get("/v1/leaderboard/agents/{agent_id}", tags=["metrics"])
+def get_agent_rank(
+    agent_id: str,
+    reader: Reader,
+    settings: Settings,
+    connection: Db,
+    metric: str = "sales",
+    period: Period | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    team_id: Ids = None,
+    campaign_id: Ids = None,
+    around: Annotated[int, Query(ge=0, le=50)] = 2,
+    min_volume: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """One agent's rank, with the ``around`` agents ranked just above and below it."""
+    rng = _range(settings, period, from_, to)
+    effective_min, rows = MetricsService(settings).leaderboard(
+        connection,
+        metric.strip(),
+        rng,
+        filters_for(reader, None, team_id, campaign_id),
+        limit=None,
+        min_volume=min_volume,
+    )
+    position = next((i for i, row in enumerate(rows) if row["agent_id"] == agent_id), None)
+    if position is None:
+        raise NotFound(
+            f"agent {agent_id} is not ranked by {metric} in this period "
+            f"(no data, or below the minimum volume {effective_min})"
+        )
+    return {
+        "metric": metric,
+        **_bounds(settings, rng),
+        "min_volume": effective_min,
+        "ranked": len(rows),
+        "agent": rows[position],
+        "rows": rows[max(position - around, 0) : position + around + 1],
+    }

@@ -1,0 +1,182 @@
+"""An independent reference calculation of the KPIs, straight from raw events.
+
+Written from ``events.md`` and ``kpis.md`` alone, in plain Python, sharing no code with the
+aggregator or the API, so that it can catch a mistake in either.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+CALL = ("call.started", "call.answered", "call.ended", "call.dispositioned", "call.completed")
+
+
+@dataclass
+class Cell:
+    """Everything that happened for one agent, team and campaign in one local hour."""
+
+    counts: dict[str, Any] = field(default_factory=lambda: defaultdict(int))
+    leads: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+def _latest(events: list[dict[str, Any]], name: str) -> Any:
+    """The value of ``name`` in the latest event that has it (ties: the larger event id)."""
+    having = [e for e in events if e.get(name) is not None]
+    if not having:
+        return None
+    return max(having, key=lambda e: (datetime.fromisoformat(e["occurred_at"]), e["event_id"]))[
+        name
+    ]
+
+
+def reference_cells(
+    events: list[dict[str, Any]], zone: ZoneInfo, effective_seconds: int = 60
+) -> dict[tuple[str, str, str, datetime], Cell]:
+    unique = {e["event_id"]: e for e in events}.values()
+    cells: dict[tuple[str, str, str, datetime], Cell] = defaultdict(Cell)
+
+    def cell(at: datetime, agent: str, team: str, campaign: str) -> Cell:
+        hour = at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+        return cells[(agent or "", team or "", campaign or "", hour)]
+
+    calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    orders: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in unique:
+        kind = event["type"]
+        if kind in CALL or kind == "survey.completed":
+            calls[event["call_id"]].append(event)
+        elif kind in ("sale.closed", "sale.cancelled", "payment.received"):
+            orders[event["order_id"]].append(event)
+        elif kind == "quote.given":
+            target = cell(
+                datetime.fromisoformat(event["occurred_at"]),
+                event["agent_id"],
+                event.get("team_id", ""),
+                event.get("campaign_id", ""),
+            )
+            target.counts["quotes"] += 1
+            target.leads["quoted"].add(event["lead_id"])
+        elif kind == "lead.stage_changed" and event["stage"] in ("intent", "ready"):
+            target = cell(
+                datetime.fromisoformat(event["occurred_at"]),
+                event["agent_id"],
+                event.get("team_id", ""),
+                event.get("campaign_id", ""),
+            )
+            target.leads["intent"].add(event["lead_id"])
+
+    for call_events in calls.values():
+        call_only = [e for e in call_events if e["type"] in CALL]
+        survey = [e for e in call_events if e["type"] == "survey.completed"]
+        if not call_only:
+            continue
+        start = min(datetime.fromisoformat(e["occurred_at"]) for e in call_events)
+        target = cell(
+            start,
+            _latest(call_only, "agent_id"),
+            _latest(call_only, "team_id"),
+            _latest(call_only, "campaign_id"),
+        )
+        direction = _latest(call_only, "direction") or "outbound"
+        answered_values = [
+            (datetime.fromisoformat(e["occurred_at"]), e["event_id"], True)
+            for e in call_only
+            if e["type"] == "call.answered"
+        ] + [
+            (datetime.fromisoformat(e["occurred_at"]), e["event_id"], e["answered"])
+            for e in call_only
+            if e["type"] == "call.completed"
+        ]
+        answered = max(answered_values)[2] if answered_values else False
+        human = answered and (_latest(call_only, "answered_by") or "human") == "human"
+        reached = human and _latest(call_only, "contact_reached") is not False
+        talk = Decimal(str(_latest(call_only, "talk_seconds") or 0))
+        wrap = Decimal(str(_latest(call_only, "wrap_seconds") or 0))
+        lead = _latest(call_only, "lead_id")
+        counts = target.counts
+        counts["dials" if direction == "outbound" else "inbound_calls"] += 1
+        counts["connects"] += human
+        counts["contacts"] += reached
+        counts["talk_seconds"] += talk
+        counts["wrap_seconds"] += wrap
+        if human and talk >= effective_seconds:
+            counts["effective_calls"] += 1
+            counts["effective_talk_seconds"] += talk
+        disposition = _latest(call_only, "disposition")
+        if disposition is not None:
+            counts[f"disposition:{disposition}"] += 1
+        if survey:
+            counts["csat_responses"] += 1
+            counts["csat_sum"] += _latest(survey, "score")
+        if lead is not None:
+            if direction == "outbound":
+                target.leads["dialed"].add(lead)
+            if reached:
+                target.leads["reached"].add(lead)
+
+    for order_events in orders.values():
+        if any(e["type"] == "sale.cancelled" for e in order_events):
+            continue
+        sales = [e for e in order_events if e["type"] == "sale.closed"]
+        if sales:
+            sale = max(sales, key=lambda e: (e["occurred_at"], e["event_id"]))
+            target = cell(
+                datetime.fromisoformat(sale["occurred_at"]),
+                sale["agent_id"],
+                sale.get("team_id", ""),
+                sale.get("campaign_id", ""),
+            )
+            target.counts["sales"] += 1
+            target.counts["revenue"] += Decimal(sale["amount"])
+            target.counts["margin"] += Decimal(sale.get("margin") or 0)
+            target.counts[f"{sale.get('customer_type', 'new')}_customer_sales"] += 1
+            target.leads["won"].add(sale["lead_id"])
+        for payment in (e for e in order_events if e["type"] == "payment.received"):
+            target = cell(
+                datetime.fromisoformat(payment["occurred_at"]),
+                payment["agent_id"],
+                payment.get("team_id", ""),
+                payment.get("campaign_id", ""),
+            )
+            target.counts["collections"] += Decimal(payment["amount"])
+    return cells
+
+
+def rollup(
+    cells: dict[tuple[str, str, str, datetime], Cell],
+    group: tuple[str, ...],
+    bucket_of: Any,
+    start: datetime,
+    end: datetime,
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Base values per group (a subset of agent, team, campaign) and bucket."""
+    position = {"agent": 0, "team": 1, "campaign": 2}
+    counts: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    leads: dict[tuple[Any, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for key, cell in cells.items():
+        hour = key[3]
+        if not start <= hour < end:
+            continue
+        row = (*tuple(key[position[g]] or None for g in group), bucket_of(hour))
+        for name, value in cell.counts.items():
+            counts[row][name] += value
+        for fact, ids in cell.leads.items():
+            leads[row][fact] |= ids
+    out = {}
+    for row in counts.keys() | leads.keys():
+        values = dict(counts[row])
+        for fact in ("dialed", "reached", "quoted", "won", "intent"):
+            values[f"leads_{fact}"] = len(leads[row][fact])
+        out[row] = values
+    return out
+
+
+def ratio(numerator: Any, denominator: Any, places: str = "0.000001") -> float | None:
+    if not denominator:
+        return None
+    return float((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places)))
