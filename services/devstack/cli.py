@@ -1,7 +1,8 @@
-"""``callboard up|down|status`` and ``callboard infra up|down|status``: the local stack.
+"""``callboard up|down|status``, ``callboard infra up|down|status`` and ``callboard demo``.
 
 Progress and tables go to stderr, so that ``eval "$(callboard infra up)"`` picks up only
-the environment exports that ``infra up`` prints on stdout.
+the environment exports that ``infra up`` prints on stdout. The demo's dashboard is its
+output and goes to stdout.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.devstack.demo import DEFAULT_DEMO_DIR, DemoOptions, run_demo
 from services.devstack.processes import DevstackError
 from services.devstack.stack import DEFAULT_STATE_DIR, ComponentStatus, LocalStack, Report
 
@@ -161,9 +163,51 @@ def status(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
     _print_status(LocalStack.load(state_dir).status())
 
 
+def demo(
+    seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            envvar="CALLBOARD_DEMO_SECONDS",
+            help="Stop after this many seconds of live numbers (startup not counted); "
+            "0 runs until Ctrl-C.",
+        ),
+    ] = 0,
+    teams: Annotated[int, typer.Option(min=1, max=20, help="Teams on the simulated floor.")] = 3,
+    agents_per_team: Annotated[int, typer.Option(min=1, max=50, help="Agents in each team.")] = 6,
+    seed: Annotated[
+        int | None, typer.Option(help="Repeats a simulated floor (random when not given).")
+    ] = None,
+    state_dir: Annotated[
+        Path,
+        typer.Option(
+            "--state-dir",
+            envvar="CALLBOARD_DEMO_STATE_DIR",
+            help="Where the demo keeps Kafka's data, the SQLite database and the logs.",
+        ),
+    ] = DEFAULT_DEMO_DIR,
+) -> None:
+    """Run Kafka and the three services, feed them a simulated call floor, show the KPIs live."""
+    # Its own SQLite database and free ports: no PostgreSQL needed, and a stack started by
+    # `callboard up` is left alone.
+    options = DemoOptions(
+        seconds=seconds,
+        teams=teams,
+        agents_per_team=agents_per_team,
+        seed=seed,
+        state_dir=state_dir,
+    )
+    try:
+        run_demo(options, Console(highlight=False))
+    except DevstackError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add the local-stack commands to the ``callboard`` application."""
     app.add_typer(infra_app, name="infra")
     app.command("up")(up)
     app.command("down")(down)
     app.command("status")(status)
+    app.command("demo")(demo)

@@ -4,6 +4,9 @@ Everything lives under a state directory (``.callboard/`` in the current directo
 the broker's and the cluster's workdirs, the services' pid files and logs, and the ports
 chosen by the last ``up``, so that ``down`` and ``status`` from a later shell act on the
 same processes. Each step can be repeated: what already runs is left alone.
+
+A stack given an explicit ``database_url`` (the demo's SQLite file) has no PostgreSQL:
+the services use that database and no cluster is started or stopped.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ class LocalStack:
     state_dir: Path = DEFAULT_STATE_DIR
     ports: StackPorts = field(default_factory=StackPorts)
     python: str = sys.executable
+    # A database of the caller's (e.g. a SQLite file) instead of the local PostgreSQL.
+    database_url: str | None = None
+    # More CALLBOARD_* settings for the services, e.g. the events topic.
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.absolute()
@@ -106,11 +113,16 @@ class LocalStack:
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url is None
+
     def env(self) -> dict[str, str]:
-        """The settings that point the services at this stack's Kafka and PostgreSQL."""
+        """The settings that point the services at this stack's Kafka and database."""
         return {
             "CALLBOARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "CALLBOARD_DATABASE_URL": self.postgres.url,
+            "CALLBOARD_DATABASE_URL": self.database_url or self.postgres.url,
+            **self.settings,
         }
 
     # Infrastructure
@@ -120,6 +132,9 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ignore_in_git()
         (self.state_dir / "ports.json").write_text(json.dumps(asdict(self.ports)) + "\n")
+        if not self.uses_postgres:
+            self._start_kafka(report)
+            return
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="infra-up") as pool:
             postgres = pool.submit(self._start_postgres, report)
             kafka = pool.submit(self._start_kafka, report)
@@ -132,7 +147,7 @@ class LocalStack:
         if self.kafka.is_running():
             report("stopping Kafka")
             self.kafka.stop()
-        if self.postgres.is_running():
+        if self.uses_postgres and self.postgres.is_running():
             report("stopping PostgreSQL")
             self.postgres.stop()
 
@@ -309,6 +324,8 @@ class LocalStack:
                 log=self.kafka.log_path,
             )
         )
+        if not self.uses_postgres:
+            return rows
         postgres_pid = self.postgres.pid
         rows.append(
             ComponentStatus(
