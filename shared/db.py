@@ -11,6 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The aggregator notifies this PostgreSQL channel in every transaction that changes the KPI
+# tables; the read API's live streams listen on it.
+COMMITS_CHANNEL = "callboard_commits"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -88,6 +88,8 @@ class BatchApplier:
                 delta = self.builder.build(events, stored)
                 repository.write_delta(connection, delta, self.builder)
                 repository.save_offsets(connection, self.topic, next_offsets)
+                if events:
+                    repository.announce_commit(connection, self.topic, len(events))
         result = BatchResult(len(events), skipped, rejected, next_offsets)
         metrics.observe_batch(result.applied, result.skipped, time.perf_counter() - started)
         for hook in self.after_commit:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
 from services.aggregator.facts import State, parse_utc_text
+from shared.db import COMMITS_CHANNEL
 from shared.kpis import COUNTER_KEYS
 from shared.models import (
     agent_state_change,
@@ -157,6 +158,22 @@ def save_offsets(connection: Connection, topic: str, next_offsets: dict[int, int
             .where(consumer_offset.c.topic == topic, consumer_offset.c.partition == partition)
             .values(next_offset=offset, updated_at=now)
         )
+
+
+def announce_commit(connection: Connection, topic: str, events: int) -> None:
+    """Tell listeners (the API's live streams) that this transaction changed the numbers.
+
+    PostgreSQL delivers the notification when the transaction commits, never before.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    payload = orjson.dumps(
+        {"topic": topic, "events": events, "at": datetime.now(UTC).isoformat()}
+    ).decode()
+    connection.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": COMMITS_CHANNEL, "payload": payload},
+    )
 
 
 def lock_entities(connection: Connection, keys: Sequence[str]) -> None:

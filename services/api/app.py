@@ -13,6 +13,8 @@ from services.api.analysis_routes import router as analysis_router
 from services.api.lag import LagMonitor
 from services.api.routes import router
 from services.api.settings import ApiSettings, api_settings
+from services.api.stream import ChangeFeed
+from services.api.stream import router as stream_router
 from shared.auth import Authenticator
 from shared.db import make_engine
 from shared.errors import ServiceUnavailable
@@ -25,11 +27,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     configure_logging("api", settings.log_level)
     engine = make_engine(settings.database_url)
     lag_monitor = LagMonitor(settings, engine)
+    change_feed = ChangeFeed(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lag_monitor.start()
+        change_feed.start()
         yield
+        await run_in_threadpool(change_feed.close)
         await run_in_threadpool(lag_monitor.close)
         engine.dispose()
 
@@ -43,6 +48,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.lag_monitor = lag_monitor
+    app.state.change_feed = change_feed
     app.state.authenticator = Authenticator(settings, lambda: engine)
     install_common(app, "api")
 
@@ -53,4 +59,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.include_router(router)
     app.include_router(analysis_router)
+    app.include_router(stream_router)
     return app
