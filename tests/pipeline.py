@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,15 @@ from services.devstack.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEZONE = "Asia/Shanghai"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so no service outlives it."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 class Pipeline:
@@ -75,6 +86,7 @@ class Pipeline:
                 env={**self.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
 
     def start_aggregator(self, name: str = "aggregator", **env: str) -> None:
