@@ -130,9 +130,11 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self.member = member
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        self.member.rebalance_started = time.monotonic()
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.member.rebalance_started = None
         self.member.seek_to_stored(list(assigned))
 
 
@@ -151,7 +153,14 @@ class AggregatorMember:
     def __init__(self, engine: Engine, settings: AggregatorSettings) -> None:
         self.settings = settings
         self.applier = BatchApplier(engine, settings)
-        self.consumer = KafkaConsumer(
+        self.rebalance_started: float | None = None
+        self.consumer = self._join()
+        self._batches = 0
+        self._failpoint = _failpoint()
+
+    def _join(self) -> KafkaConsumer:
+        settings = self.settings
+        consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
             client_id=f"callboard-aggregator-{os.getpid()}",
@@ -164,12 +173,31 @@ class AggregatorMember:
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=600_000,
         )
-        self._wait_for_topic()
-        self.consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))
-        self._batches = 0
-        self._failpoint = _failpoint()
+        self._wait_for_topic(consumer)
+        consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))
+        return consumer
 
-    def _wait_for_topic(self, timeout: float = 60.0) -> None:
+    def _rejoin_if_stuck(self) -> None:
+        """Leave and join the group again when a rebalance never completes.
+
+        The group protocol finishes a rebalance within a few heartbeats; a member left
+        without partitions long after its revocation would hold its partitions' events back
+        indefinitely. Idle members of a settled group are not affected: they are never
+        revoked.
+        """
+        started = self.rebalance_started
+        if started is None or time.monotonic() - started < self.settings.rejoin_after_seconds:
+            return
+        log.error(
+            "rebalance did not complete; leaving and joining the group again",
+            extra={"waited_seconds": round(time.monotonic() - started, 1)},
+        )
+        metrics.REJOINS.inc()
+        self.consumer.close()
+        self.rebalance_started = None
+        self.consumer = self._join()
+
+    def _wait_for_topic(self, consumer: KafkaConsumer, timeout: float = 60.0) -> None:
         """Join the group only once the topic's partitions are known.
 
         A member that joins before a new topic's partitions have leaders is assigned
@@ -178,10 +206,10 @@ class AggregatorMember:
         topic = self.settings.events_topic
         ensure_topic(self.settings.bootstrap_servers, topic, self.settings.events_partitions)
         deadline = time.monotonic() + timeout
-        while not self.consumer.partitions_for_topic(topic):
+        while not consumer.partitions_for_topic(topic):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {topic} has no partitions after {timeout:.0f} s")
-            self.consumer.topics()  # refreshes the metadata
+            consumer.topics()  # refreshes the metadata
             time.sleep(0.2)
 
     def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
@@ -207,6 +235,7 @@ class AggregatorMember:
             for r in batch
         ]
         if not records:
+            self._rejoin_if_stuck()
             return 0
         result = self._apply_with_retry(records)
         request_ids = _request_ids(r for batch in polled.values() for r in batch)

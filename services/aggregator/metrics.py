@@ -19,6 +19,9 @@ DEAD_LETTERS = Counter(
 DB_RETRIES = Counter(
     "callboard_aggregator_db_retries_total", "Batch transactions retried after a database error"
 )
+REJOINS = Counter(
+    "callboard_aggregator_rejoins_total", "Times a stuck rebalance made the member rejoin"
+)
 BATCH_SIZE = Histogram(
     "callboard_aggregator_batch_size",
     "Events per applied batch",

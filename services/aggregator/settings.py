@@ -17,6 +17,8 @@ class AggregatorSettings(CommonSettings):
     # Prometheus metrics of this process; 0 turns the endpoint off.
     aggregator_metrics_port: int = Field(default=9102, ge=0, le=65535)
     aggregator_metrics_host: str = "127.0.0.1"
+    # A member revoked this long ago and still without partitions leaves and rejoins.
+    rejoin_after_seconds: float = Field(default=20.0, gt=0)
     # A failing database transaction is retried this long before the process gives up.
     db_retry_seconds: float = Field(default=300.0, gt=0)
 
