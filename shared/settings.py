@@ -6,6 +6,7 @@ extends it with its own. A bad value fails at start with pydantic's message nami
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
@@ -53,6 +54,10 @@ class CommonSettings(BaseSettings):
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
 
+    # Teams whose days, weeks and hours follow another zone, e.g. {"team-hk": "Asia/Hong_Kong"}:
+    # a request scoped to one such team counts its periods and buckets in that zone.
+    team_timezones: dict[str, str] = Field(default_factory=dict)
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -61,6 +66,21 @@ class CommonSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+    @field_validator("team_timezones")
+    @classmethod
+    def _known_team_timezones(cls, value: dict[str, str]) -> dict[str, str]:
+        for team, name in value.items():
+            cls._known_timezone(name)
+            if not team:
+                raise ValueError("a team time zone needs a team id")
+        return value
+
+    def timezone_for(self, team_ids: Sequence[str]) -> str:
+        """The zone of a request scoped to ``team_ids``: the team's own, if it has one."""
+        if len(team_ids) == 1 and team_ids[0] in self.team_timezones:
+            return self.team_timezones[team_ids[0]]
+        return self.timezone
 
     @property
     def zone(self) -> ZoneInfo:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -91,3 +92,27 @@ def any_pipeline(
         bootstrap_servers=kafka_bootstrap_servers, database_url=url, topic=topic, workdir=workdir
     ) as running:
         yield running
+
+
+@pytest.fixture
+def make_pipeline(
+    kafka_bootstrap_servers: str,
+    database_url: str,
+    topic: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., Pipeline]]:
+    """Start the pipeline with extra settings (e.g. another time zone); stopped at the end."""
+    with ExitStack() as stack:
+
+        def make(**extra_env: str) -> Pipeline:
+            return stack.enter_context(
+                Pipeline(
+                    bootstrap_servers=kafka_bootstrap_servers,
+                    database_url=database_url,
+                    topic=topic,
+                    workdir=tmp_path_factory.mktemp("pipeline"),
+                    extra_env=extra_env,
+                )
+            )
+
+        yield make

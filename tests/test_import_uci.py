@@ -10,7 +10,7 @@ import csv
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -50,20 +50,8 @@ def reference() -> tuple[list[dict[str, str]], Counter[tuple[int, int]], Counter
 
 
 @pytest.fixture
-def lisbon_pipeline(
-    kafka_bootstrap_servers: str,
-    database_url: str,
-    topic: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with Pipeline(
-        bootstrap_servers=kafka_bootstrap_servers,
-        database_url=database_url,
-        topic=topic,
-        workdir=tmp_path_factory.mktemp("uci"),
-        extra_env={"CALLBOARD_TIMEZONE": "Europe/Lisbon"},
-    ) as pipeline:
-        yield pipeline
+def lisbon_pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    return make_pipeline(CALLBOARD_TIMEZONE="Europe/Lisbon")
 
 
 def test_replay_reproduces_the_published_figures(lisbon_pipeline: Pipeline) -> None:

@@ -52,6 +52,9 @@ class Query:
     filters: Filters
     zone: tzinfo
     first_weekday: int = 0
+    # False when ``zone`` is not the deployment's: the stored local columns (hour, day,
+    # week, month) and the day rollup do not apply, so buckets come from UTC minutes.
+    native: bool = True
 
 
 def scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
@@ -105,6 +108,8 @@ def _bucket_of_hour(hour: datetime, query: Query) -> Bucket:
 def _normalize_bucket(value: Any, query: Query, column: str) -> Bucket:
     if query.granularity is Granularity.none:
         return None
+    if not query.native:
+        return _bucket_for_time(as_utc(value), query)
     if column == "hour" and query.granularity not in (Granularity.hour, Granularity.minute):
         return _bucket_of_hour(value, query)
     if isinstance(value, datetime):
@@ -158,7 +163,10 @@ def _sources(
         Granularity.minute: "bucket",
         Granularity.hour: "hour",
     }.get(query.granularity, "hour")
-    if query.granularity in (Granularity.minute, Granularity.hour):
+    if not query.native:
+        minute_bucket = None if query.granularity is Granularity.none else "bucket"
+        edges, days = [query.range], None
+    elif query.granularity in (Granularity.minute, Granularity.hour):
         edges, days = [query.range], None
     else:
         edges, days = day_split(query.range, query.zone)
@@ -244,6 +252,8 @@ def lead_counts(
         lead_fact.c.occurred_at < query.range.end,
         lead_fact.c.fact.in_(sorted(set(facts.values()))),
     )
+    if not query.native and bucket_column is not None:
+        return _lead_counts_by_minute(connection, facts, query, condition)
     rows = _read(
         connection,
         lead_fact,
@@ -253,6 +263,30 @@ def lead_counts(
         condition=condition,
     )
     return {key: {k: int(v) for k, v in row.items()} for key, row in rows}
+
+
+def _lead_counts_by_minute(
+    connection: Connection,
+    facts: dict[str, str],
+    query: Query,
+    condition: ColumnElement[bool],
+) -> dict[RowKey, dict[str, int]]:
+    # Buckets in a zone other than the stored one: distinct leads per minute cannot be
+    # added up, so the leads themselves are gathered per bucket.
+    rows = _read(
+        connection,
+        lead_fact,
+        {},
+        query,
+        bucket_column="bucket",
+        condition=condition,
+        extra_group=("fact", "lead_id"),
+    )
+    leads: dict[RowKey, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for key, _ in rows:
+        *group, fact, lead_id, bucket = key
+        leads[(*group, bucket)][fact].add(lead_id)
+    return {key: {k: len(sets[fact]) for k, fact in facts.items()} for key, sets in leads.items()}
 
 
 def resolved_first_calls(connection: Connection, query: Query) -> dict[RowKey, int]:

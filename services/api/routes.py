@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection, Engine, text
@@ -26,6 +27,7 @@ from shared.auth import list_keys as list_api_keys
 from shared.auth import revoke_key as revoke_api_key
 from shared.db import transaction
 from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, ServiceUnavailable
+from shared.events import PRINTABLE
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -64,8 +66,20 @@ def parse_timestamp(name: str, value: str | None) -> datetime | None:
         ) from exc
 
 
+_ID_SHAPE = re.compile(PRINTABLE)
+
+
 def _ids(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
+    ids = tuple(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
+    # Ids are at most 128 printable characters (events.md); anything else matches nothing,
+    # and a NUL would not even reach the database.
+    bad = [i for i in ids if len(i) > 128 or not _ID_SHAPE.match(i)]
+    if bad:
+        raise InvalidInput(
+            "ids are at most 128 characters, without control characters",
+            details=[{"field": "id", "message": f"{i[:40]!r} is not an id"} for i in bad[:10]],
+        )
+    return ids
 
 
 def filters_for(
@@ -93,28 +107,36 @@ def get_metrics(
     team_id: Annotated[list[str] | None, Query()] = None,
     campaign_id: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
-    """KPIs for any scope and period; the formulas are those of kpis.md."""
+    """KPIs for any scope and period; the formulas are those of kpis.md.
+
+    Periods and buckets are in the deployment's time zone, or in a team's own zone
+    (``CALLBOARD_TEAM_TIMEZONES``) when the request names that one team.
+    """
     keys = parse_metrics(metrics)
+    filters = filters_for(reader, agent_id, team_id, campaign_id)
+    zone_name = settings.timezone_for(filters.team_ids)
+    zone = ZoneInfo(zone_name)
     rng = resolve_range(
         period,
         parse_timestamp("from", from_),
         parse_timestamp("to", to),
-        settings.zone,
+        zone,
         first_weekday=settings.week_start,
     )
     query = MetricsQuery(
         parse_group_by(group_by),
         granularity,
         rng,
-        filters_for(reader, agent_id, team_id, campaign_id),
-        settings.zone,
+        filters,
+        zone,
         settings.week_start,
+        native=zone_name == settings.timezone,
     )
     rows = MetricsService(settings).metrics(connection, keys, query)
     return {
-        "from": rng.start.astimezone(settings.zone).isoformat(),
-        "to": rng.end.astimezone(settings.zone).isoformat(),
-        "timezone": settings.timezone,
+        "from": rng.start.astimezone(zone).isoformat(),
+        "to": rng.end.astimezone(zone).isoformat(),
+        "timezone": zone_name,
         "granularity": granularity.value,
         "metrics": list(keys),
         "rows": rows,
@@ -137,27 +159,30 @@ def get_leaderboard(
     order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
 ) -> dict[str, Any]:
     """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
+    filters = filters_for(reader, None, team_id, campaign_id)
+    zone_name = settings.timezone_for(filters.team_ids)
+    zone = ZoneInfo(zone_name)
     rng = resolve_range(
         period,
         parse_timestamp("from", from_),
         parse_timestamp("to", to),
-        settings.zone,
+        zone,
         first_weekday=settings.week_start,
     )
     effective_min, rows = MetricsService(settings).leaderboard(
         connection,
         metric.strip(),
         rng,
-        filters_for(reader, None, team_id, campaign_id),
+        filters,
         limit=limit,
         min_volume=min_volume,
         ascending=order == "asc",
     )
     return {
         "metric": metric,
-        "from": rng.start.astimezone(settings.zone).isoformat(),
-        "to": rng.end.astimezone(settings.zone).isoformat(),
-        "timezone": settings.timezone,
+        "from": rng.start.astimezone(zone).isoformat(),
+        "to": rng.end.astimezone(zone).isoformat(),
+        "timezone": zone_name,
         "min_volume": effective_min,
         "rows": rows,
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
@@ -179,8 +180,15 @@ class MetricsService:
             )
         if min_volume is None:
             min_volume = self.settings.leaderboard_min_volume if metric in RATIO_BY_KEY else 0
+        zone_name = self.settings.timezone_for(filters.team_ids)
         query = Query(
-            ("agent",), Granularity.none, rng, filters, self.settings.zone, self.settings.week_start
+            ("agent",),
+            Granularity.none,
+            rng,
+            filters,
+            ZoneInfo(zone_name),
+            self.settings.week_start,
+            native=zone_name == self.settings.timezone,
         )
         current = self._ranked(connection, metric, query, min_volume, ascending)
         previous = self._ranked(
