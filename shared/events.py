@@ -30,8 +30,11 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 
-Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Id128 = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# Text is stored and logged as is: no control characters (PostgreSQL refuses NUL outright,
+# and an event it refuses would stop the aggregator).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PRINTABLE)]
+Id128 = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PRINTABLE)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4, allow_inf_nan=False)]
 Seconds = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -99,7 +102,7 @@ class BaseEvent(BaseModel):
     event_id: Id128
     type: str
     occurred_at: AwareDatetime
-    source: Annotated[str, StringConstraints(max_length=64)] | None = None
+    source: Annotated[str, StringConstraints(max_length=64, pattern=PRINTABLE)] | None = None
     agent_id: Id64 | None = None
     team_id: Id64 | None = None
     campaign_id: Id64 | None = None
@@ -177,7 +180,7 @@ class CallEnded(CallEvent):
 
 class CallDispositioned(CallEvent):
     type: Literal["call.dispositioned"]
-    disposition: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    disposition: Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=PRINTABLE)]
 
 
 class CallCompleted(CallEvent):
@@ -189,7 +192,9 @@ class CallCompleted(CallEvent):
     talk_seconds: Seconds = Decimal(0)
     wrap_seconds: Seconds | None = None
     resolved: bool | None = None
-    disposition: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    disposition: (
+        Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=PRINTABLE)] | None
+    ) = None
 
 
 class QuoteGiven(AgentEvent):
@@ -300,6 +305,8 @@ def _message(error: Any) -> str:
         return "is required"
     if kind == "timezone_aware":
         return "timestamp must carry a UTC offset, e.g. 2024-05-01T09:30:00+08:00"
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == PRINTABLE:
+        return "must not contain control characters (NUL, line breaks, tabs...)"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

@@ -8,13 +8,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
 
 from shared.errors import CallboardError, ErrorBody, ErrorDetail
 from shared.logs import request_id_var
@@ -37,14 +39,22 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class JsonResponse(Response):
-    """JSON rendered with orjson; decimals become strings, never binary floats."""
+class JsonResponse(JSONResponse):
+    """JSON rendered with orjson; decimals become strings, never binary floats.
+
+    A JSONResponse, so that FastAPI documents each route's response model in OpenAPI
+    (for any other response class it documents a bare string).
+    """
 
     media_type = "application/json"
 
@@ -79,6 +89,10 @@ def install_common(app: FastAPI, service: str) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:
+            # A body FastAPI cannot even parse: the same answer as any other invalid input.
+            ERRORS.labels(service, "invalid_input").inc()
+            return _error(422, "invalid_input", f"the request body cannot be read: {exc.detail}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         ERRORS.labels(service, code).inc()
         return _error(exc.status_code, code, str(exc.detail))
@@ -110,7 +124,7 @@ def install_common(app: FastAPI, service: str) -> None:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["health"], response_model=Health)
+    def healthz() -> Health:
         """The process is alive."""
-        return {"status": "ok"}
+        return Health(status="ok")

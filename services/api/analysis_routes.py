@@ -14,7 +14,7 @@ from services.api.queries import Query as MetricsQuery
 from services.api.routes import Db, Reader, Settings, filters_for, parse_timestamp
 from services.api.service import MetricsService, parse_group_by
 from services.api.settings import ApiSettings
-from shared.errors import ERROR_RESPONSES, InvalidInput, NotFound
+from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, NotFound
 from shared.kpis import DISPOSITIONS, DRIVERS
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -136,7 +136,11 @@ def get_dispositions(
     return {**_bounds(settings, rng), "granularity": granularity.value, "rows": rows}
 
 
-@router.get("/v1/leaderboard/agents/{agent_id}", tags=["metrics"])
+@router.get(
+    "/v1/leaderboard/agents/{agent_id}",
+    tags=["metrics"],
+    responses={404: {"model": ErrorBody, "description": "The agent is not ranked"}},
+)
 def get_agent_rank(
     agent_id: str,
     reader: Reader,
