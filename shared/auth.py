@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import re
 import secrets
 import threading
@@ -34,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Request
@@ -120,6 +122,22 @@ def generate_key() -> tuple[str, str]:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def bootstrap_admin_key(path: Path) -> str:
+    """The admin key kept in ``path`` (readable by its owner only), made on first use.
+
+    For a local stack: ``callboard up`` gives it to the services as
+    ``CALLBOARD_ADMIN_KEY``, and whoever runs the stack reads it from the file.
+    """
+    if path.exists() and len(key := path.read_text().strip()) >= 32:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, key = generate_key()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key + "\n")
+    return key
 
 
 def _row_to_key(row: object) -> StoredKey:

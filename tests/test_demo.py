@@ -102,6 +102,9 @@ def test_demo_runs_for_its_seconds_shows_live_numbers_and_stops_everything(
     assert "demo over:" in output
     assert (tmp_path / ".callboard" / "demo" / "callboard.db").exists()
     assert not (tmp_path / ".callboard" / "postgres").exists()
+    # The demo's bootstrap admin key: kept for its owner only, and said where.
+    key_file = tmp_path / ".callboard" / "demo" / "admin_key"
+    assert "admin key in" in output and key_file.stat().st_mode & 0o777 == 0o600
     _assert_nothing_left(tmp_path, output)
 
 

@@ -142,3 +142,20 @@ def test_a_team_limited_reader_gets_its_teams_and_is_refused_others() -> None:
     with pytest.raises(Forbidden):
         lead.readable_teams(["t-1", "t-3"])
     assert Principal(client="ip:1").readable_teams([]) == ()
+
+
+def test_a_local_stack_makes_one_bootstrap_admin_key_and_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.devstack.stack import LocalStack
+
+    monkeypatch.delenv("CALLBOARD_ADMIN_KEY", raising=False)
+    stack = LocalStack(state_dir=tmp_path / ".callboard")
+    key = stack._service_env()["CALLBOARD_ADMIN_KEY"]
+    assert key.startswith("cb_") and len(key) == 59
+    assert stack.admin_key_file.stat().st_mode & 0o777 == 0o600
+    assert (
+        LocalStack(state_dir=tmp_path / ".callboard")._service_env()["CALLBOARD_ADMIN_KEY"] == key
+    )
+    monkeypatch.setenv("CALLBOARD_ADMIN_KEY", "given-by-the-operator-" + "x" * 20)
+    assert stack._service_env()["CALLBOARD_ADMIN_KEY"].startswith("given-by-the-operator-")

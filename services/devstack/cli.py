@@ -7,6 +7,7 @@ output and goes to stdout.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,6 +148,24 @@ def up(
         f"[bold green]up[/]: ingest {stack.service_url('ingest')}, "
         f"api {stack.service_url('api')}; logs in {stack.logs_dir}; `callboard down` stops it",
         highlight=False,
+    )
+    _print_admin_key(stack)
+
+
+def _print_admin_key(stack: LocalStack) -> None:
+    if os.environ.get("CALLBOARD_ADMIN_KEY"):
+        where = "the admin key is $CALLBOARD_ADMIN_KEY"
+        header = "$CALLBOARD_ADMIN_KEY"
+    else:
+        where = f"the bootstrap admin key is in {stack.admin_key_file}"
+        header = f"$(cat {stack.admin_key_file})"
+    console.print(
+        f'{where}: curl -H "Authorization: Bearer {header}" '
+        f"{stack.service_url('api')}/v1/admin/keys\n"
+        "Dialers and dashboards need no key until the first ingest or read key exists: "
+        "`callboard keys create --name NAME --scope ingest` (or read, admin).",
+        highlight=False,
+        markup=False,
     )
 
 

@@ -770,6 +770,12 @@ class Demo:
             startup.result()
         self.timings.stack_ready = time.monotonic()
         self.report(f"stack ready in {self.timings.stack_ready - self.timings.started:.1f} s")
+        if not os.environ.get("CALLBOARD_ADMIN_KEY"):
+            self.report(
+                f"admin key in {_shown(self.stack.admin_key_file)}: "
+                f'curl -H "Authorization: Bearer $(cat {_shown(self.stack.admin_key_file)})" '
+                f"{self.urls['api']}/v1/admin/keys"
+            )
 
     def _start_steps(self, cancelled: threading.Event) -> None:
         def step(action: Callable[[], None]) -> None:

@@ -33,6 +33,7 @@ from services.devstack.processes import (
     terminate,
     write_pid,
 )
+from shared.auth import bootstrap_admin_key
 
 DEFAULT_STATE_DIR = Path(".callboard")
 SERVICE_NAMES = ("ingest", "aggregator", "api")
@@ -290,8 +291,16 @@ class LocalStack:
             return process.poll() is None
         return self.service_pid(name) is not None
 
+    @property
+    def admin_key_file(self) -> Path:
+        return self.state_dir / "admin_key"
+
     def _service_env(self) -> Mapping[str, str]:
-        return {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
+        # A bootstrap admin key for the admin API, unless the environment names one.
+        if not env.get("CALLBOARD_ADMIN_KEY"):
+            env["CALLBOARD_ADMIN_KEY"] = bootstrap_admin_key(self.admin_key_file)
+        return env
 
     def _pid_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.pid"
