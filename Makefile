@@ -79,7 +79,7 @@ demo: venv deps
 	$(BIN)/callboard demo
 
 bench: venv deps
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.pipeline
 
 clean:
 	if [ -x $(BIN)/callboard ]; then $(BIN)/callboard down; fi

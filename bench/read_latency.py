@@ -1,0 +1,122 @@
+"""Read latency: /v1/metrics and /v1/leaderboard over a month of a large floor.
+
+Loads a month of a simulated floor (200 agents by default) into Kafka, lets the aggregators
+apply it, then times repeated reads through the API and prints p50/p99 per query. The load
+goes straight to the topic (the ingest path is measured by ``bench/pipeline.py``).
+
+Kafka and PostgreSQL come from ``CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS`` and
+``CALLBOARD_BENCH_DATABASE_URL`` when set, else are started locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+from kafka import KafkaProducer
+
+from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
+from services.devstack.simulator import FloorShape, FloorSimulator
+from shared.kafka import ensure_topic
+
+QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
+    "metrics mtd by agent (default KPIs)": ("/v1/metrics", {"period": "mtd", "group_by": "agent"}),
+    "metrics mtd floor, by day": ("/v1/metrics", {"period": "mtd", "granularity": "day"}),
+    "metrics today by team": ("/v1/metrics", {"period": "today", "group_by": "team"}),
+    "metrics mtd counters only by agent": (
+        "/v1/metrics",
+        {
+            "period": "mtd",
+            "group_by": "agent",
+            "metrics": "dials,connects,talk_seconds,sales,revenue",
+        },
+    ),
+    "leaderboard mtd revenue": ("/v1/leaderboard", {"period": "mtd", "metric": "revenue"}),
+    "leaderboard today connect_rate": (
+        "/v1/leaderboard",
+        {"period": "today", "metric": "connect_rate", "min_volume": 0},
+    ),
+}
+
+
+def load(stack: Stack, events: int, agents_per_team: int, teams: int) -> int:
+    simulator = FloorSimulator(FloorShape(teams=teams, agents_per_team=agents_per_team), seed=3)
+    now = datetime.now(UTC)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    span = max(now - month_start - timedelta(minutes=10), timedelta(hours=1))
+    producer = KafkaProducer(
+        bootstrap_servers=stack.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+    )
+    started = time.perf_counter()
+    sent = 0
+    for event in simulator.events(events, month_start, span):
+        key = str(event.get("agent_id") or event.get("call_id")).encode()
+        producer.send(stack.topic, key=key, value=orjson.dumps(event))
+        sent += 1
+        if sent % 250_000 == 0:
+            _say(f"  loaded {sent:,} events ({sent / (time.perf_counter() - started):,.0f}/s)")
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--teams", type=int, default=10)
+    parser.add_argument("--agents-per-team", type=int, default=20)
+    parser.add_argument("--aggregators", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-"))
+    os.chmod(workdir, 0o755)
+    bootstrap, base_url, stops = _infrastructure(workdir)
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    try:
+        ensure_topic([bootstrap], topic, 6)
+        stack = Stack(bootstrap, _fresh_database(base_url), topic, workdir)
+        try:
+            _say(f"loading {args.events:,} events of {args.teams * args.agents_per_team} agents")
+            sent = load(stack, args.events, args.agents_per_team, args.teams)
+            started = time.perf_counter()
+            for n in range(args.aggregators):
+                stack.start(f"aggregator-{n}", "aggregator")
+            while stack.applied() < sent:
+                time.sleep(5)
+                done = stack.applied()
+                rate = done / (time.perf_counter() - started)
+                _say(f"  applied {done:,} / {sent:,} ({rate:,.0f}/s)")
+            _say(f"aggregated {sent:,} events in {time.perf_counter() - started:.0f} s")
+            stack.start_http("api", stack.api_url)
+            with httpx.Client(base_url=stack.api_url, timeout=120) as client:
+                for name, (path, params) in QUERIES.items():
+                    client.get(path, params=params).raise_for_status()  # warm caches
+                    timings = []
+                    for _ in range(args.requests):
+                        t0 = time.perf_counter()
+                        client.get(path, params=params).raise_for_status()
+                        timings.append(time.perf_counter() - t0)
+                    timings.sort()
+                    p50 = statistics.median(timings) * 1000
+                    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] * 1000
+                    _say(f"{name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({args.requests} requests)")
+        finally:
+            stack.stop_all()
+    finally:
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
