@@ -167,3 +167,87 @@ api_key = Table(
     Column("created_at", TZ, nullable=False),
     Column("revoked_at", TZ, nullable=True),
 )
+
+# The sales funnel (kpis.md, Funnel). Each lead's latest ``lead.stage_changed``, replaced only
+# by a newer one (occurred_at, event_id), so the row does not depend on arrival order. A sale
+# not cancelled (a ``won`` lead fact) after it makes the lead won; ``lost`` takes it out.
+lead_stage = Table(
+    "lead_stage",
+    metadata,
+    Column("lead_id", String(128), primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("occurred_at", TZ, nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("campaign_id", String(64), nullable=False),
+)
+
+# Every stage change, once per event: the stages leads reached in a period (conversion rates)
+# and the funnel as it stood at any past moment.
+stage_change = Table(
+    "stage_change",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("lead_id", String(128), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("occurred_at", TZ, nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("campaign_id", String(64), nullable=False),
+)
+Index("ix_stage_change_occurred_at", stage_change.c.occurred_at)
+
+# Targets (kpis.md, Targets and pacing): (scope, KPI, period, value). ``scope`` is agent,
+# team, campaign or floor (the whole company, ``scope_id`` empty); the period is its kind and
+# its first local day. The value is a decimal string, exact in every database. A deleted
+# target keeps its row, so that its history stays readable.
+target = Table(
+    "target",
+    metadata,
+    Column("target_id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(16), nullable=False),
+    Column("scope_id", String(64), nullable=False),
+    Column("kpi", String(64), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("value", String(40), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("deleted_at", TZ, nullable=True),
+)
+Index(
+    "ix_target_scope_kpi_period",
+    target.c.scope,
+    target.c.scope_id,
+    target.c.kpi,
+    target.c.period_start,
+)
+
+# Who changed which target, to what, and from when the new value holds (pacing accrues at
+# the value in force at each moment of the period).
+target_change = Table(
+    "target_change",
+    metadata,
+    Column("change_id", Integer, primary_key=True, autoincrement=True),
+    Column("target_id", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("value", String(40), nullable=True),
+    Column("previous_value", String(40), nullable=True),
+    Column("effective_from", TZ, nullable=False),
+    Column("changed_at", TZ, nullable=False),
+    Column("changed_by", String(128), nullable=False),
+    Column("key_id", String(32), nullable=True),
+)
+Index("ix_target_change_target_id", target_change.c.target_id)
+
+# Working days and hours per team (``team_id`` ``*``: every team without its own), as JSON of
+# shared.playbook.WorkingCalendar: the time over which pacing spreads a target.
+working_calendar = Table(
+    "working_calendar",
+    metadata,
+    Column("team_id", String(64), primary_key=True),
+    Column("calendar", Text, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)

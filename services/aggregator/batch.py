@@ -85,6 +85,9 @@ class BatchDelta:
     states: dict[str, State] = field(default_factory=dict)
     roster: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     agent_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The funnel: every stage change by event id, and each lead's latest one in the batch.
+    stage_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lead_stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: int = 0
 
 
@@ -103,6 +106,8 @@ class BatchBuilder:
         current: dict[str, State | None] = {}
         for event in events:
             self._track_agent(event, delta)
+            if event["type"] == "lead.stage_changed":
+                self._track_stage(event, delta)
             key = entity_key(event)
             if key is None:
                 continue
@@ -142,6 +147,24 @@ class BatchBuilder:
                 "state": event["state"],
                 "occurred_at": datetime.fromisoformat(event["occurred_at"]).astimezone(UTC),
             }
+
+    def _track_stage(self, event: dict[str, Any], delta: BatchDelta) -> None:
+        row = {
+            "event_id": event["event_id"],
+            "lead_id": event["lead_id"],
+            "stage": event["stage"],
+            "occurred_at": datetime.fromisoformat(event["occurred_at"]).astimezone(UTC),
+            "agent_id": event.get("agent_id") or "",
+            "team_id": event.get("team_id") or "",
+            "campaign_id": event.get("campaign_id") or "",
+        }
+        delta.stage_changes[row["event_id"]] = row
+        known = delta.lead_stages.get(row["lead_id"])
+        if known is None or (row["occurred_at"], row["event_id"]) > (
+            known["occurred_at"],
+            known["event_id"],
+        ):
+            delta.lead_stages[row["lead_id"]] = row
 
     def _apply(self, key: str, old: Contribution, new: Contribution, delta: BatchDelta) -> None:
         for sign, part in ((-1, old), (1, new)):

@@ -24,6 +24,8 @@ from shared.models import (
     kpi_day,
     kpi_minute,
     lead_fact,
+    lead_stage,
+    stage_change,
 )
 from shared.timeutil import week_start
 
@@ -275,6 +277,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
     if delta.agent_states:
         stmt = _insert(connection, agent_state_change).on_conflict_do_nothing()
         connection.execute(stmt, sorted(delta.agent_states.values(), key=lambda r: r["event_id"]))
+    _write_funnel(connection, delta)
 
 
 def _week(builder: BatchBuilder, day: date) -> date:
@@ -346,3 +349,22 @@ def _write_roster(connection: Connection, roster: dict[str, tuple[str, str, str]
         where=newer,
     )
     connection.execute(stmt, rows)
+
+
+def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
+    """Stage changes once per event; a lead's stage only from a newer (occurred_at, event_id)."""
+    if not delta.stage_changes:
+        return
+    stmt = _insert(connection, stage_change).on_conflict_do_nothing()
+    connection.execute(stmt, sorted(delta.stage_changes.values(), key=lambda r: r["event_id"]))
+    rows = sorted(delta.lead_stages.values(), key=lambda r: r["lead_id"])
+    upsert = _insert(connection, lead_stage)
+    newer = tuple_(upsert.excluded.occurred_at, upsert.excluded.event_id) > tuple_(
+        lead_stage.c.occurred_at, lead_stage.c.event_id
+    )
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["lead_id"],
+        set_={c: upsert.excluded[c] for c in rows[0] if c != "lead_id"},
+        where=newer,
+    )
+    connection.execute(upsert, rows)
