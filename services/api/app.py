@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.analysis_routes import router as analysis_router
 from services.api.lag import LagMonitor
+from services.api.management_routes import router as management_router
 from services.api.routes import router
 from services.api.settings import ApiSettings, api_settings
 from services.api.stream import ChangeFeed
@@ -59,5 +60,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.include_router(router)
     app.include_router(analysis_router)
+    app.include_router(management_router)
     app.include_router(stream_router)
     return app

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -24,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
+from services.api.anomalies import find_anomalies
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
 from services.api.routes import Reader, Settings, filters_for, parse_timestamp
@@ -153,10 +155,12 @@ async def stream(
     campaign_id: Ids = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
+    anomalies: Annotated[bool, Query(description="Also send today's anomalies")] = False,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
-    ``leaderboard`` events, sent at once and again after every aggregator commit that
-    changes them; a comment every 15 s keeps proxies from closing the connection."""
+    ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
+    sent at once and again after every aggregator commit that changes them; a comment every
+    15 s keeps proxies from closing the connection."""
     keys = parse_metrics(metrics)
     groups = parse_group_by(group_by)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
@@ -166,7 +170,7 @@ async def stream(
     feed: ChangeFeed = request.app.state.change_feed
     engine: Engine = request.app.state.engine
     service = MetricsService(settings)
-    view = (keys, groups, period, leaderboard, limit, filters, from_, to)
+    view = (keys, groups, period, leaderboard, limit, filters, from_, to, anomalies)
 
     def compute() -> dict[str, bytes]:
         rng = resolve_range(
@@ -194,6 +198,9 @@ async def stream(
                 out["leaderboard"] = orjson.dumps(
                     {**bounds, "metric": leaderboard, "rows": ranked}, default=str
                 )
+            if anomalies:
+                found = find_anomalies(connection, settings, datetime.now(UTC), filters)
+                out["anomalies"] = orjson.dumps(found, default=str)
         return out
 
     async def events() -> AsyncIterator[bytes]:
