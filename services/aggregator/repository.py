@@ -355,16 +355,53 @@ def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
     """Stage changes once per event; a lead's stage only from a newer (occurred_at, event_id)."""
     if not delta.stage_changes:
         return
-    stmt = _insert(connection, stage_change).on_conflict_do_nothing()
-    connection.execute(stmt, sorted(delta.stage_changes.values(), key=lambda r: r["event_id"]))
-    rows = sorted(delta.lead_stages.values(), key=lambda r: r["lead_id"])
+    changes = sorted(delta.stage_changes.values(), key=lambda r: r["event_id"])
+    leads = sorted(delta.lead_stages.values(), key=lambda r: r["lead_id"])
+    if connection.dialect.name == "postgresql":
+        columns = [c for c in changes[0] if c != "lead_id"]
+        _pg_copy_insert(connection, stage_change, changes, "DO NOTHING")
+        _pg_copy_insert(
+            connection,
+            lead_stage,
+            leads,
+            "DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+            + " WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id)"
+            " > (lead_stage.occurred_at, lead_stage.event_id)",
+        )
+        return
+    connection.execute(_insert(connection, stage_change).on_conflict_do_nothing(), changes)
     upsert = _insert(connection, lead_stage)
     newer = tuple_(upsert.excluded.occurred_at, upsert.excluded.event_id) > tuple_(
         lead_stage.c.occurred_at, lead_stage.c.event_id
     )
     upsert = upsert.on_conflict_do_update(
         index_elements=["lead_id"],
-        set_={c: upsert.excluded[c] for c in rows[0] if c != "lead_id"},
+        set_={c: upsert.excluded[c] for c in leads[0] if c != "lead_id"},
         where=newer,
     )
-    connection.execute(upsert, rows)
+    connection.execute(upsert, leads)
+
+
+def _pg_copy_insert(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], on_conflict: str
+) -> None:
+    """COPY ``rows`` (in primary-key order) into a staging table, then one INSERT ... SELECT
+    with ``ON CONFLICT (primary key) <on_conflict>``, as ``_pg_copy_upsert`` does."""
+    pk = ", ".join(c.name for c in table.primary_key.columns)
+    staging = f"staging_{table.name}"
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    columns = list(rows[0])
+    names = ", ".join(columns)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+        f"ORDER BY {pk} ON CONFLICT ({pk}) {on_conflict}"
+    )
+    connection.exec_driver_sql(f"TRUNCATE {staging}")
