@@ -109,6 +109,13 @@ class WorkingCalendar(BaseModel):
             raise ValueError(f"weekdays are ISO numbers 1 (Monday) to 7 (Sunday), not {bad}")
         return sorted(set(value))
 
+    @field_validator("day_start", "day_end")
+    @classmethod
+    def _local_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("working hours are local times without an offset, e.g. 09:00")
+        return value
+
     @model_validator(mode="after")
     def _hours_in_order(self) -> WorkingCalendar:
         if self.day_end <= self.day_start:

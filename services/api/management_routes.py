@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import Connection
 
@@ -26,12 +26,15 @@ from services.api.routes import (
     Db,
     Reader,
     Settings,
+    _ids,
     filters_for,
     get_write_connection,
     parse_timestamp,
 )
 from services.api.targets import (
     DEFAULT_CALENDAR_NAME,
+    FIRST_YEAR,
+    LAST_YEAR,
     NewTarget,
     SplitRequest,
     Target,
@@ -61,6 +64,7 @@ from services.api.targets import (
 )
 from shared.auth import Principal
 from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput
+from shared.events import PRINTABLE
 from shared.models import working_calendar
 from shared.playbook import DEFAULT_ATTAINMENT_CAP, DEFAULT_CALENDAR, PeriodKind, WorkingCalendar
 
@@ -71,6 +75,10 @@ WriteDb = Annotated[Connection, Depends(get_write_connection, scope="function")]
 Ids = Annotated[list[str] | None, Query()]
 AsOf = Annotated[
     str | None, Query(description="RFC 3339 with offset; the moment to judge at (default now)")
+]
+TargetId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The target's id")]
+CalendarName = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=PRINTABLE, description="A team id, or *")
 ]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such target"}
@@ -83,6 +91,8 @@ def _as_of(raw: str | None) -> datetime:
         return datetime.now(UTC)
     if moment.tzinfo is None:
         raise InvalidInput("as_of must carry a UTC offset, e.g. 2026-11-16T00:00:00+08:00")
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise InvalidInput(f"as_of must be in the years {FIRST_YEAR}–{LAST_YEAR}")
     return moment.astimezone(UTC)
 
 
@@ -127,7 +137,7 @@ def list_targets(
     found = find_targets(
         connection,
         scope=scope,
-        scope_ids=tuple(scope_id or ()),
+        scope_ids=_ids(scope_id),
         kpis=[check_kpi(kpi)] if kpi else [],
         period=period,
         active_at=_as_of(active_at) if active_at else None,
@@ -140,7 +150,7 @@ def list_targets(
 
 @router.get("/v1/targets/{target_id}", tags=["targets"], responses=_NOT_FOUND)
 def get_one_target(
-    target_id: int, reader: Reader, settings: Settings, connection: Db
+    target_id: TargetId, reader: Reader, settings: Settings, connection: Db
 ) -> dict[str, Any]:
     """A target (deleted ones too) with its history: who changed what, when."""
     subject = _readable_target(connection, reader, target_id, deleted=True)
@@ -152,7 +162,7 @@ def get_one_target(
 
 @router.patch("/v1/targets/{target_id}", tags=["targets"], responses=_NOT_FOUND)
 def patch_target(
-    target_id: int, change: TargetUpdate, settings: Settings, connection: WriteDb, admin: Admin
+    target_id: TargetId, change: TargetUpdate, settings: Settings, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
     """Change a target's value, from ``effective_from`` (default now) to the period's end.
     Pacing accrues the expected-to-date at the value in force at each moment."""
@@ -165,7 +175,7 @@ def patch_target(
 
 @router.delete("/v1/targets/{target_id}", tags=["targets"], responses=_NOT_FOUND)
 def remove_target(
-    target_id: int, settings: Settings, connection: WriteDb, admin: Admin
+    target_id: TargetId, settings: Settings, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
     """Delete a target. Its history stays readable at ``GET /v1/targets/{id}``."""
     deleted = delete_target(connection, target_id, admin)
@@ -177,7 +187,7 @@ def remove_target(
 
 @router.get("/v1/targets/{target_id}/history", tags=["targets"], responses=_NOT_FOUND)
 def get_history(
-    target_id: int, reader: Reader, settings: Settings, connection: Db
+    target_id: TargetId, reader: Reader, settings: Settings, connection: Db
 ) -> dict[str, Any]:
     _readable_target(connection, reader, target_id, deleted=True)
     return {"target_id": target_id, "history": history(connection, settings, target_id)}
@@ -185,7 +195,7 @@ def get_history(
 
 @router.get("/v1/targets/{target_id}/pacing", tags=["targets"], responses=_NOT_FOUND)
 def get_pacing(
-    target_id: int, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
+    target_id: TargetId, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
 ) -> dict[str, Any]:
     """Attainment, expected-to-date over the working time, pace, projection and status."""
     subject = _readable_target(connection, reader, target_id)
@@ -196,7 +206,11 @@ def get_pacing(
 
 @router.post("/v1/targets/{target_id}/split", tags=["targets"], responses=_NOT_FOUND)
 def post_split(
-    target_id: int, request: SplitRequest, settings: Settings, connection: WriteDb, admin: Admin
+    target_id: TargetId,
+    request: SplitRequest,
+    settings: Settings,
+    connection: WriteDb,
+    admin: Admin,
 ) -> dict[str, Any]:
     """Split a team's or the floor's quota over agents: ``value × uplift`` (1.2 by
     default) shared by weight — ``equal``, ``last_period`` (each agent's result in the
@@ -207,7 +221,7 @@ def post_split(
 
 @router.get("/v1/targets/{target_id}/plan", tags=["funnel"], responses=_NOT_FOUND)
 def get_plan(
-    target_id: int, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
+    target_id: TargetId, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
 ) -> dict[str, Any]:
     """The backward plan (倒推法) of a result target (revenue, margin, sales, leads_won):
     leads needed per funnel stage per week, each started week planned at its start from the
@@ -218,7 +232,7 @@ def get_plan(
 
 @router.get("/v1/targets/{target_id}/diagnosis", tags=["coaching"], responses=_NOT_FOUND)
 def get_diagnosis(
-    target_id: int, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
+    target_id: TargetId, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
 ) -> dict[str, Any]:
     """Why a result target is behind: driver gaps against the target-implied drivers, leads
     accumulated in C/B against what is still needed, and the target against the best past
@@ -422,16 +436,14 @@ def get_calendars(_reader: Reader, connection: Db) -> dict[str, Any]:
 
 @router.put("/v1/working-calendars/{name}", tags=["targets"])
 def put_working_calendar(
-    name: str, calendar: WorkingCalendar, connection: WriteDb, admin: Admin
+    name: CalendarName, calendar: WorkingCalendar, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
     """Set a team's working calendar (``name`` = team id, or ``*`` for the default)."""
-    if not name.strip() or len(name) > 64:
-        raise InvalidInput("the calendar's name is a team id (at most 64 characters) or *")
     put_calendar(connection, name.strip(), calendar, admin)
     return {"name": name.strip(), "calendar": calendar.model_dump(mode="json")}
 
 
-@router.delete("/v1/working-calendars/{name}", tags=["targets"])
-def delete_working_calendar(name: str, connection: WriteDb, _admin: Admin) -> Response:
+@router.delete("/v1/working-calendars/{name}", status_code=204, tags=["targets"])
+def delete_working_calendar(name: CalendarName, connection: WriteDb, _admin: Admin) -> Response:
     connection.execute(working_calendar.delete().where(working_calendar.c.team_id == name))
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field
@@ -29,6 +29,7 @@ from services.api.service import MetricsService, money_text
 from services.api.settings import ApiSettings
 from shared.auth import BOOTSTRAP_KEY_ID, Principal
 from shared.errors import Forbidden, InvalidInput, NotFound
+from shared.events import Id64
 from shared.kpis import (
     ALL_KPI_KEYS,
     DISPOSITIONS,
@@ -64,6 +65,11 @@ SCOPE_FILTER = {"agent": "agent_ids", "team": "team_ids", "campaign": "campaign_
 GROUP_OF = {"agent": "agent", "team": "team", "campaign": "campaign"}
 TARGET_KPIS = tuple(k for k in ALL_KPI_KEYS if k != DISPOSITIONS)
 DEFAULT_CALENDAR_NAME = "*"
+MAX_VALUE = Decimal(10) ** 12
+VALUE_PLACES = Decimal("0.000001")
+# Periods and moments this API reasons about: wide enough for any floor, narrow enough that
+# date arithmetic on them never leaves the calendar.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,8 +80,8 @@ class NewTarget(BaseModel):
     """A target: who (scope and its id), which KPI, which period, how much."""
 
     scope: TargetScope
-    scope_id: str | None = Field(
-        default=None, max_length=64, description="The agent, team or campaign; none for floor"
+    scope_id: Id64 | None = Field(
+        default=None, description="The agent, team or campaign; none for floor"
     )
     kpi: str = Field(description="A KPI key from kpis.md, e.g. revenue, sales, contact_rate")
     period: PeriodKind
@@ -98,12 +104,12 @@ class TargetUpdate(BaseModel):
 class SplitRequest(BaseModel):
     """Split a team's (or the floor's) target over agents."""
 
-    uplift: Decimal = Field(default=DEFAULT_UPLIFT, gt=0, description="1.2 adds 20 %")
+    uplift: Decimal = Field(default=DEFAULT_UPLIFT, gt=0, le=10, description="1.2 adds 20 %")
     weighting: Literal["equal", "last_period", "given"] = "equal"
-    weights: dict[str, Decimal] | None = Field(
+    weights: dict[Id64, Annotated[Decimal, Field(ge=0, le=1_000_000_000)]] | None = Field(
         default=None, description="weighting=given: agent id → weight"
     )
-    agent_ids: list[str] | None = Field(
+    agent_ids: list[Id64] | None = Field(
         default=None, description="The agents to split over; default: the team's roster"
     )
     apply: bool = Field(default=False, description="Create or change the agents' targets")
@@ -183,6 +189,11 @@ def check_kpi(kpi: str) -> str:
 def check_value(kpi: str, value: Decimal) -> Decimal:
     if not value.is_finite():
         raise InvalidInput("value must be a number", details=[{"field": "value"}])
+    if value > MAX_VALUE:
+        raise InvalidInput(
+            f"value={value} is larger than any target this API keeps (at most {MAX_VALUE})",
+            details=[{"field": "value", "message": f"at most {MAX_VALUE}"}],
+        )
     if value < 0:
         raise InvalidInput(
             f"a target cannot be negative: value={value}; give 0 or more",
@@ -194,7 +205,11 @@ def check_value(kpi: str, value: Decimal) -> Decimal:
             f"{kpi} is a ratio between 0 and 1: for {value} % write {value / 100}",
             details=[{"field": "value", "message": "between 0 and 1"}],
         )
-    return value
+    return value.quantize(VALUE_PLACES).normalize() if value else Decimal(0)
+
+
+def value_text(value: Decimal) -> str:
+    return format(value, "f")
 
 
 def parse_period_start(raw: str, kind: PeriodKind, settings: ApiSettings) -> date:
@@ -234,6 +249,11 @@ def parse_period_start(raw: str, kind: PeriodKind, settings: ApiSettings) -> dat
             f"period_start {raw!r} is not a date (2026-11-01) or an RFC 3339 timestamp",
             details=[{"field": "period_start"}],
         ) from exc
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise InvalidInput(
+            f"period_start {day} is outside the years {FIRST_YEAR}–{LAST_YEAR}",
+            details=[{"field": "period_start"}],
+        )
     problem = period_start_problem(kind, day, settings.week_start)
     if problem is not None:
         raise InvalidInput(
@@ -326,7 +346,7 @@ def create_target(
             kpi=kpi,
             period=new.period.value,
             period_start=start,
-            value=str(value),
+            value=value_text(value),
             created_at=now,
             updated_at=now,
         )
@@ -358,9 +378,10 @@ def change_target(
                 f"effective_from {change.effective_from!r} is not an RFC 3339 timestamp",
                 details=[{"field": "effective_from"}],
             ) from exc
-        if effective.tzinfo is None:
+        if effective.tzinfo is None or not FIRST_YEAR <= effective.year <= LAST_YEAR:
             raise InvalidInput(
-                "effective_from needs a UTC offset, e.g. 2026-11-09T00:00:00+08:00",
+                "effective_from needs a UTC offset and a moment of the target's period, "
+                "e.g. 2026-11-09T00:00:00+08:00",
                 details=[{"field": "effective_from"}],
             )
         if not rng.start <= effective < rng.end:
@@ -373,7 +394,7 @@ def change_target(
     connection.execute(
         update(target)
         .where(target.c.target_id == target_id)
-        .values(value=str(value), updated_at=now)
+        .values(value=value_text(value), updated_at=now)
     )
     _record(connection, current, principal, action, value, current.value, max(effective, rng.start))
     return get_target(connection, target_id)
@@ -403,8 +424,8 @@ def _record(
         insert(target_change).values(
             target_id=subject.target_id,
             action=action,
-            value=None if value is None else str(value),
-            previous_value=None if previous is None else str(previous),
+            value=None if value is None else value_text(value),
+            previous_value=None if previous is None else value_text(previous),
             effective_from=effective_from.astimezone(UTC),
             changed_at=datetime.now(UTC),
             changed_by=name[:128],
