@@ -9,37 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.api.analysis import best_time_to_call, driver_model
-from services.api.periods import Granularity, Period, TimeRange, resolve_range
+from services.api.periods import Granularity, Period
+from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
-from services.api.routes import Db, Reader, Settings, filters_for, parse_timestamp
+from services.api.routes import Db, Reader, Settings, filters_for, request_time
 from services.api.service import MetricsService, parse_group_by
-from services.api.settings import ApiSettings
 from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, NotFound
 from shared.kpis import DISPOSITIONS, DRIVERS
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 Ids = Annotated[list[str] | None, Query()]
-
-
-def _range(
-    settings: ApiSettings, period: Period | None, from_: str | None, to: str | None
-) -> TimeRange:
-    return resolve_range(
-        period,
-        parse_timestamp("from", from_),
-        parse_timestamp("to", to),
-        settings.zone,
-        first_weekday=settings.week_start,
-    )
-
-
-def _bounds(settings: ApiSettings, rng: TimeRange) -> dict[str, str]:
-    return {
-        "from": rng.start.astimezone(settings.zone).isoformat(),
-        "to": rng.end.astimezone(settings.zone).isoformat(),
-        "timezone": settings.timezone,
-    }
 
 
 @router.get("/v1/drivers", tags=["coaching"])
@@ -75,7 +55,7 @@ def get_drivers(
                 targets[driver.key] = Decimal(raw)
             except InvalidOperation as exc:
                 raise InvalidInput(f"target_{driver.key}={raw!r} is not a number") from exc
-    rng = _range(settings, period, from_, to)
+    rng = request_time(settings, Filters(), period, from_, to).range
     return driver_model(
         connection,
         settings,
@@ -99,11 +79,12 @@ def get_best_time(
     campaign_id: Ids = None,
 ) -> dict[str, Any]:
     """Connect and contact rate by local weekday (1 = Monday) and hour of day."""
-    rng = _range(settings, period if (period or from_ or to) else Period.mtd, from_, to)
-    cells = best_time_to_call(
-        connection, settings, rng, filters_for(reader, None, team_id, campaign_id)
+    filters = filters_for(reader, None, team_id, campaign_id)
+    when = request_time(
+        settings, Filters(), period or (None if from_ or to else Period.mtd), from_, to
     )
-    return {**_bounds(settings, rng), "cells": cells}
+    cells = best_time_to_call(connection, settings, when.range, filters)
+    return {**when.bounds(), "cells": cells}
 
 
 @router.get("/v1/dispositions", tags=["metrics"])
@@ -121,19 +102,21 @@ def get_dispositions(
     campaign_id: Ids = None,
 ) -> dict[str, Any]:
     """Calls per disposition code (the latest code of each call) for any scope and period."""
-    rng = _range(settings, period, from_, to)
+    filters = filters_for(reader, agent_id, team_id, campaign_id)
+    when = request_time(settings, filters, period, from_, to)
     query = MetricsQuery(
         parse_group_by(group_by),
         granularity,
-        rng,
-        filters_for(reader, agent_id, team_id, campaign_id),
-        settings.zone,
+        when.range,
+        filters,
+        when.zone,
         settings.week_start,
+        native=when.native,
     )
     rows = MetricsService(settings).metrics(connection, [DISPOSITIONS], query)
     for row in rows:
         row["calls"] = sum(row[DISPOSITIONS].values())
-    return {**_bounds(settings, rng), "granularity": granularity.value, "rows": rows}
+    return {**when.bounds(), "granularity": granularity.value, "rows": rows}
 
 
 @router.get(
@@ -156,12 +139,13 @@ def get_agent_rank(
     min_volume: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     """One agent's rank, with the ``around`` agents ranked just above and below it."""
-    rng = _range(settings, period, from_, to)
+    filters = filters_for(reader, None, team_id, campaign_id)
+    when = request_time(settings, filters, period, from_, to)
     effective_min, rows = MetricsService(settings).leaderboard(
         connection,
         metric.strip(),
-        rng,
-        filters_for(reader, None, team_id, campaign_id),
+        when.range,
+        filters,
         limit=None,
         min_volume=min_volume,
     )
@@ -173,7 +157,7 @@ def get_agent_rank(
         )
     return {
         "metric": metric,
-        **_bounds(settings, rng),
+        **when.bounds(),
         "min_volume": effective_min,
         "ranked": len(rows),
         "agent": rows[position],

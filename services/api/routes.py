@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api import schemas
 from services.api.lag import LagMonitor, worst
-from services.api.periods import Granularity, Period, resolve_range
+from services.api.periods import Granularity, Period, TimeRange, resolve_range
 from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
 from services.api.service import MetricsService, parse_group_by, parse_metrics
@@ -92,6 +93,44 @@ def filters_for(
     return Filters(_ids(agent_id), reader.readable_teams(_ids(team_id)), _ids(campaign_id))
 
 
+@dataclass(frozen=True, slots=True)
+class RequestTime:
+    """The zone and ``[from, to)`` a read request is answered in."""
+
+    zone_name: str
+    zone: ZoneInfo
+    range: TimeRange
+    native: bool
+
+    def bounds(self) -> dict[str, str]:
+        return {
+            "from": self.range.start.astimezone(self.zone).isoformat(),
+            "to": self.range.end.astimezone(self.zone).isoformat(),
+            "timezone": self.zone_name,
+        }
+
+
+def request_time(
+    settings: ApiSettings,
+    filters: Filters,
+    period: Period | None,
+    from_: str | None,
+    to: str | None,
+) -> RequestTime:
+    """Periods count in the deployment's zone, or in a team's own zone
+    (``CALLBOARD_TEAM_TIMEZONES``) when the request names that one team."""
+    zone_name = settings.timezone_for(filters.team_ids)
+    zone = ZoneInfo(zone_name)
+    rng = resolve_range(
+        period,
+        parse_timestamp("from", from_),
+        parse_timestamp("to", to),
+        zone,
+        first_weekday=settings.week_start,
+    )
+    return RequestTime(zone_name, zone, rng, zone_name == settings.timezone)
+
+
 @router.get("/v1/metrics", response_model=schemas.MetricsResponse, tags=["metrics"])
 def get_metrics(
     reader: Reader,
@@ -114,29 +153,19 @@ def get_metrics(
     """
     keys = parse_metrics(metrics)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
-    zone_name = settings.timezone_for(filters.team_ids)
-    zone = ZoneInfo(zone_name)
-    rng = resolve_range(
-        period,
-        parse_timestamp("from", from_),
-        parse_timestamp("to", to),
-        zone,
-        first_weekday=settings.week_start,
-    )
+    when = request_time(settings, filters, period, from_, to)
     query = MetricsQuery(
         parse_group_by(group_by),
         granularity,
-        rng,
+        when.range,
         filters,
-        zone,
+        when.zone,
         settings.week_start,
-        native=zone_name == settings.timezone,
+        native=when.native,
     )
     rows = MetricsService(settings).metrics(connection, keys, query)
     return {
-        "from": rng.start.astimezone(zone).isoformat(),
-        "to": rng.end.astimezone(zone).isoformat(),
-        "timezone": zone_name,
+        **when.bounds(),
         "granularity": granularity.value,
         "metrics": list(keys),
         "rows": rows,
@@ -160,19 +189,11 @@ def get_leaderboard(
 ) -> dict[str, Any]:
     """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
     filters = filters_for(reader, None, team_id, campaign_id)
-    zone_name = settings.timezone_for(filters.team_ids)
-    zone = ZoneInfo(zone_name)
-    rng = resolve_range(
-        period,
-        parse_timestamp("from", from_),
-        parse_timestamp("to", to),
-        zone,
-        first_weekday=settings.week_start,
-    )
+    when = request_time(settings, filters, period, from_, to)
     effective_min, rows = MetricsService(settings).leaderboard(
         connection,
         metric.strip(),
-        rng,
+        when.range,
         filters,
         limit=limit,
         min_volume=min_volume,
@@ -180,9 +201,7 @@ def get_leaderboard(
     )
     return {
         "metric": metric,
-        "from": rng.start.astimezone(zone).isoformat(),
-        "to": rng.end.astimezone(zone).isoformat(),
-        "timezone": zone_name,
+        **when.bounds(),
         "min_volume": effective_min,
         "rows": rows,
     }
