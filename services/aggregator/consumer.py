@@ -4,6 +4,12 @@ The database is the source of truth for what was applied: each batch's offsets a
 the same transaction as its numbers. On start and on every rebalance the member seeks to the
 stored offsets, and a batch re-delivered after a crash skips what the database already holds.
 Kafka's committed offsets are written after the database commit, for lag monitoring only.
+
+A record that cannot be applied does not hold its partition back: it goes to the dead-letter
+topic with the reason (``dead_letters.py``), inside the transaction that commits its offset.
+An event the merge raises on is found by bisecting the batch in memory; an error that escapes
+that guard (the database refusing a value) makes the member bisect the batch into smaller
+transactions until the one record that causes it is alone.
 """
 
 from __future__ import annotations
@@ -17,13 +23,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from services.aggregator import metrics, repository
-from services.aggregator.batch import BatchBuilder, entity_keys
+from services.aggregator.batch import BatchBuilder, BatchDelta
+from services.aggregator.dead_letters import (
+    DeadLetter,
+    DeadLetterSink,
+    DeadLetterUnavailable,
+    KafkaDeadLetters,
+)
+from services.aggregator.facts import State, entity_key
 from services.aggregator.settings import AggregatorSettings
 from shared.db import transaction
 from shared.kafka import ensure_topic
@@ -37,38 +51,64 @@ class Record:
 
     partition: int
     offset: int
-    value: bytes
+    value: bytes | None
     timestamp_ms: int = 0
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
 class BatchResult:
     applied: int
     skipped: int
+    # Records set aside in the dead-letter topic.
     rejected: int
     next_offsets: dict[int, int]
 
 
-class BatchApplier:
-    """Applies records to the database: the whole batch or nothing."""
+Pending = list[tuple[Record, dict[str, Any]]]
 
-    def __init__(self, engine: Engine, settings: AggregatorSettings) -> None:
+
+class TooManyDeadLetters(RuntimeError):
+    """So many records of one batch fail that the cause is not in them: stop, do not set aside."""
+
+
+class BatchApplier:
+    """Applies records to the database: the whole batch or nothing.
+
+    Records that cannot be applied are set aside in ``dead_letters`` before the commit that
+    makes their offsets final, so that the rest of the batch, and the partition, move on.
+    """
+
+    def __init__(
+        self, engine: Engine, settings: AggregatorSettings, dead_letters: DeadLetterSink
+    ) -> None:
         self.engine = engine
         self.topic = settings.events_topic
         self.builder = BatchBuilder(
             settings.zone, settings.effective_call_seconds, settings.week_start
         )
+        self.dead_letters = dead_letters
+        self.max_dead_letters = settings.dead_letters_max_per_batch
         self.after_commit: list[Callable[[BatchResult], None]] = []
+        self._failpoint = _failpoint()
+        self._transactions = 0
 
-    def apply(self, records: list[Record]) -> BatchResult:
+    def apply(self, records: list[Record], *, refuse: str | None = None) -> BatchResult:
+        """Apply ``records`` in one transaction.
+
+        With ``refuse``, every record not applied yet is set aside with that reason instead:
+        the member found that the database refuses it.
+        """
         started = time.perf_counter()
+        letters: list[DeadLetter] = []
+        pending: Pending = []
         with transaction(self.engine) as connection:
             claimed = repository.claim_offsets(
                 connection, self.topic, (r.partition for r in records)
             )
-            events: list[dict[str, Any]] = []
             next_offsets: dict[int, int] = {}
-            skipped = rejected = 0
+            skipped = 0
             for record in records:
                 if record.offset < claimed[record.partition]:
                     skipped += 1
@@ -76,40 +116,120 @@ class BatchApplier:
                 next_offsets[record.partition] = max(
                     next_offsets.get(record.partition, 0), record.offset + 1
                 )
-                event = _decode(record)
+                if refuse is not None:
+                    letters.append(_letter(record, refuse))
+                    continue
+                event, reason = _decode(record)
                 if event is None:
-                    rejected += 1
+                    letters.append(_letter(record, reason))
                 else:
-                    events.append(event)
+                    pending.append((record, event))
             if next_offsets:
-                keys = entity_keys(events)
+                keys, pending = _entity_keys(pending, letters)
                 repository.lock_entities(connection, keys)
                 stored = repository.load_states(connection, keys)
-                delta = self.builder.build(events, stored)
+                delta, pending = self._build(pending, stored, letters)
+                if len(letters) > self.max_dead_letters:
+                    raise TooManyDeadLetters(
+                        f"{len(letters)} records of one batch cannot be applied "
+                        f"(dead_letters_max_per_batch={self.max_dead_letters}); "
+                        f"the first because: {letters[0].reason}"
+                    )
+                # Stored before the commit that makes their offsets final.
+                self.dead_letters.send(letters)
                 repository.write_delta(connection, delta, self.builder)
+                self._transactions += 1
+                if self._failpoint == ("mid_batch", str(self._transactions)):
+                    log.critical("failpoint mid_batch reached: exiting before the commit")
+                    os._exit(137)
                 repository.save_offsets(connection, self.topic, next_offsets)
-                if events:
-                    repository.announce_commit(connection, self.topic, len(events))
-        result = BatchResult(len(events), skipped, rejected, next_offsets)
+                if pending:
+                    repository.announce_commit(connection, self.topic, len(pending))
+        result = BatchResult(len(pending), skipped, len(letters), next_offsets)
         metrics.observe_batch(result.applied, result.skipped, time.perf_counter() - started)
         for hook in self.after_commit:
             hook(result)
         return result
 
+    def _build(
+        self, pending: Pending, stored: dict[str, State], letters: list[DeadLetter]
+    ) -> tuple[BatchDelta, Pending]:
+        """The batch's delta, without the events the merge raises on (added to ``letters``)."""
+        while True:
+            try:
+                return self._merge([event for _, event in pending], stored), pending
+            except Exception as exc:
+                poison = self._isolate(pending, stored, exc)
+                if not poison:
+                    raise  # every part merges alone: not one event's fault
+                letters.extend(poison)
+                bad = {(p.partition, p.offset) for p in poison}
+                pending = [(r, e) for r, e in pending if (r.partition, r.offset) not in bad]
 
-def _decode(record: Record) -> dict[str, Any] | None:
+    def _isolate(
+        self, pending: Pending, stored: dict[str, State], exc: Exception
+    ) -> list[DeadLetter]:
+        """Bisect ``pending`` (which raised ``exc``) down to the events that raise alone."""
+        if len(pending) == 1:
+            return [_letter(pending[0][0], _reason("the merge raised", exc))]
+        middle = len(pending) // 2
+        found: list[DeadLetter] = []
+        for part in (pending[:middle], pending[middle:]):
+            try:
+                self._merge([event for _, event in part], stored)
+            except Exception as part_exc:
+                found.extend(self._isolate(part, stored, part_exc))
+        return found
+
+    def _merge(self, events: list[dict[str, Any]], stored: dict[str, State]) -> BatchDelta:
+        if self._failpoint and self._failpoint[0] == "apply_error":
+            for event in events:
+                if str(event.get("event_id", "")).startswith(self._failpoint[1]):
+                    raise RuntimeError(f"failpoint apply_error: {event['event_id']}")
+        return self.builder.build(events, stored)
+
+
+def _entity_keys(pending: Pending, letters: list[DeadLetter]) -> tuple[list[str], Pending]:
+    """The entities the events touch; an event without one it should have is set aside."""
+    keys: set[str] = set()
+    kept: Pending = []
+    for record, event in pending:
+        try:
+            key = entity_key(event)
+        except Exception as exc:
+            letters.append(_letter(record, _reason("no entity", exc)))
+            continue
+        if key is not None:
+            keys.add(key)
+        kept.append((record, event))
+    return sorted(keys), kept
+
+
+def _reason(what: str, exc: BaseException) -> str:
+    return f"{what}: {type(exc).__name__}: {exc}"
+
+
+def _letter(record: Record, reason: str) -> DeadLetter:
+    return DeadLetter(
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        record.headers,
+        record.timestamp_ms,
+        reason,
+    )
+
+
+def _decode(record: Record) -> tuple[dict[str, Any] | None, str]:
     try:
-        event = orjson.loads(record.value)
+        event = orjson.loads(record.value or b"")
         if not isinstance(event, dict) or "type" not in event or "event_id" not in event:
-            raise ValueError("not an event object")
-        return event
+            raise ValueError("not an event object (an object with type and event_id)")
+        return event, ""
     except (orjson.JSONDecodeError, ValueError) as exc:
-        log.error(
-            "undecodable record skipped",
-            extra={"partition": record.partition, "offset": record.offset, "reason": str(exc)},
-        )
         metrics.REJECTED.inc()
-        return None
+        return None, _reason("undecodable", exc)
 
 
 MAX_LOGGED_REQUEST_IDS = 100
@@ -138,13 +258,35 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self.member.seek_to_stored(list(assigned))
 
 
-def _failpoint() -> tuple[str, int] | None:
-    """``CALLBOARD_FAILPOINT=after_db_commit:N``: die hard after the Nth batch's DB commit."""
+def _failpoint() -> tuple[str, str] | None:
+    """Fault injection for tests, ``CALLBOARD_FAILPOINT=name:argument``.
+
+    ``after_db_commit:N``: die hard after the Nth batch's DB commit, before Kafka's.
+    ``mid_batch:N``: die hard inside the Nth transaction, its rows written, not committed.
+    ``apply_error:PREFIX``: the merge raises on events whose id starts with PREFIX, as a bug
+    would.
+    """
     spec = os.environ.get("CALLBOARD_FAILPOINT", "")
     if ":" not in spec:
         return None
-    name, _, count = spec.partition(":")
-    return name, int(count)
+    name, _, argument = spec.partition(":")
+    return name, argument
+
+
+def _retryable(exc: Exception) -> bool:
+    """Errors of the infrastructure, not of the records: the same batch is tried again.
+
+    A value the database refuses (DataError, IntegrityError) is the records' doing; so is any
+    other exception (a merge that raises). Driver errors come raw from the COPY that the
+    repository runs on the driver's cursor, and wrapped by SQLAlchemy from everything else.
+    """
+    if isinstance(exc, (DeadLetterUnavailable, OSError, MemoryError)):
+        return True
+    if isinstance(exc, SQLAlchemyError):
+        return not isinstance(exc, (DataError, IntegrityError))
+    if isinstance(exc, psycopg.Error):
+        return not isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
+    return False
 
 
 class AggregatorMember:
@@ -152,10 +294,12 @@ class AggregatorMember:
 
     def __init__(self, engine: Engine, settings: AggregatorSettings) -> None:
         self.settings = settings
-        self.applier = BatchApplier(engine, settings)
+        self.dead_letters = KafkaDeadLetters(settings)
+        self.applier = BatchApplier(engine, settings, self.dead_letters)
         self.rebalance_started: float | None = None
         self.consumer = self._join()
         self._batches = 0
+        self._refused = 0  # records of the current batch the database refused one by one
         self._failpoint = _failpoint()
 
     def _join(self) -> KafkaConsumer:
@@ -230,20 +374,22 @@ class AggregatorMember:
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
         )
         records = [
-            Record(r.partition, r.offset, r.value, r.timestamp)
+            Record(r.partition, r.offset, r.value, r.timestamp, r.key, tuple(r.headers or ()))
             for batch in polled.values()
             for r in batch
         ]
         if not records:
             self._rejoin_if_stuck()
             return 0
-        result = self._apply_with_retry(records)
+        self._refused = 0
+        result = self._apply_bisecting(records)
         request_ids = _request_ids(r for batch in polled.values() for r in batch)
         log.info(
             "batch applied",
             extra={
                 "applied": result.applied,
                 "skipped": result.skipped,
+                "dead_lettered": result.rejected,
                 "offsets": result.next_offsets,
                 # The ingest requests these events came from (Kafka header request_id).
                 "request_ids": request_ids[:MAX_LOGGED_REQUEST_IDS],
@@ -251,20 +397,52 @@ class AggregatorMember:
             },
         )
         self._batches += 1
-        if self._failpoint == ("after_db_commit", self._batches):
+        if self._failpoint == ("after_db_commit", str(self._batches)):
             log.critical("failpoint after_db_commit reached: exiting without Kafka commit")
             os._exit(137)
         self._commit_kafka(result.next_offsets)
         return result.applied
 
-    def _apply_with_retry(self, records: list[Record]) -> BatchResult:
+    def _apply_bisecting(self, records: list[Record]) -> BatchResult:
+        """Apply ``records``; when an error escapes the merge's guard (the database refused
+        a value), apply each half on its own, down to the one record to set aside."""
+        try:
+            return self._apply_with_retry(records)
+        except TooManyDeadLetters:
+            raise
+        except Exception as exc:
+            if _retryable(exc):
+                raise  # retried until db_retry_seconds ran out
+            if len(records) == 1:
+                self._refused += 1
+                if self._refused > self.settings.dead_letters_max_per_batch:
+                    raise TooManyDeadLetters(
+                        f"more than {self.settings.dead_letters_max_per_batch} records of one "
+                        f"batch refused by the database; the last because: {exc}"
+                    ) from exc
+                return self._apply_with_retry(records, refuse=_reason("not applied", exc))
+            log.warning(
+                "batch not applied; bisecting it",
+                extra={"records": len(records), "reason": _reason("error", exc)[:300]},
+            )
+            middle = len(records) // 2
+            first = self._apply_bisecting(records[:middle])
+            second = self._apply_bisecting(records[middle:])
+            return BatchResult(
+                first.applied + second.applied,
+                first.skipped + second.skipped,
+                first.rejected + second.rejected,
+                first.next_offsets | second.next_offsets,
+            )
+
+    def _apply_with_retry(self, records: list[Record], refuse: str | None = None) -> BatchResult:
         deadline = time.monotonic() + self.settings.db_retry_seconds
         delay = 0.2
         while True:
             try:
-                return self.applier.apply(records)
-            except (OperationalError, DBAPIError) as exc:
-                if time.monotonic() > deadline:
+                return self.applier.apply(records, refuse=refuse)
+            except Exception as exc:
+                if not _retryable(exc) or time.monotonic() > deadline:
                     raise
                 log.warning("batch not applied, retrying", extra={"reason": str(exc)[:300]})
                 metrics.DB_RETRIES.inc()
@@ -287,3 +465,4 @@ class AggregatorMember:
 
     def close(self) -> None:
         self.consumer.close()
+        self.dead_letters.close()

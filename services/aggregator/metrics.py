@@ -11,8 +11,8 @@ SKIPPED = Counter(
 REJECTED = Counter(
     "callboard_aggregator_events_rejected_total", "Records that could not be decoded"
 )
-# Records set aside instead of applied; stays 0 until a dead-letter topic exists (undecodable
-# records are counted in REJECTED and skipped).
+# Records set aside instead of applied (undecodable ones, also counted in REJECTED, and events
+# the merge or the database refused), counted once the broker acknowledged them.
 DEAD_LETTERS = Counter(
     "callboard_aggregator_dead_letters_total", "Records sent to the dead-letter topic"
 )

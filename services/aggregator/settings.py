@@ -21,6 +21,15 @@ class AggregatorSettings(CommonSettings):
     rejoin_after_seconds: float = Field(default=20.0, gt=0)
     # A failing database transaction is retried this long before the process gives up.
     db_retry_seconds: float = Field(default=300.0, gt=0)
+    # Records that cannot be applied go here with the reason; empty: <events_topic>.dead-letters.
+    dead_letters_topic: str = ""
+    # More dead letters than this from one batch is not poison but a systemic failure (a bad
+    # deployment, a bug hitting every event): the member stops instead of setting them aside.
+    dead_letters_max_per_batch: int = Field(default=1000, ge=1)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dead_letters_topic or f"{self.events_topic}.dead-letters"
 
 
 @lru_cache
