@@ -316,6 +316,8 @@ class AggregatorMember:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=600_000,
+            # Back within seconds of a broker restart (the default waits up to 30 s).
+            reconnect_backoff_max_ms=2_000,
         )
         self._wait_for_topic(consumer)
         consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))

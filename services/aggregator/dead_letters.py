@@ -143,6 +143,7 @@ def _producer(settings: AggregatorSettings, client_id: str) -> KafkaProducer:
         max_block_ms=10_000,
         request_timeout_ms=10_000,
         delivery_timeout_ms=30_000,
+        reconnect_backoff_max_ms=2_000,
     )
 
 

@@ -68,6 +68,8 @@ class EventProducer:
                     request_timeout_ms=5_000,
                     delivery_timeout_ms=int(self.settings.produce_timeout_seconds * 1000),
                     retry_backoff_ms=100,
+                    # Back within seconds of a broker restart (the default waits up to 30 s).
+                    reconnect_backoff_max_ms=2_000,
                 )
             return self._producer
 
