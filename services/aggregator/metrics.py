@@ -16,6 +16,11 @@ REJECTED = Counter(
 DEAD_LETTERS = Counter(
     "callboard_aggregator_dead_letters_total", "Records sent to the dead-letter topic"
 )
+RETENTION_DELETED = Counter(
+    "callboard_aggregator_retention_deleted_total",
+    "Rows dropped by retention, by table",
+    ["table"],
+)
 DB_RETRIES = Counter(
     "callboard_aggregator_db_retries_total", "Batch transactions retried after a database error"
 )

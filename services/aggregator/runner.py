@@ -10,6 +10,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from services.aggregator.consumer import AggregatorMember
+from services.aggregator.retention import RetentionSchedule
 from services.aggregator.settings import aggregator_settings
 from shared.db import engine_for
 from shared.logs import configure_logging
@@ -39,10 +40,13 @@ def run_forever() -> None:
                 "metrics endpoint not started",
                 extra={"port": settings.aggregator_metrics_port, "reason": str(exc)},
             )
-    member = AggregatorMember(engine_for(settings.database_url), settings)
+    engine = engine_for(settings.database_url)
+    member = AggregatorMember(engine, settings)
+    RetentionSchedule(engine, settings).start(stop)
     log.info("aggregator started", extra={"group_id": settings.group_id})
     try:
         member.run(stop)
     finally:
+        stop.set()
         member.close()
         log.info("aggregator stopped")

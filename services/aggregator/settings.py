@@ -26,6 +26,13 @@ class AggregatorSettings(CommonSettings):
     # More dead letters than this from one batch is not poison but a systemic failure (a bad
     # deployment, a bug hitting every event): the member stops instead of setting them aside.
     dead_letters_max_per_batch: int = Field(default=1000, ge=1)
+    # Retention (services/aggregator/retention.py), run every retention_interval_seconds
+    # (0: never): minute rows and call state older than these many days (0: kept) are dropped.
+    # A call's state must outlive the latest event that may still arrive for it.
+    retention_interval_seconds: float = Field(default=3600.0, ge=0)
+    retention_minute_days: int = Field(default=92, ge=0)
+    retention_call_state_days: int = Field(default=92, ge=0)
+    retention_chunk_rows: int = Field(default=5000, ge=1)
 
     @property
     def dead_letter_topic(self) -> str:
