@@ -1,4 +1,4 @@
-"""``callboard dead-letters list|replay``: the aggregator's repairs.
+"""``callboard rebuild`` and ``callboard dead-letters list|replay``: the aggregator's repairs.
 
 Both read the aggregator's settings (``CALLBOARD_*``): the broker, the events topic, the
 database and the consumer group.
@@ -6,6 +6,9 @@ database and the consumer group.
 
 from __future__ import annotations
 
+import signal
+import threading
+from types import FrameType
 from typing import Annotated
 
 import orjson
@@ -18,6 +21,50 @@ dead_letters_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(stderr=True, log_path=False)
+
+
+def rebuild(
+    drop_retired: Annotated[
+        bool, typer.Option(help="Drop the old tables after the switch instead of keeping them.")
+    ] = False,
+    allow_partial_history: Annotated[
+        bool,
+        typer.Option(help="Rebuild even though retention removed the topic's first records."),
+    ] = False,
+) -> None:
+    """Recompute every KPI table from the events topic, then switch the read API over.
+
+    The API serves the current tables until the rebuilt ones hold everything they hold; then
+    one transaction swaps them. The old tables are kept in a schema callboard_retired_<stamp>
+    unless --drop-retired. Ctrl-C before the switch leaves everything as it was.
+    """
+    from services.aggregator.rebuild import Rebuild, RebuildError
+    from services.aggregator.settings import aggregator_settings
+    from shared.logs import configure_logging
+
+    settings = aggregator_settings()
+    configure_logging("rebuild", "WARNING")
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        job = Rebuild(
+            settings,
+            progress=lambda line: console.print(line, highlight=False),
+            allow_partial_history=allow_partial_history,
+        )
+        result = job.run(stop, drop_retired=drop_retired)
+    except RebuildError as exc:
+        console.print(f"[red]rebuild failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"rebuild done in {result.seconds:.1f} s: {result.records:,} records applied"
+        + (f"; old tables kept in schema {result.retired_schema}" if result.retired_schema else "")
+    )
 
 
 @dead_letters_app.command("list")
@@ -73,4 +120,5 @@ def replay_dead_letters(
 
 
 def register(app: typer.Typer) -> None:
+    app.command("rebuild")(rebuild)
     app.add_typer(dead_letters_app, name="dead-letters")
