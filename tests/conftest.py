@@ -14,7 +14,7 @@ from shared.db import upgrade_database
 from shared.kafka import ensure_topic
 from tests.pipeline import Pipeline
 
-pytest_plugins = ["tests.fixtures_infra"]
+pytest_plugins = ["tests.fixtures_infra", "tests.fault_report"]
 
 TEMPLATE = "callboard_template"
 

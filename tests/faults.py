@@ -1,0 +1,267 @@
+"""Helpers of the fault suite: a dialer that retries, and the end-to-end exactness check.
+
+The truth of a scenario is the set of events the ingest service acknowledged (202). The
+check compares the read API with the independent reference over exactly those events, and
+the event ids the aggregator applied (read back from the topic, below the offsets the
+database stores, without the dead letters) with the acknowledged ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from tests.pipeline import TIMEZONE, Pipeline
+from tests.reference import ratio, reference_cells, rollup
+
+ZONE = ZoneInfo(TIMEZONE)
+COUNTERS = (
+    "dials",
+    "inbound_calls",
+    "connects",
+    "contacts",
+    "effective_calls",
+    "talk_seconds",
+    "effective_talk_seconds",
+    "wrap_seconds",
+    "quotes",
+    "sales",
+    "new_customer_sales",
+    "existing_customer_sales",
+    "csat_responses",
+    "csat_sum",
+)
+LEADS = ("leads_dialed", "leads_reached", "leads_quoted", "leads_won")
+MONEY = ("revenue", "margin")
+RATIOS = {
+    "connect_rate": ("connects", "dials"),
+    "contact_rate": ("leads_reached", "leads_dialed"),
+    "quote_rate": ("leads_quoted", "leads_reached"),
+    "close_rate": ("leads_won", "leads_quoted"),
+    "conversion_rate": ("leads_won", "leads_dialed"),
+    "calls_per_lead": ("dials", "leads_dialed"),
+    "avg_talk_seconds": ("talk_seconds", "connects"),
+    "margin_rate": ("margin", "revenue"),
+    "csat_avg": ("csat_sum", "csat_responses"),
+}
+View = tuple[tuple[str, ...], str]
+VIEWS: tuple[View, ...] = (((), "none"), (("agent",), "day"), (("team", "campaign"), "hour"))
+# The reference knows no roster: a call whose events name no team counts under no team there,
+# and under the agent's current team in the API. Floors with such calls compare without teams.
+VIEWS_WITHOUT_TEAMS: tuple[View, ...] = (((), "none"), (("agent",), "day"), (("agent",), "hour"))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    started: float
+    ended: float
+    status: int  # 0: no HTTP answer
+
+
+class Dialer(threading.Thread):
+    """Posts events in small batches, retrying 503s and lost answers with the same ids.
+
+    Paced so that posting lasts about ``seconds``; ``acknowledged`` holds every event of a
+    batch that got a 202.
+    """
+
+    def __init__(
+        self, base_url: str, events: list[dict[str, Any]], *, batch: int = 50, seconds: float = 20
+    ) -> None:
+        super().__init__(name="dialer", daemon=True)
+        self.base_url = base_url
+        self.batches = [events[i : i + batch] for i in range(0, len(events), batch)]
+        self.pause = seconds / max(len(self.batches), 1)
+        self.acknowledged: dict[str, dict[str, Any]] = {}
+        self.attempts: list[Attempt] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            for batch in self.batches:
+                next_at = time.monotonic() + self.pause
+                self._post_until_acknowledged(client, batch)
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _post_until_acknowledged(self, client: httpx.Client, batch: list[dict[str, Any]]) -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                response = client.post("/v1/events", json=batch)
+            except httpx.TransportError:
+                self.attempts.append(Attempt(started, time.monotonic(), 0))
+                time.sleep(0.2)
+                continue
+            self.attempts.append(Attempt(started, time.monotonic(), response.status_code))
+            if response.status_code == 202:
+                body = response.json()
+                if body["rejected"]:
+                    self.failures.append(f"rejected: {body['rejected'][:3]}")
+                for event in batch:
+                    self.acknowledged[event["event_id"]] = event
+                return
+            if response.status_code == 503:
+                time.sleep(min(float(response.headers.get("retry-after", "1")), 0.5))
+                continue
+            self.failures.append(f"{response.status_code}: {response.text[:300]}")
+            return
+        self.failures.append("a batch was not acknowledged in 240 s")
+
+
+def applied_total(pipeline: Pipeline) -> int:
+    return sum(pipeline.applied_offsets().values())
+
+
+def wait_progress(pipeline: Pipeline, since: int, timeout: float = 120) -> float:
+    """Seconds until the stored offsets pass ``since``, or the topic is all applied."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if applied_total(pipeline) > since:
+                return time.monotonic() - started
+        except Exception:
+            pass  # the database may be coming back
+        time.sleep(0.1)
+    target = sum(pipeline.end_offsets().values())
+    if applied_total(pipeline) >= target:
+        return time.monotonic() - started
+    raise AssertionError(
+        f"no progress past {since} in {timeout} s\n"
+        + "\n".join(pipeline.log(n)[-2000:] for n in pipeline.processes if "aggregator" in n)
+    )
+
+
+@dataclass
+class Check:
+    checked: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    counted: int = 0
+    records: int = 0
+
+    @property
+    def failures(self) -> int:
+        return len(self.mismatches)
+
+
+def topic_event_ids(
+    bootstrap_servers: str, topic: str, applied: dict[int, int], dead: set[tuple[int, int]]
+) -> tuple[int, set[str]]:
+    """Records in the topic, and the event ids of those applied (below the stored offsets)
+    that were not set aside as dead letters."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        ids: set[str] = set()
+        records = 0
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "the topic could not be read back"
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                for record in batch:
+                    if record.offset >= ends[tp]:
+                        continue
+                    records += 1
+                    if record.offset >= applied.get(tp.partition, 0):
+                        continue
+                    if (tp.partition, record.offset) in dead:
+                        continue
+                    ids.add(orjson.loads(record.value)["event_id"])
+        return records, ids
+    finally:
+        consumer.close()
+
+
+def check_exactly_once(
+    pipeline: Pipeline,
+    acknowledged: dict[str, dict[str, Any]],
+    dead: set[tuple[int, int]] = frozenset(),  # type: ignore[assignment]
+    views: tuple[View, ...] = VIEWS,
+) -> Check:
+    """Every KPI against the reference over the acknowledged events; the ids applied
+    against the ids acknowledged."""
+    check = Check()
+    applied = pipeline.applied_offsets()
+    check.records, counted = topic_event_ids(
+        pipeline.bootstrap_servers, pipeline.topic, applied, set(dead)
+    )
+    check.counted = len(counted)
+    for what, ids in (
+        ("acknowledged, not counted", acknowledged.keys() - counted),
+        ("counted, not acknowledged", counted - acknowledged.keys()),
+    ):
+        check.mismatches.extend(f"{what}: {event_id}" for event_id in sorted(ids))
+    compare_kpis(pipeline, list(acknowledged.values()), check, views)
+    return check
+
+
+def _bucket(granularity: str) -> Any:
+    if granularity == "none":
+        return lambda hour: None
+    if granularity == "hour":
+        return lambda hour: hour.isoformat()
+    return lambda hour: hour.replace(hour=0).isoformat()
+
+
+def compare_kpis(
+    pipeline: Pipeline, events: list[dict[str, Any]], check: Check, views: tuple[View, ...] = VIEWS
+) -> None:
+    cells = reference_cells(events, ZONE)
+    times = [datetime.fromisoformat(e["occurred_at"]).astimezone(ZONE) for e in events]
+    start = min(times).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = max(times).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
+    metrics = ",".join((*COUNTERS, *LEADS, *MONEY, *RATIOS, "dispositions"))
+    for group, granularity in views:
+        view = f"{','.join(group) or 'floor'}/{granularity}"
+        body = pipeline.metrics(
+            metrics=metrics,
+            group_by=",".join(group) or "none",
+            granularity=granularity,
+            **{"from": start.isoformat(), "to": end.isoformat()},
+        )
+        expected = rollup(cells, group, _bucket(granularity), start, end)
+        got = {
+            (*tuple(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in body["rows"]
+        }
+        for key in got.keys() - expected.keys():
+            check.mismatches.append(f"{view} {key}: a row the reference does not have")
+        for key, truth in expected.items():
+            row = got.get(key)
+            if row is None:
+                check.mismatches.append(f"{view} {key}: row missing")
+                continue
+            values: list[tuple[str, Any, Any]] = []
+            values += [(n, row[n], truth.get(n, 0)) for n in (*COUNTERS, *LEADS)]
+            values += [(n, Decimal(row[n]), Decimal(truth.get(n, 0))) for n in MONEY]
+            values += [
+                (n, row[n], ratio(truth.get(num, 0), truth.get(den, 0)))
+                for n, (num, den) in RATIOS.items()
+            ]
+            dispositions = {
+                k.split(":", 1)[1]: v for k, v in truth.items() if k.startswith("disposition:")
+            }
+            values.append(("dispositions", row["dispositions"], dispositions))
+            for name, actual, wanted in values:
+                check.checked += 1
+                if actual != wanted:
+                    check.mismatches.append(f"{view} {key} {name}: {actual} != {wanted}")
+
+
+def stop_quietly(pipeline: Pipeline, name: str) -> None:
+    if name in pipeline.processes:
+        pipeline.stop(name)
