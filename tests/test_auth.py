@@ -185,6 +185,19 @@ def test_auto_mode_scopes_teams_and_revocation(make_pipeline: MakePipeline) -> N
         "forbidden",
     )
     assert_refused(api.get("/v1/leaderboard", params=board_params), 401, "unauthorized")
+    # The driver model of an agent of another team is refused too.
+    drivers = {**DAY, "reference": "previous_period"}
+    assert_refused(
+        api.get(
+            "/v1/drivers", params={**drivers, "agent_id": "a-2"}, headers=bearer(team_lead["key"])
+        ),
+        403,
+        "forbidden",
+    )
+    own_driver = api.get(
+        "/v1/drivers", params={**drivers, "agent_id": "a-1"}, headers=bearer(team_lead["key"])
+    )
+    assert own_driver.status_code == 200, own_driver.text
     assert_refused(api.get("/v1/ops/lag"), 401, "unauthorized")
     assert api.get("/v1/ops/lag", headers=bearer(board["key"])).status_code == 200
 

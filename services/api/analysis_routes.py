@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from services.api import queries
 from services.api.analysis import best_time_to_call, driver_model
 from services.api.periods import Granularity, Period
 from services.api.queries import Filters
@@ -45,8 +46,9 @@ def get_drivers(
     """
     if team_id is not None:
         filters_for(reader, None, [team_id], None)
-    elif agent_id is not None:
-        filters_for(reader, [agent_id], None, None)
+    elif agent_id is not None and reader.team_ids is not None:
+        # A key limited to some teams sees the agents of those teams only.
+        reader.readable_teams([queries.agent_teams(connection).get(agent_id) or ""])
     targets: dict[str, Decimal] = {}
     for driver in DRIVERS:
         raw = request.query_params.get(f"target_{driver.key}")
