@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import Connection
 
@@ -26,9 +26,9 @@ from services.api.routes import (
     Db,
     Reader,
     Settings,
+    WriteDb,
     _ids,
     filters_for,
-    get_write_connection,
     parse_timestamp,
 )
 from services.api.targets import (
@@ -69,9 +69,6 @@ from shared.models import working_calendar
 from shared.playbook import DEFAULT_ATTAINMENT_CAP, DEFAULT_CALENDAR, PeriodKind, WorkingCalendar
 
 router = APIRouter(responses=ERROR_RESPONSES)
-# The write transaction commits when the route function returns, before the answer leaves:
-# a caller that reads right after a 201 sees its change, and a failed commit is never a 201.
-WriteDb = Annotated[Connection, Depends(get_write_connection, scope="function")]
 Ids = Annotated[list[str] | None, Query()]
 AsOf = Annotated[
     str | None, Query(description="RFC 3339 with offset; the moment to judge at (default now)")

@@ -266,7 +266,9 @@ def get_write_connection(request: Request) -> Iterator[Connection]:
         raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
 
 
-WriteDb = Annotated[Connection, Depends(get_write_connection)]
+# The write transaction commits when the route function returns, before the answer leaves:
+# a caller that reads right after a 201 sees its change, and a failed commit is never a 201.
+WriteDb = Annotated[Connection, Depends(get_write_connection, scope="function")]
 
 
 @router.post("/v1/admin/keys", status_code=201, response_model=CreatedKey, tags=["admin"])
