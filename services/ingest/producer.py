@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
@@ -101,10 +101,22 @@ class EventProducer:
             metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
     def ready(self) -> bool:
-        """The broker answers and has the events topic."""
+        """The broker answers now and has the events topic.
+
+        Asked of the broker itself: the producer's cached metadata would still say yes for
+        a while after the broker went away.
+        """
         try:
-            producer = self._get()
-            return bool(producer.partitions_for(self.settings.events_topic))
+            self._get()
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                request_timeout_ms=2_000,
+                bootstrap_timeout_ms=2_000,
+            )
+            try:
+                return self.settings.events_topic in admin.list_topics()
+            finally:
+                admin.close()
         except (KafkaError, OSError) as exc:
             log.info("kafka not ready", extra={"reason": repr(exc)})
             return False
