@@ -35,7 +35,7 @@ from shared.errors import ERROR_RESPONSES
 from shared.models import consumer_offset
 
 log = logging.getLogger(__name__)
-KEEPALIVE_SECONDS = 15.0
+KEEPALIVE_SECONDS = 5.0
 
 
 class ChangeFeed:
@@ -159,8 +159,9 @@ async def stream(
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
     ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
-    sent at once and again after every aggregator commit that changes them; a comment every
-    15 s keeps proxies from closing the connection."""
+    sent at once and again after every aggregator commit that changes them. After 5 s
+    without a change a comment keeps proxies from closing the connection and the view is
+    read once more."""
     keys = parse_metrics(metrics)
     groups = parse_group_by(group_by)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
@@ -205,9 +206,15 @@ async def stream(
 
     async def events() -> AsyncIterator[bytes]:
         sent: dict[str, bytes] = {}
+        quiet = False
         while not await request.is_disconnected():
             version = feed.version
-            payloads = await run_in_threadpool(feed.shared, view, version, compute)
+            if quiet:
+                # Nothing announced for a while: look once anyway, so a missed notice (or a
+                # rolling window moving on) cannot leave a wallboard behind for good.
+                payloads = await run_in_threadpool(compute)
+            else:
+                payloads = await run_in_threadpool(feed.shared, view, version, compute)
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()
@@ -218,7 +225,8 @@ async def stream(
                         f'data: {{"as_of": {stamp}, "data": {data.decode()}}}\n\n'
                     ).encode()
             sent = payloads
-            if not await feed.wait(version, KEEPALIVE_SECONDS):
+            quiet = not await feed.wait(version, KEEPALIVE_SECONDS)
+            if quiet:
                 yield b": keepalive\n\n"
 
     return StreamingResponse(
