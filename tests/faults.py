@@ -22,38 +22,9 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import ratio, reference_cells, rollup
+from tests.reference import COUNTERS, LEADS, MONEY, RATIOS, ratio, reference_cells, rollup
 
 ZONE = ZoneInfo(TIMEZONE)
-COUNTERS = (
-    "dials",
-    "inbound_calls",
-    "connects",
-    "contacts",
-    "effective_calls",
-    "talk_seconds",
-    "effective_talk_seconds",
-    "wrap_seconds",
-    "quotes",
-    "sales",
-    "new_customer_sales",
-    "existing_customer_sales",
-    "csat_responses",
-    "csat_sum",
-)
-LEADS = ("leads_dialed", "leads_reached", "leads_quoted", "leads_won")
-MONEY = ("revenue", "margin")
-RATIOS = {
-    "connect_rate": ("connects", "dials"),
-    "contact_rate": ("leads_reached", "leads_dialed"),
-    "quote_rate": ("leads_quoted", "leads_reached"),
-    "close_rate": ("leads_won", "leads_quoted"),
-    "conversion_rate": ("leads_won", "leads_dialed"),
-    "calls_per_lead": ("dials", "leads_dialed"),
-    "avg_talk_seconds": ("talk_seconds", "connects"),
-    "margin_rate": ("margin", "revenue"),
-    "csat_avg": ("csat_sum", "csat_responses"),
-}
 View = tuple[tuple[str, ...], str]
 VIEWS: tuple[View, ...] = (((), "none"), (("agent",), "day"), (("team", "campaign"), "hour"))
 # The reference knows no roster: a call whose events name no team counts under no team there,

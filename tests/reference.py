@@ -13,6 +13,38 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+# What the pipeline tests compare: stored counters, lead counts, money, and ratios as
+# (numerator, denominator) of base values.
+COUNTERS = (
+    "dials",
+    "inbound_calls",
+    "connects",
+    "contacts",
+    "effective_calls",
+    "talk_seconds",
+    "effective_talk_seconds",
+    "wrap_seconds",
+    "quotes",
+    "sales",
+    "new_customer_sales",
+    "existing_customer_sales",
+    "csat_responses",
+    "csat_sum",
+)
+LEADS = ("leads_dialed", "leads_reached", "leads_quoted", "leads_won")
+MONEY = ("revenue", "margin")
+RATIOS = {
+    "connect_rate": ("connects", "dials"),
+    "contact_rate": ("leads_reached", "leads_dialed"),
+    "quote_rate": ("leads_quoted", "leads_reached"),
+    "close_rate": ("leads_won", "leads_quoted"),
+    "conversion_rate": ("leads_won", "leads_dialed"),
+    "calls_per_lead": ("dials", "leads_dialed"),
+    "avg_talk_seconds": ("talk_seconds", "connects"),
+    "margin_rate": ("margin", "revenue"),
+    "csat_avg": ("csat_sum", "csat_responses"),
+}
+
 CALL = ("call.started", "call.answered", "call.ended", "call.dispositioned", "call.completed")
 
 

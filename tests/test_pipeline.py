@@ -11,32 +11,13 @@ import pytest
 
 from tests.floor import Floor, generate_floor, reference_by_agent
 from tests.pipeline import TIMEZONE, Pipeline
+from tests.reference import COUNTERS, LEADS, MONEY
 
 pytestmark = pytest.mark.pipeline
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)
-COUNTS = (
-    "dials",
-    "inbound_calls",
-    "connects",
-    "contacts",
-    "effective_calls",
-    "talk_seconds",
-    "effective_talk_seconds",
-    "wrap_seconds",
-    "quotes",
-    "sales",
-    "new_customer_sales",
-    "existing_customer_sales",
-    "csat_responses",
-    "csat_sum",
-    "leads_dialed",
-    "leads_reached",
-    "leads_quoted",
-    "leads_won",
-)
-MONEY = ("revenue", "margin")
+COUNTS = (*COUNTERS, *LEADS)
 
 
 def _day_params(**extra: Any) -> dict[str, Any]:
