@@ -19,14 +19,21 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 from kafka import KafkaProducer
+from sqlalchemy import create_engine
 
 from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
+from services.api import queries
+from services.api.periods import Granularity, TimeRange
+from services.api.queries import Filters, Query
+from services.api.settings import ApiSettings
 from services.devstack.simulator import FloorShape, FloorSimulator
 from shared.kafka import ensure_topic
+from shared.kpis import LEAD_COUNT_KEYS
 
 QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
     "metrics mtd by agent (default KPIs)": ("/v1/metrics", {"period": "mtd", "group_by": "agent"}),
@@ -41,6 +48,19 @@ QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
         },
     ),
     "leaderboard mtd revenue": ("/v1/leaderboard", {"period": "mtd", "metric": "revenue"}),
+    "leaderboard mtd contact_rate": (
+        "/v1/leaderboard",
+        {"period": "mtd", "metric": "contact_rate", "min_volume": 0},
+    ),
+    # Ranges no mark covers: distinct leads counted from the lead facts in the range.
+    "metrics last_24h by agent (from the facts)": (
+        "/v1/metrics",
+        {"period": "last_24h", "group_by": "agent"},
+    ),
+    "metrics today by hour (from the facts)": (
+        "/v1/metrics",
+        {"period": "today", "granularity": "hour"},
+    ),
     "leaderboard today connect_rate": (
         "/v1/leaderboard",
         {"period": "today", "metric": "connect_rate", "min_volume": 0},
@@ -48,8 +68,8 @@ QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
 }
 
 
-def load(stack: Stack, events: int, agents_per_team: int, teams: int) -> int:
-    simulator = FloorSimulator(FloorShape(teams=teams, agents_per_team=agents_per_team), seed=3)
+def load(stack: Stack, events: int, shape: FloorShape) -> int:
+    simulator = FloorSimulator(shape, seed=3)
     now = datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     span = max(now - month_start - timedelta(minutes=10), timedelta(hours=1))
@@ -58,7 +78,7 @@ def load(stack: Stack, events: int, agents_per_team: int, teams: int) -> int:
     )
     started = time.perf_counter()
     sent = 0
-    for event in simulator.events(events, month_start, span):
+    for event in simulator.events(events, month_start, span, in_order=True):
         key = str(event.get("agent_id") or event.get("call_id")).encode()
         producer.send(stack.topic, key=key, value=orjson.dumps(event))
         sent += 1
@@ -69,14 +89,92 @@ def load(stack: Stack, events: int, agents_per_team: int, teams: int) -> int:
     return sent
 
 
+def check_lead_counts(database_url: str) -> None:
+    """Distinct leads summed from ``lead_count_day`` against the same counted from the facts,
+    for the ranges and scopes the timed reads use."""
+    zone = ZoneInfo(ApiSettings().timezone)
+    today = datetime.now(zone).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
+    month = midnight.replace(day=1)
+    week = midnight - timedelta(days=today.weekday())
+    tomorrow = midnight + timedelta(days=1)
+    ranges = {
+        "today": TimeRange(midnight, tomorrow),
+        "wtd": TimeRange(week, tomorrow),
+        "mtd": TimeRange(month, tomorrow),
+        "before mtd": TimeRange(month - (tomorrow - month), month),
+    }
+    engine = create_engine(database_url)
+    rows = differences = 0
+    started = time.perf_counter()
+    try:
+        with engine.connect() as connection:
+            for name, rng in ranges.items():
+                for group in ((), ("agent",), ("team",), ("team", "campaign")):
+                    for granularity in (Granularity.none, Granularity.day):
+                        query = Query(group, granularity, rng, Filters(), zone)
+                        summed = queries.lead_counts(connection, LEAD_COUNT_KEYS, query)
+                        counted = queries.lead_counts(
+                            connection, LEAD_COUNT_KEYS, query, day_sums=False
+                        )
+                        rows += len(counted)
+                        differences += len(summed.keys() ^ counted.keys()) + sum(
+                            summed[k] != v for k, v in counted.items() if k in summed
+                        )
+                        if summed != counted:
+                            _say(f"  differs: {name} by {group or 'floor'}, {granularity}")
+    finally:
+        engine.dispose()
+    seconds = time.perf_counter() - started
+    _say(f"lead counts: {rows:,} rows checked against the facts, {differences} differences")
+    _say(f"  ({seconds:.0f} s, most of it counting from the facts)")
+
+
+def time_reads(stack: Stack, requests: int) -> None:
+    stack.start_http("api", stack.api_url)
+    with httpx.Client(base_url=stack.api_url, timeout=120) as client:
+        for name, (path, params) in QUERIES.items():
+            client.get(path, params=params).raise_for_status()  # warm caches
+            timings = []
+            for _ in range(requests):
+                t0 = time.perf_counter()
+                client.get(path, params=params).raise_for_status()
+                timings.append(time.perf_counter() - t0)
+            timings.sort()
+            p50 = statistics.median(timings) * 1000
+            p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] * 1000
+            _say(f"{name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({requests} requests)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--teams", type=int, default=10)
     parser.add_argument("--agents-per-team", type=int, default=20)
     parser.add_argument("--aggregators", type=int, default=2)
+    parser.add_argument(
+        "--leads-per-agent",
+        type=int,
+        default=1500,
+        help="leads each agent works in the month (each dialed about 4 times)",
+    )
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--reuse",
+        metavar="DATABASE_URL",
+        help="time the reads on a database an earlier run loaded (its URL is printed)",
+    )
     args = parser.parse_args()
+    if args.reuse:
+        workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-"))
+        stack = Stack("127.0.0.1:9", args.reuse, "unused", workdir)
+        try:
+            time_reads(stack, args.requests)
+            check_lead_counts(args.reuse)
+        finally:
+            stack.stop_all()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-"))
     os.chmod(workdir, 0o755)
@@ -87,7 +185,12 @@ def main() -> None:
         stack = Stack(bootstrap, _fresh_database(base_url), topic, workdir)
         try:
             _say(f"loading {args.events:,} events of {args.teams * args.agents_per_team} agents")
-            sent = load(stack, args.events, args.agents_per_team, args.teams)
+            shape = FloorShape(
+                teams=args.teams,
+                agents_per_team=args.agents_per_team,
+                leads_per_agent=args.leads_per_agent,
+            )
+            sent = load(stack, args.events, shape)
             started = time.perf_counter()
             for n in range(args.aggregators):
                 stack.start(f"aggregator-{n}", "aggregator")
@@ -97,19 +200,9 @@ def main() -> None:
                 rate = done / (time.perf_counter() - started)
                 _say(f"  applied {done:,} / {sent:,} ({rate:,.0f}/s)")
             _say(f"aggregated {sent:,} events in {time.perf_counter() - started:.0f} s")
-            stack.start_http("api", stack.api_url)
-            with httpx.Client(base_url=stack.api_url, timeout=120) as client:
-                for name, (path, params) in QUERIES.items():
-                    client.get(path, params=params).raise_for_status()  # warm caches
-                    timings = []
-                    for _ in range(args.requests):
-                        t0 = time.perf_counter()
-                        client.get(path, params=params).raise_for_status()
-                        timings.append(time.perf_counter() - t0)
-                    timings.sort()
-                    p50 = statistics.median(timings) * 1000
-                    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))] * 1000
-                    _say(f"{name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({args.requests} requests)")
+            _say(f"database: {stack.database_url} (time again with --reuse)")
+            time_reads(stack, args.requests)
+            check_lead_counts(stack.database_url)
         finally:
             stack.stop_all()
     finally:

@@ -170,11 +170,29 @@ class FloorSimulator:
                     event["occurred_at"] = moved.isoformat()
         return events
 
-    def events(self, count: int, start: datetime, span: timedelta) -> Iterator[dict[str, Any]]:
-        """At least ``count`` events of calls spread over ``[start, start + span)``."""
-        produced = 0
+    def events(
+        self, count: int, start: datetime, span: timedelta, *, in_order: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """At least ``count`` events of calls spread over ``[start, start + span)``.
+
+        In random order by default (a history import); ``in_order`` starts the calls one
+        after another, as a dialer reports a working floor.
+        """
+        produced = calls = 0
+        seconds = span.total_seconds()
+        cursor = 0.0
         while produced < count:
-            at = start + timedelta(seconds=self.rng.uniform(0, span.total_seconds()))
+            if in_order:
+                # Evenly spaced with jitter; the spacing follows the events per call so far,
+                # so that the calls fill the whole span.
+                per_call = produced / calls if calls else 3.0
+                step = (seconds - cursor) / max((count - produced) / per_call, 1.0)
+                offset = cursor + self.rng.uniform(0, step)
+                cursor += step
+            else:
+                offset = self.rng.uniform(0, seconds)
+            calls += 1
+            at = start + timedelta(seconds=offset)
             for event in self.call(at.astimezone(UTC)):
                 produced += 1
                 yield event
