@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 
 from shared.kpis import COUNTER_KEYS
+from shared.leadcounts import MARK_COLUMNS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -106,6 +107,22 @@ lead_fact = Table(
     Column("flag", Boolean, nullable=False, default=False),
 )
 Index("ix_lead_fact_fact_occurred_at", lead_fact.c.fact, lead_fact.c.occurred_at)
+# A lead's facts by day: what a batch reads to see which marks its facts move.
+Index("ix_lead_fact_lead_id", lead_fact.c.lead_id, lead_fact.c.fact, lead_fact.c.day)
+
+# Distinct leads as sums (see shared.leadcounts): per scope kind (a bit each for agent, team
+# and campaign; the columns outside the kind hold "") and local day, how many lead facts open
+# or close their day, week or month.
+lead_count_day = Table(
+    "lead_count_day",
+    metadata,
+    Column("kind", Integer, primary_key=True, autoincrement=False),
+    Column("day", Date, primary_key=True),
+    *_scope_columns(),
+    Column("week", Date, nullable=False),
+    Column("month", Date, nullable=False),
+    *(Column(name, Integer, nullable=False, default=0) for name in MARK_COLUMNS),
+)
 
 # The merged facts of every call, order, quote and stage change, so a late, repeated or
 # corrected event can replace what the entity contributed before.

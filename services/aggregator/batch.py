@@ -63,6 +63,7 @@ class LeadFactRow:
     source: str
     fact: str
     value: LeadFact | None  # None: delete the row
+    previous: LeadFact | None = None  # what the row held before the batch
 
 
 @dataclass(slots=True)
@@ -181,8 +182,9 @@ class BatchBuilder:
                 delta.day_dispositions[(cal.day, scope, code)] += sign * calls
         for fact in old.lead_facts.keys() | new.lead_facts.keys():
             after = new.lead_facts.get(fact)
-            if after != old.lead_facts.get(fact):
-                delta.lead_facts.append(LeadFactRow(key, fact, after))
+            before = old.lead_facts.get(fact)
+            if after != before:
+                delta.lead_facts.append(LeadFactRow(key, fact, after, before))
 
     def calendar(self, ts: str) -> Calendar:
         """The calendar position of a UTC timestamp text."""

@@ -57,6 +57,7 @@ DERIVED_TABLES = (
     "disposition_minute",
     "disposition_day",
     "lead_fact",
+    "lead_count_day",
     "entity_state",
     "agent_team",
     "agent_state_change",

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, delete, select, text, tuple_
+from sqlalchemy import Connection, Table, bindparam, delete, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
-from services.aggregator.facts import State, parse_utc_text
+from services.aggregator.facts import LeadFact, State, parse_utc_text
+from services.aggregator.leadcounts import CountKey, MarkChanges, Scope, grouped
 from shared.db import COMMITS_CHANNEL
 from shared.kpis import COUNTER_KEYS
+from shared.leadcounts import (
+    FACT_COLUMNS,
+    KEY_COLUMNS,
+    LEAD_FACTS,
+    MARK_COLUMNS,
+    contributions,
+    day_window,
+)
 from shared.models import (
     agent_state_change,
     agent_team,
@@ -23,6 +34,7 @@ from shared.models import (
     entity_state,
     kpi_day,
     kpi_minute,
+    lead_count_day,
     lead_fact,
     lead_stage,
     stage_change,
@@ -30,10 +42,15 @@ from shared.models import (
 from shared.timeutil import week_start
 
 _CHUNK = 1000
-_ADDITIVE = frozenset((*COUNTER_KEYS, "calls"))
+_ADDITIVE = frozenset((*COUNTER_KEYS, *MARK_COLUMNS, "calls"))
 # Entities are locked through a fixed number of advisory-lock slots, so that two members
 # that briefly process the same entity take turns without filling the lock table.
 _LOCK_SLOTS = 512
+# A batch's lead counts are worked out from the facts its leads had before it, so two
+# members whose batches share a lead take turns for the last step of their batches. Leads
+# lock through slots of their own, above the entity slots and taken after them: every
+# member takes its locks in ascending order, so no two wait for each other in a circle.
+_LEAD_LOCK_SLOTS = 64
 
 
 def _insert(connection: Connection, table: Table) -> Any:
@@ -271,13 +288,14 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
         ],
         add=True,
     )
-    _write_lead_facts(connection, delta.lead_facts, builder)
     _write_states(connection, delta.states)
     _write_roster(connection, delta.roster)
     if delta.agent_states:
         stmt = _insert(connection, agent_state_change).on_conflict_do_nothing()
         connection.execute(stmt, sorted(delta.agent_states.values(), key=lambda r: r["event_id"]))
     _write_funnel(connection, delta)
+    # Last: it holds the lead-count lock until the commit.
+    _write_lead_facts(connection, delta.lead_facts, builder)
 
 
 def _week(builder: BatchBuilder, day: date) -> date:
@@ -285,6 +303,145 @@ def _week(builder: BatchBuilder, day: date) -> date:
 
 
 def _write_lead_facts(
+    connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
+) -> None:
+    """Lead facts, and the daily lead counts they change (see ``leadcounts.py``)."""
+    if not rows:
+        return
+    _lock_leads(
+        connection,
+        (v.lead_id for r in rows for v in (r.value, r.previous) if v is not None),
+    )
+    appended: list[tuple[str, str, date, Scope]] = []
+    recompute: set[str] = set()
+    days: set[date] = set()
+    for row in rows:
+        new = _placed(row.value, builder)
+        old = _placed(row.previous, builder)
+        if new == old or row.fact not in LEAD_FACTS:
+            continue  # no mark moves: same lead, scope and day, or a fact not counted
+        if old is None and new is not None:
+            appended.append((new[0], row.fact, new[1], new[2]))
+            continue
+        for placed in (new, old):
+            if placed is not None:
+                recompute.add(placed[0])
+                days.add(placed[1])
+    by_pair = grouped(item for item in appended if item[0] not in recompute)
+    newest = _newest_days(connection, by_pair, builder.week_start)
+    changes = MarkChanges(builder.week_start)
+    for (lead, fact), added in by_pair.items():
+        known = newest.get((lead, fact), {})
+        if known and min(day for day, _ in added) < max(known.values()):
+            recompute.add(lead)  # not the lead's newest: recomputed below
+            days.update(day for day, _ in added)
+    for (lead, fact), added in by_pair.items():
+        if lead not in recompute:
+            changes.append(fact, newest.get((lead, fact), {}), added)
+    if recompute:
+        days.update(item[2] for item in appended if item[0] in recompute)
+        windows = [day_window(day, builder.week_start) for day in days]
+        scope = (sorted(recompute), min(w[0] for w in windows), max(w[1] for w in windows))
+        before = _lead_counts(connection, *scope)
+        _apply_lead_facts(connection, rows, builder)
+        changes.merge(before, _lead_counts(connection, *scope))
+    else:
+        _apply_lead_facts(connection, rows, builder)
+    _upsert(
+        connection,
+        lead_count_day,
+        [
+            dict(zip(KEY_COLUMNS, key, strict=True)) | dict(zip(MARK_COLUMNS, values, strict=True))
+            for key, values in changes.changed().items()
+        ],
+        add=True,
+    )
+
+
+def _placed(value: LeadFact | None, builder: BatchBuilder) -> tuple[str, date, Scope] | None:
+    if value is None:
+        return None
+    return value.lead_id, builder.calendar(value.ts).day, value.scope
+
+
+def _newest_days(
+    connection: Connection,
+    pairs: dict[tuple[str, str], list[tuple[date, Scope]]],
+    first_weekday: int,
+) -> dict[tuple[str, str], dict[Scope, date]]:
+    """Per lead and fact, the newest day with a stored fact in each scope, from the start of
+    the earliest week or month the added facts fall in."""
+    if not pairs:
+        return {}
+    first = min(
+        min(week_start(day, first_weekday), day.replace(day=1))
+        for added in pairs.values()
+        for day, _ in added
+    )
+    leads = sorted({lead for lead, _ in pairs})
+    facts = sorted({fact for _, fact in pairs})
+    c = lead_fact.c
+    out: dict[tuple[str, str], dict[Scope, date]] = defaultdict(dict)
+    for chunk in _chunks(leads):
+        query = (
+            select(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id, func.max(c.day))
+            .where(c.lead_id.in_(chunk), c.fact.in_(facts), c.day >= first)
+            .group_by(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id)
+        )
+        for lead, fact, agent, team, campaign, day in connection.execute(query):
+            if isinstance(day, str):  # SQLite hands dates back as text here
+                day = date.fromisoformat(day)
+            out[(lead, fact)][(agent, team, campaign)] = day
+    return out
+
+
+def _lock_leads(connection: Connection, leads: Iterable[str]) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    connection.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(slot) FROM "
+            "(SELECT DISTINCT :base + abs(hashtext(k)) % :slots AS slot "
+            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY slot) AS s"
+        ),
+        {"base": _LOCK_SLOTS, "slots": _LEAD_LOCK_SLOTS, "keys": sorted(set(leads))},
+    )
+
+
+@lru_cache(maxsize=1)
+def _contributions_of_leads() -> Any:
+    """``contributions`` of the facts of some leads on some days (built once, reused)."""
+    c = lead_fact.c
+    source = (
+        select(*(c[name] for name in FACT_COLUMNS))
+        .where(
+            c.lead_id.in_(bindparam("leads", expanding=True)),
+            c.day >= bindparam("first"),
+            c.day < bindparam("end"),
+        )
+        .cte("source")
+    )
+    return contributions(source)
+
+
+def _lead_counts(
+    connection: Connection, leads: list[str], first: date, end: date
+) -> dict[CountKey, tuple[int, ...]]:
+    """``lead_count_day`` as computed from the facts of ``leads`` on the days ``[first, end)``."""
+    out: dict[CountKey, tuple[int, ...]] = {}
+    for chunk in _chunks(leads):
+        params = {"leads": list(chunk), "first": first, "end": end}
+        for row in connection.execute(_contributions_of_leads(), params):
+            key = cast(CountKey, tuple(row[: len(KEY_COLUMNS)]))
+            marks = tuple(int(v) for v in row[len(KEY_COLUMNS) :])
+            known = out.get(key)
+            out[key] = (
+                marks if known is None else tuple(a + b for a, b in zip(known, marks, strict=True))
+            )
+    return out
+
+
+def _apply_lead_facts(
     connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
 ) -> None:
     gone = [(r.source, r.fact) for r in rows if r.value is None]

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, selec
 
 from services.api.periods import Granularity, TimeRange
 from shared.kpis import LEAD_FACT_OF, from_stored
+from shared.leadcounts import kind_of, mark_column, range_mark
 from shared.models import (
     agent_state_change,
     agent_team,
@@ -26,9 +27,10 @@ from shared.models import (
     disposition_minute,
     kpi_day,
     kpi_minute,
+    lead_count_day,
     lead_fact,
 )
-from shared.timeutil import as_utc, local_midnight, week_start
+from shared.timeutil import add_months, as_utc, local_midnight, week_start
 
 Bucket = datetime | date | None
 RowKey = tuple[Any, ...]
@@ -234,9 +236,13 @@ def disposition_counts(connection: Connection, query: Query) -> dict[RowKey, dic
 
 
 def lead_counts(
-    connection: Connection, keys: Sequence[str], query: Query
+    connection: Connection, keys: Sequence[str], query: Query, *, day_sums: bool = True
 ) -> dict[RowKey, dict[str, int]]:
-    """Distinct leads per lead-level KPI, exact for the range and scope."""
+    """Distinct leads per lead-level KPI, exact for the range and scope.
+
+    Summed from ``lead_count_day`` where the range allows it, unless ``day_sums`` is False;
+    counted from the lead facts otherwise.
+    """
     if not keys:
         return {}
     bucket_column = None if query.granularity is Granularity.none else query.granularity.value
@@ -254,6 +260,9 @@ def lead_counts(
     )
     if not query.native and bucket_column is not None:
         return _lead_counts_by_minute(connection, facts, query, condition)
+    summed = _lead_counts_from_days(connection, facts, query) if day_sums else None
+    if summed is not None:
+        return summed
     rows = _read(
         connection,
         lead_fact,
@@ -263,6 +272,110 @@ def lead_counts(
         condition=condition,
     )
     return {key: {k: int(v) for k, v in row.items()} for key, row in rows}
+
+
+def _lead_counts_from_days(
+    connection: Connection, facts: dict[str, str], query: Query
+) -> dict[RowKey, dict[str, int]] | None:
+    """Distinct leads as sums over ``lead_count_day``, when the query allows it.
+
+    It does when every bucket is whole local days that one mark covers (see
+    ``shared.leadcounts``), and the scope is a kind: the grouped dimensions plus those
+    filtered to one value. ``None`` otherwise, and when facts without a team would need the
+    roster to place them.
+    """
+    pieces = _lead_count_pieces(query)
+    if pieces is None:
+        return None
+    dims = set(query.group_by)
+    for name, values in (
+        ("agent", query.filters.agent_ids),
+        ("team", query.filters.team_ids),
+        ("campaign", query.filters.campaign_ids),
+    ):
+        if values and name not in dims:
+            if len(values) > 1:
+                return None
+            dims.add(name)
+    table = lead_count_day
+    kind = kind_of(dims)
+    first, end = pieces[0][1], pieces[-1][2]
+    if "team" in dims:
+        teamless = select(table.c.kind).where(
+            table.c.kind == kind, table.c.day >= first, table.c.day < end, table.c.team_id == ""
+        )
+        if connection.execute(teamless.limit(1)).first() is not None:
+            return None
+    columns: dict[str, ColumnElement[Any]] = {
+        "agent": table.c.agent_id,
+        "team": table.c.team_id,
+        "campaign": table.c.campaign_id,
+    }
+    bucket_column = None if query.granularity is Granularity.none else query.granularity.value
+    out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
+    for mark, start, stop in pieces:
+        groups = [columns[g].label(g) for g in query.group_by]
+        if bucket_column is not None:
+            groups.append(table.c[bucket_column].label("bucket"))
+        sums = [
+            func.sum(table.c[mark_column(fact, mark)]).label(key) for key, fact in facts.items()
+        ]
+        stmt = select(*groups, *sums).where(
+            table.c.kind == kind,
+            table.c.day >= start,
+            table.c.day < stop,
+            *filter_conditions(columns, query.filters),
+        )
+        if groups:
+            stmt = stmt.group_by(*(g.element for g in groups))
+        for row in connection.execute(stmt).mappings():
+            key_values = [row[g] or None for g in query.group_by]
+            bucket = (
+                _normalize_bucket(row["bucket"], query, bucket_column)
+                if bucket_column is not None
+                else None
+            )
+            counts = out[(*key_values, bucket)]
+            for key in facts:
+                counts[key] += int(row[key] or 0)
+    if not query.group_by and bucket_column is None:
+        return {(None,): out[(None,)]}  # one total, as a count over no groups gives
+    # As counted from the facts: a group appears where it has one of the facts asked about.
+    return {key: counts for key, counts in out.items() if any(counts.values())}
+
+
+def _lead_count_pieces(query: Query) -> list[tuple[str, date, date]] | None:
+    """The runs of whole local days a query's buckets cover, each with the mark that
+    counts every lead once in each of its buckets; ``None`` when some bucket has none."""
+    if not query.native or query.granularity in (Granularity.minute, Granularity.hour):
+        return None
+    edges, days = day_split(query.range, query.zone)
+    if edges or days is None:
+        return None
+    start, end = days
+    buckets = []
+    cursor = start
+    while cursor < end:
+        if query.granularity is Granularity.week:
+            following = week_start(cursor, query.first_weekday) + timedelta(days=7)
+        elif query.granularity is Granularity.month:
+            following = add_months(cursor.replace(day=1), 1)
+        elif query.granularity is Granularity.day:
+            following = cursor + timedelta(days=1)
+        else:
+            following = end
+        buckets.append((cursor, min(following, end)))
+        cursor = following
+    pieces: list[tuple[str, date, date]] = []
+    for bucket_start, bucket_end in buckets:
+        mark = range_mark(bucket_start, bucket_end, query.first_weekday)
+        if mark is None:
+            return None
+        if pieces and pieces[-1][0] == mark:
+            pieces[-1] = (mark, pieces[-1][1], bucket_end)
+        else:
+            pieces.append((mark, bucket_start, bucket_end))
+    return pieces
 
 
 def _lead_counts_by_minute(

@@ -1,0 +1,140 @@
+"""How a batch's lead facts change ``lead_count_day`` (the marks of ``shared.leadcounts``).
+
+Most facts a live floor reports are a lead's newest: a call placed now. Such a fact changes
+the marks only around the newest day its lead already has in each scope, so the change is
+worked out from those days alone. Every other change (a fact removed, moved to another day
+or scope, or arriving after a later one of its lead) has its lead's marks recomputed from
+``lead_fact`` before and after the batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+
+from shared.leadcounts import DIMENSIONS, KINDS, LEAD_FACTS, MARKS
+from shared.timeutil import week_start
+
+Scope = tuple[str, str, str]
+# kind, day, week, month, agent_id, team_id, campaign_id: a row of lead_count_day.
+CountKey = tuple[int, date, date, date, str, str, str]
+
+_WIDTH = len(MARKS)
+_FACT_INDEX = {fact: i * _WIDTH for i, fact in enumerate(LEAD_FACTS)}
+_DAY, _WEEK_FIRST, _WEEK_LAST, _MONTH_FIRST, _MONTH_LAST = range(_WIDTH)
+_MASKS = tuple(tuple(bool(kind & (1 << i)) for i in range(len(DIMENSIONS))) for kind in KINDS)
+
+
+@dataclass
+class MarkChanges:
+    """Changes to the ``lead_count_day`` counters, per row."""
+
+    first_weekday: int = 0
+    # (kind, day, agent_id, team_id, campaign_id) -> the counters, in MARK_COLUMNS order
+    rows: dict[tuple[int, date, str, str, str], list[int]] = field(default_factory=dict)
+    _weeks: dict[date, date] = field(default_factory=dict)
+
+    def _row(self, kind: int, day: date, scope: Scope) -> list[int]:
+        key = (kind, day, *scope)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = [0] * (len(LEAD_FACTS) * _WIDTH)
+        return row
+
+    def _week(self, day: date) -> date:
+        week = self._weeks.get(day)
+        if week is None:
+            week = self._weeks[day] = week_start(day, self.first_weekday)
+        return week
+
+    def append(
+        self,
+        fact: str,
+        newest: dict[Scope, date],
+        added: Iterable[tuple[date, Scope]],
+    ) -> None:
+        """Facts of one lead, each at least as late as any it had, in the order of their days.
+
+        ``newest`` holds the lead's newest day with ``fact`` per full scope (agent, team,
+        campaign) among the days that share a week or month with the added ones.
+        """
+        base = _FACT_INDEX[fact]
+        latest: list[dict[Scope, date]] = [{} for _ in KINDS]
+        for scope, day in newest.items():
+            for kind, key in enumerate(projections(scope)):
+                known = latest[kind].get(key)
+                if known is None or day > known:
+                    latest[kind][key] = day
+        for day, scope in sorted(added):
+            week = self._week(day)
+            for kind, key in enumerate(projections(scope)):
+                before = latest[kind].get(key)
+                if before == day:
+                    continue
+                latest[kind][key] = day
+                row = self._row(kind, day, key)
+                row[base + _DAY] += 1
+                row[base + _WEEK_LAST] += 1
+                row[base + _MONTH_LAST] += 1
+                same_week = before is not None and self._week(before) == week
+                same_month = (
+                    before is not None and before.month == day.month and before.year == day.year
+                )
+                if not same_week:
+                    row[base + _WEEK_FIRST] += 1
+                if not same_month:
+                    row[base + _MONTH_FIRST] += 1
+                if before is not None and (same_week or same_month):
+                    earlier = self._row(kind, before, key)
+                    if same_week:
+                        earlier[base + _WEEK_LAST] -= 1
+                    if same_month:
+                        earlier[base + _MONTH_LAST] -= 1
+
+    def merge(
+        self, before: dict[CountKey, tuple[int, ...]], after: dict[CountKey, tuple[int, ...]]
+    ) -> None:
+        """Add the difference between two computations of the same leads' counts."""
+        for key in before.keys() | after.keys():
+            old = before.get(key)
+            new = after.get(key)
+            if old == new:
+                continue
+            kind, day, _week, _month, *scope = key
+            row = self._row(kind, day, (scope[0], scope[1], scope[2]))
+            for i in range(len(row)):
+                row[i] += (new[i] if new else 0) - (old[i] if old else 0)
+
+    def changed(self) -> dict[CountKey, list[int]]:
+        """The rows that change, keyed as ``lead_count_day`` is."""
+        return {
+            (kind, day, self._week(day), day.replace(day=1), agent, team, campaign): values
+            for (kind, day, agent, team, campaign), values in self.rows.items()
+            if any(values)
+        }
+
+
+@lru_cache(maxsize=4096)
+def projections(scope: Scope) -> tuple[Scope, ...]:
+    """The scope as the row of each kind holds it: "" where the kind does not look."""
+    return tuple(
+        (
+            scope[0] if mask[0] else "",
+            scope[1] if mask[1] else "",
+            scope[2] if mask[2] else "",
+        )
+        for mask in _MASKS
+    )
+
+
+def grouped(
+    items: Iterable[tuple[str, str, date, Scope]],
+) -> dict[tuple[str, str], list[tuple[date, Scope]]]:
+    """(lead, fact, day, scope) items by lead and fact."""
+    out: dict[tuple[str, str], list[tuple[date, Scope]]] = defaultdict(list)
+    for lead, fact, day, scope in items:
+        out[(lead, fact)].append((day, scope))
+    return out

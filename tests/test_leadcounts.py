@@ -1,0 +1,97 @@
+"""The marks that make distinct leads additive: which mark covers a range, and the marks a
+lead's newest facts change, against marks worked out from the lead's days by brute force."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.aggregator.leadcounts import MarkChanges, projections
+from shared.leadcounts import KINDS, LEAD_FACTS, MARKS, range_mark
+from shared.timeutil import week_start
+
+
+def test_the_mark_that_covers_a_range() -> None:
+    # November 2026: the 1st is a Sunday, the 2nd a Monday.
+    cases = {
+        (date(2026, 11, 5), date(2026, 11, 6)): "day",
+        (date(2026, 11, 2), date(2026, 11, 5)): "week_first",  # Monday to Thursday
+        (date(2026, 11, 2), date(2026, 11, 9)): "week_first",  # the whole week
+        (date(2026, 11, 5), date(2026, 11, 9)): "week_last",  # Thursday to the week's end
+        (date(2026, 11, 1), date(2026, 11, 25)): "month_first",  # month to date
+        (date(2026, 10, 8), date(2026, 11, 1)): "month_last",  # the 24 days before it
+        (date(2026, 10, 8), date(2026, 11, 2)): None,  # across a month end
+        (date(2026, 11, 3), date(2026, 11, 6)): None,  # inside a week, neither end
+        (date(2026, 10, 1), date(2026, 12, 1)): None,  # two months
+    }
+    for (start, end), mark in cases.items():
+        assert range_mark(start, end, 0) == mark, (start, end)
+    # Weeks from Sunday: the 1st starts one, the 8th the next.
+    assert range_mark(date(2026, 11, 1), date(2026, 11, 4), 6) == "week_first"
+    assert range_mark(date(2026, 11, 4), date(2026, 11, 8), 6) == "week_last"
+    assert range_mark(date(2026, 11, 2), date(2026, 11, 5), 6) is None
+
+
+SCOPES = [("a1", "t1", "c1"), ("a1", "t1", "c2"), ("a2", "t1", "c1"), ("a3", "t2", "c1")]
+
+
+def _brute_force(
+    facts: list[tuple[date, tuple[str, str, str]]],
+) -> dict[tuple[Any, ...], list[int]]:
+    """Each kind's marks from the set of days the lead has in each of its scopes."""
+    out: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(MARKS))
+    for kind in KINDS:
+        days: dict[tuple[str, str, str], set[date]] = defaultdict(set)
+        for day, scope in facts:
+            days[projections(scope)[kind]].add(day)
+        for key, active in days.items():
+            weeks: dict[date, list[date]] = defaultdict(list)
+            months: dict[date, list[date]] = defaultdict(list)
+            for day in active:
+                out[(kind, day, *key)][0] += 1
+                weeks[week_start(day)].append(day)
+                months[day.replace(day=1)].append(day)
+            for group, first, last in ((weeks, 1, 2), (months, 3, 4)):
+                for members in group.values():
+                    out[(kind, min(members), *key)][first] += 1
+                    out[(kind, max(members), *key)][last] += 1
+    return out
+
+
+fact_lists = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=70), st.sampled_from(SCOPES)),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(facts=fact_lists, split=st.integers(min_value=0, max_value=25))
+def test_newest_facts_change_the_marks_as_recounting_does(
+    facts: list[tuple[int, tuple[str, str, str]]], split: int
+) -> None:
+    start = date(2026, 9, 20)
+    ordered = sorted((start + timedelta(days=n), scope) for n, scope in facts)
+    existing, added = ordered[:split], ordered[split:]
+    newest: dict[tuple[str, str, str], date] = {}
+    for day, scope in existing:
+        newest[scope] = max(newest.get(scope, day), day)
+    changes = MarkChanges()
+    changes.append("reached", newest, added)
+
+    before, after = _brute_force(existing), _brute_force(ordered)
+    expected = {
+        key: [a - b for a, b in zip(after.get(key, [0] * 5), before.get(key, [0] * 5), strict=True)]
+        for key in before.keys() | after.keys()
+    }
+    expected = {k: v for k, v in expected.items() if any(v)}
+    offset = LEAD_FACTS.index("reached") * len(MARKS)
+    got = {
+        (kind, day, agent, team, campaign): values[offset : offset + len(MARKS)]
+        for (kind, day, _week, _month, agent, team, campaign), values in changes.changed().items()
+    }
+    assert got == expected
