@@ -41,26 +41,10 @@ LEAD_FACTS: tuple[str, ...] = tuple(dict.fromkeys(c.fact for c in LEAD_COUNTS))
 MARKS: tuple[str, ...] = ("day", "week_first", "week_last", "month_first", "month_last")
 DIMENSIONS: tuple[str, ...] = ("agent", "team", "campaign")
 KINDS: tuple[int, ...] = tuple(range(1 << len(DIMENSIONS)))
-# The columns of lead_fact the marks depend on.
-FACT_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "fact",
-    "day",
-    "week",
-    "month",
-    "agent_id",
-    "team_id",
-    "campaign_id",
-)
-KEY_COLUMNS: tuple[str, ...] = (
-    "kind",
-    "day",
-    "week",
-    "month",
-    "agent_id",
-    "team_id",
-    "campaign_id",
-)
+_PLACE = ("day", "week", "month", "agent_id", "team_id", "campaign_id")
+# The columns of lead_fact the marks depend on, and the key of a lead_count_day row.
+FACT_COLUMNS: tuple[str, ...] = ("lead_id", "fact", *_PLACE)
+KEY_COLUMNS: tuple[str, ...] = ("kind", *_PLACE)
 
 
 def mark_column(fact: str, mark: str) -> str:

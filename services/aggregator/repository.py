@@ -196,15 +196,21 @@ def announce_commit(connection: Connection, topic: str, events: int) -> None:
 
 
 def lock_entities(connection: Connection, keys: Sequence[str]) -> None:
+    _lock_slots(connection, keys, 0, _LOCK_SLOTS)
+
+
+def _lock_slots(connection: Connection, keys: Iterable[str], base: int, slots: int) -> None:
+    """Advisory locks on the slots ``base + hash % slots`` of ``keys``, in ascending order."""
+    keys = sorted(set(keys))
     if connection.dialect.name != "postgresql" or not keys:
         return
     connection.execute(
         text(
             "SELECT pg_advisory_xact_lock(slot) FROM "
-            "(SELECT DISTINCT abs(hashtext(k)) % :slots AS slot "
+            "(SELECT DISTINCT :base + abs(hashtext(k)) % :slots AS slot "
             "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY slot) AS s"
         ),
-        {"slots": _LOCK_SLOTS, "keys": list(keys)},
+        {"base": base, "slots": slots, "keys": keys},
     )
 
 
@@ -308,10 +314,8 @@ def _write_lead_facts(
     """Lead facts, and the daily lead counts they change (see ``leadcounts.py``)."""
     if not rows:
         return
-    _lock_leads(
-        connection,
-        (v.lead_id for r in rows for v in (r.value, r.previous) if v is not None),
-    )
+    leads = (v.lead_id for r in rows for v in (r.value, r.previous) if v is not None)
+    _lock_slots(connection, leads, _LOCK_SLOTS, _LEAD_LOCK_SLOTS)
     appended: list[tuple[str, str, date, Scope]] = []
     recompute: set[str] = set()
     days: set[date] = set()
@@ -393,19 +397,6 @@ def _newest_days(
                 day = date.fromisoformat(day)
             out[(lead, fact)][(agent, team, campaign)] = day
     return out
-
-
-def _lock_leads(connection: Connection, leads: Iterable[str]) -> None:
-    if connection.dialect.name != "postgresql":
-        return
-    connection.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(slot) FROM "
-            "(SELECT DISTINCT :base + abs(hashtext(k)) % :slots AS slot "
-            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY slot) AS s"
-        ),
-        {"base": _LOCK_SLOTS, "slots": _LEAD_LOCK_SLOTS, "keys": sorted(set(leads))},
-    )
 
 
 @lru_cache(maxsize=1)
