@@ -56,8 +56,6 @@ class JsonResponse(JSONResponse):
     (for any other response class it documents a bare string).
     """
 
-    media_type = "application/json"
-
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
 

@@ -357,13 +357,6 @@ def scorecard(lines: Sequence[ScoreLine], cap: Decimal) -> tuple[Decimal | None,
 STAGES = ("potential", "contacted", "acknowledged", "intent", "ready")
 WON = "won"
 LOST = "lost"
-STAGE_LETTER = {
-    "potential": "E",
-    "contacted": "D",
-    "acknowledged": "C",
-    "intent": "B",
-    "ready": "A",
-}
 FUNNEL = (*STAGES, WON)
 RANK = {stage: rank for rank, stage in enumerate(FUNNEL)}
 
@@ -396,7 +389,6 @@ def conversion_rates(reached: Mapping[str, int]) -> dict[str, Decimal | None]:
 # observed conversion rate: within [1/2, 3/2] of it is as expected.
 SHAPE_LOW = Decimal("0.5")
 SHAPE_HIGH = Decimal("1.5")
-SHAPES = ("healthy", "pile_up_in_c", "too_few_in_c", "too_few_at_top")
 
 
 @dataclass(frozen=True, slots=True)

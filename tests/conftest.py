@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from shared.db import upgrade_database
 from shared.kafka import ensure_topic
-from tests.pipeline import Pipeline
+from tests.pipeline import MakePipeline, Pipeline
 
 pytest_plugins = ["tests.fixtures_infra", "tests.fault_report"]
 
@@ -36,42 +36,45 @@ def migrated_template(postgres_url: str) -> str:
     return url
 
 
-@pytest.fixture
-def database_url(migrated_template: str) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database of this test's own."""
+@contextmanager
+def cloned_database(migrated_template: str) -> Iterator[str]:
+    """A fresh copy of the migrated template, dropped afterwards."""
     name = f"cb_{uuid.uuid4().hex[:12]}"
     admin = create_engine(_admin_url(migrated_template), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
-    yield make_url(migrated_template).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(migrated_template).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def new_topic(bootstrap_servers: str, partitions: int = 3) -> str:
+    """An events topic of its own."""
+    name = f"events-{uuid.uuid4().hex[:12]}"
+    ensure_topic([bootstrap_servers], name, partitions)
+    return name
+
+
+@pytest.fixture
+def database_url(migrated_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of this test's own."""
+    with cloned_database(migrated_template) as url:
+        yield url
 
 
 @pytest.fixture
 def topic(kafka_bootstrap_servers: str) -> str:
     """An events topic of this test's own, with three partitions."""
-    name = f"events-{uuid.uuid4().hex[:12]}"
-    ensure_topic([kafka_bootstrap_servers], name, 3)
-    return name
+    return new_topic(kafka_bootstrap_servers)
 
 
 @pytest.fixture
-def pipeline(
-    kafka_bootstrap_servers: str,
-    database_url: str,
-    topic: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
+def pipeline(make_pipeline: MakePipeline) -> Pipeline:
     """Ingest, aggregator and API as separate processes on the real broker and database."""
-    with Pipeline(
-        bootstrap_servers=kafka_bootstrap_servers,
-        database_url=database_url,
-        topic=topic,
-        workdir=tmp_path_factory.mktemp("pipeline"),
-    ) as running:
-        yield running
+    return make_pipeline()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -100,7 +103,7 @@ def make_pipeline(
     database_url: str,
     topic: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., Pipeline]]:
+) -> Iterator[MakePipeline]:
     """Start the pipeline with extra settings (e.g. another time zone); stopped at the end."""
     with ExitStack() as stack:
 

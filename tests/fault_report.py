@@ -62,9 +62,10 @@ _REPORT = pytest.StashKey[FaultReport]()
 
 
 @pytest.fixture(scope="session")
-def fault_report(request: pytest.FixtureRequest) -> FaultReport:
-    base = request.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    report = FaultReport(Path(base) / "fault-report.txt")
+def fault_report(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> FaultReport:
+    report = FaultReport(tmp_path_factory.getbasetemp() / "fault-report.txt")
     request.config.stash[_REPORT] = report
     return report
 

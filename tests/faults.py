@@ -22,7 +22,16 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import COUNTERS, LEADS, MONEY, RATIOS, ratio, reference_cells, rollup
+from tests.reference import (
+    COUNTERS,
+    LEADS,
+    MONEY,
+    RATIOS,
+    bucket_of,
+    ratio,
+    reference_cells,
+    rollup,
+)
 
 ZONE = ZoneInfo(TIMEZONE)
 View = tuple[tuple[str, ...], str]
@@ -181,14 +190,6 @@ def check_exactly_once(
     return check
 
 
-def _bucket(granularity: str) -> Any:
-    if granularity == "none":
-        return lambda hour: None
-    if granularity == "hour":
-        return lambda hour: hour.isoformat()
-    return lambda hour: hour.replace(hour=0).isoformat()
-
-
 def compare_kpis(
     pipeline: Pipeline, events: list[dict[str, Any]], check: Check, views: tuple[View, ...] = VIEWS
 ) -> None:
@@ -205,7 +206,7 @@ def compare_kpis(
             granularity=granularity,
             **{"from": start.isoformat(), "to": end.isoformat()},
         )
-        expected = rollup(cells, group, _bucket(granularity), start, end)
+        expected = rollup(cells, group, bucket_of(granularity), start, end)
         got = {
             (*tuple(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in body["rows"]
         }

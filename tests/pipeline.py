@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,7 @@ class Pipeline:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+# What the ``make_pipeline`` fixture gives: start a pipeline with extra settings.
+MakePipeline = Callable[..., Pipeline]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -177,6 +177,24 @@ def reference_cells(
             )
             target.counts["collections"] += Decimal(payment["amount"])
     return cells
+
+
+def bucket_of(granularity: str) -> Any:
+    """The API's bucket label of a local hour, for ``rollup``: none, hour, day, week, month."""
+
+    def of(hour: datetime) -> str | None:
+        if granularity == "none":
+            return None
+        if granularity == "hour":
+            return hour.isoformat()
+        midnight = hour.replace(hour=0)
+        if granularity == "week":
+            midnight -= timedelta(days=midnight.weekday())
+        elif granularity == "month":
+            midnight = midnight.replace(day=1)
+        return midnight.isoformat()
+
+    return of
 
 
 def rollup(

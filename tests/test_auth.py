@@ -5,13 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.pipeline import REPO, Pipeline
+from tests.pipeline import REPO, MakePipeline, Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
 
@@ -38,32 +37,15 @@ def call(event_id: str, agent: str = "a-1", team: str = "t-1", **fields: Any) ->
 
 DAY = {"from": "2026-11-02T00:00:00+08:00", "to": "2026-11-03T00:00:00+08:00"}
 
-MakePipeline = Callable[..., Pipeline]
-
 
 @pytest.fixture
-def make_pipeline(
-    kafka_bootstrap_servers: str,
-    database_url: str,
-    topic: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[MakePipeline]:
-    started: list[Pipeline] = []
+def make_pipeline(make_pipeline: MakePipeline) -> MakePipeline:
+    """The shared fixture, with the key cache short enough to see revocations."""
 
     def make(**env: str) -> Pipeline:
-        pipeline = Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=database_url,
-            topic=topic,
-            workdir=tmp_path_factory.mktemp("auth"),
-            extra_env={"CALLBOARD_AUTH_CACHE_SECONDS": str(CACHE_SECONDS), **env},
-        )
-        started.append(pipeline)
-        return pipeline.__enter__()
+        return make_pipeline(**{"CALLBOARD_AUTH_CACHE_SECONDS": str(CACHE_SECONDS), **env})
 
-    yield make
-    for pipeline in started:
-        pipeline.__exit__(None, None, None)
+    return make
 
 
 def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:

@@ -91,8 +91,7 @@ def _event_id(value: bytes | None) -> str | None:
     return event.get("event_id") if isinstance(event, dict) else None
 
 
-def _totals(database_url: str) -> tuple[int, int, int]:
-    engine = create_engine(database_url)
+def _totals(engine: Engine) -> tuple[int, int, int]:
     with engine.connect() as connection:
         dials, inbound = connection.execute(
             text("SELECT coalesce(sum(dials), 0), coalesce(sum(inbound_calls), 0) FROM kpi_day")
@@ -100,7 +99,6 @@ def _totals(database_url: str) -> tuple[int, int, int]:
         applied = connection.execute(
             text("SELECT coalesce(sum(next_offset), 0) FROM consumer_offset")
         ).scalar_one()
-    engine.dispose()
     return int(dials), int(inbound), int(applied)
 
 
@@ -128,7 +126,7 @@ def test_poison_in_a_batch_is_set_aside_and_the_rest_applied(
     assert reasons["no-call"].startswith("no entity: KeyError")
     assert reasons["bad-time"].startswith("the merge raised: ValueError")
     assert "failpoint apply_error" in reasons["bug-1"]
-    assert _totals(database_url) == (*_reference(events), len(values))
+    assert _totals(engine) == (*_reference(events), len(values))
 
     # Delivered again (a crash before Kafka's commit): skipped, nothing set aside twice.
     again = applier.apply(_records(values))
@@ -144,10 +142,10 @@ def test_dead_letters_are_stored_before_the_commit(database_url: str, engine: En
         applier.apply(_records(values))
     # Nothing of the batch committed: its offsets are not final while its letters are not
     # stored.
-    assert _totals(database_url) == (0, 0, 0)
+    assert _totals(engine) == (0, 0, 0)
     applier.apply(_records(values))
     assert len(sink.letters) == 3  # without the failpoint, bug-1 is an event like any other
-    assert _totals(database_url) == (*_reference(events), len(values))
+    assert _totals(engine) == (*_reference(events), len(values))
 
 
 def test_a_batch_of_mostly_poison_stops_the_member(database_url: str, engine: Engine) -> None:
@@ -157,7 +155,7 @@ def test_a_batch_of_mostly_poison_stops_the_member(database_url: str, engine: En
     with pytest.raises(TooManyDeadLetters):
         applier.apply(_records([b"x", b"y", b"z"]))
     assert sink.letters == []
-    assert _totals(database_url) == (0, 0, 0)
+    assert _totals(engine) == (0, 0, 0)
 
 
 def test_errors_of_the_infrastructure_are_retried_not_set_aside() -> None:

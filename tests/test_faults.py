@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -39,7 +38,7 @@ from services.devstack.kafka import KafkaBroker
 from services.devstack.postgres import PostgresCluster
 from services.devstack.processes import free_port
 from shared.db import upgrade_database
-from shared.kafka import ensure_topic
+from tests.conftest import new_topic
 from tests.fault_report import FaultReport, FaultRow
 from tests.faults import (
     VIEWS_WITHOUT_TEAMS,
@@ -177,8 +176,7 @@ def test_members_join_and_leave_mid_stream(
 ) -> None:
     started = time.monotonic()
     rng = random.Random(6)
-    topic = f"events-{uuid.uuid4().hex[:12]}"
-    ensure_topic([kafka_bootstrap_servers], topic, 6)
+    topic = new_topic(kafka_bootstrap_servers, 6)
     floor = generate_floor(
         502, start=_day(4), teams=3, agents_per_team=6, calls_per_agent=55, leads=600
     )
@@ -240,15 +238,8 @@ def test_members_join_and_leave_mid_stream(
 
 def _drain(pipeline: Pipeline, *, after: float, timeout: float = 120) -> float:
     """Seconds from now until every record in the topic ``after`` seconds from now is applied."""
-    started = time.monotonic()
     time.sleep(after)
-    target = pipeline.end_offsets()
-    while time.monotonic() - started < timeout:
-        applied = pipeline.applied_offsets()
-        if all(applied.get(p, 0) >= o for p, o in target.items()):
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"not drained in {timeout} s\n{_aggregator_logs(pipeline)}")
+    return after + pipeline.wait_caught_up(timeout=timeout - after)
 
 
 @contextmanager
@@ -269,8 +260,7 @@ def test_broker_restart_while_dialers_post(
     started = time.monotonic()
     floor = generate_floor(503, start=_day(5), calls_per_agent=70)
     with _own_broker() as broker:
-        topic = f"events-{uuid.uuid4().hex[:12]}"
-        ensure_topic([broker.bootstrap_servers], topic, 3)
+        topic = new_topic(broker.bootstrap_servers)
         with Pipeline(
             bootstrap_servers=broker.bootstrap_servers,
             database_url=database_url,

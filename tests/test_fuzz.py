@@ -5,7 +5,6 @@ its own schema. Bounded: a few dozen examples per operation, derandomized."""
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.pipeline import Pipeline
+from tests.pipeline import MakePipeline, Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(900)]
 
@@ -37,24 +36,12 @@ CHECKS = [
 
 
 @pytest.fixture
-def fuzzed(
-    kafka_bootstrap_servers: str,
-    database_url: str,
-    topic: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with Pipeline(
-        bootstrap_servers=kafka_bootstrap_servers,
-        database_url=database_url,
-        topic=topic,
-        workdir=tmp_path_factory.mktemp("fuzz"),
-        extra_env={
-            "CALLBOARD_ADMIN_KEY": ADMIN_KEY,
-            "CALLBOARD_RATE_LIMIT_PER_SECOND": "0",
-            "CALLBOARD_LAG_SAMPLE_SECONDS": "0",
-        },
-    ) as pipeline:
-        yield pipeline
+def fuzzed(make_pipeline: MakePipeline) -> Pipeline:
+    return make_pipeline(
+        CALLBOARD_ADMIN_KEY=ADMIN_KEY,
+        CALLBOARD_RATE_LIMIT_PER_SECOND="0",
+        CALLBOARD_LAG_SAMPLE_SECONDS="0",
+    )
 
 
 def fuzz(base_url: str) -> list[str]:

@@ -10,7 +10,6 @@ import csv
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.pipeline import REPO, Pipeline
+from tests.pipeline import REPO, MakePipeline, Pipeline
 
 pytestmark = pytest.mark.pipeline
 
@@ -50,7 +49,7 @@ def reference() -> tuple[list[dict[str, str]], Counter[tuple[int, int]], Counter
 
 
 @pytest.fixture
-def lisbon_pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
+def lisbon_pipeline(make_pipeline: MakePipeline) -> Pipeline:
     return make_pipeline(CALLBOARD_TIMEZONE="Europe/Lisbon")
 
 

@@ -10,7 +10,7 @@ cancelled sales.
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,7 @@ from shared.leadcounts import KEY_COLUMNS, MARK_COLUMNS, contributions
 from shared.models import lead_count_day, lead_fact
 from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import LEADS, reference_cells, rollup
+from tests.reference import LEADS, bucket_of, reference_cells, rollup
 
 pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
@@ -46,20 +46,6 @@ RANGES = (
 GROUPS = ((), ("agent",), ("team",), ("campaign",), ("team", "campaign"), ("agent", "campaign"))
 
 
-def _bucket(granularity: str) -> Any:
-    def of(hour: datetime) -> str | None:
-        day = hour.date()
-        if granularity == "week":
-            day -= timedelta(days=day.weekday())
-        elif granularity == "month":
-            day = day.replace(day=1)
-        elif granularity == "none":
-            return None
-        return _local(day).isoformat()
-
-    return of
-
-
 def _compare(
     pipeline: Pipeline,
     cells: dict[Any, Any],
@@ -76,7 +62,7 @@ def _compare(
         **{"from": _local(start).isoformat(), "to": _local(end).isoformat()},
         **filters,
     )
-    expected = rollup(cells, group, _bucket(granularity), _local(start), _local(end))
+    expected = rollup(cells, group, bucket_of(granularity), _local(start), _local(end))
     expected = {k: v for k, v in expected.items() if any(v[name] for name in LEADS)}
     got = {(*(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in body["rows"]}
     where = (group, granularity, start, end, filters)

@@ -29,25 +29,22 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import queue
 import random
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from shared.kafka import ensure_topic
+from tests.conftest import cloned_database, new_topic
 from tests.pipeline import TIMEZONE, Pipeline
+from tests.sse import listen, next_event
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
 ZONE = ZoneInfo(TIMEZONE)
@@ -163,36 +160,24 @@ def floor(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     """The floor above, posted once for the module, and T1's working calendar."""
-    name = f"cb_{uuid.uuid4().hex[:12]}"
-    admin_url = make_url(migrated_template).set(database="postgres")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(migrated_template).database}"')
-        )
-    url = make_url(migrated_template).set(database=name).render_as_string(hide_password=False)
-    topic = f"events-{uuid.uuid4().hex[:12]}"
-    ensure_topic([kafka_bootstrap_servers], topic, 3)
-    try:
-        with Pipeline(
+    with (
+        cloned_database(migrated_template) as url,
+        Pipeline(
             bootstrap_servers=kafka_bootstrap_servers,
             database_url=url,
-            topic=topic,
+            topic=new_topic(kafka_bootstrap_servers),
             workdir=tmp_path_factory.mktemp("management"),
             extra_env={"CALLBOARD_ADMIN_KEY": ADMIN},
-        ) as running:
-            running.post(_floor())
-            running.wait_caught_up()
-            calendar = {"weekdays": [1, 2, 3, 4, 5], "day_start": "09:00", "day_end": "18:00"}
-            response = running.api.put(
-                "/v1/working-calendars/T1", json={**calendar, "holidays": ["2026-11-11"]}, headers=H
-            )
-            assert response.status_code == 200, response.text
-            yield running
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        ) as running,
+    ):
+        running.post(_floor())
+        running.wait_caught_up()
+        calendar = {"weekdays": [1, 2, 3, 4, 5], "day_start": "09:00", "day_end": "18:00"}
+        response = running.api.put(
+            "/v1/working-calendars/T1", json={**calendar, "holidays": ["2026-11-11"]}, headers=H
+        )
+        assert response.status_code == 200, response.text
+        yield running
 
 
 def _create(api: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -568,30 +553,13 @@ def test_anomalies_against_the_same_weekday(floor: Pipeline) -> None:
 
 
 def test_anomalies_on_the_live_stream(floor: Pipeline) -> None:
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-    def listen() -> None:
-        url = f"{str(floor.api.base_url).rstrip('/')}/v1/stream"
-        params = {"metrics": "dials", "leaderboard": "", "anomalies": "true"}
-        with (
-            httpx.Client(timeout=httpx.Timeout(5, read=30)) as client,
-            client.stream("GET", url, params=params) as response,
-        ):
-            name = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    name = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events.put((name, json.loads(line.removeprefix("data: "))))
-                    if name == "anomalies":
-                        return
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
-    deadline = datetime.now() + timedelta(seconds=30)
-    while datetime.now() < deadline:
-        name, body = events.get(timeout=30)
-        if name == "anomalies":
-            assert "agents" in body["data"] and "rule" in body["data"]
-            return
-    raise AssertionError("no anomalies event on the stream")
+    events: queue.Queue[tuple[float, str, Any]] = queue.Queue()
+    stop = threading.Event()
+    url = f"{str(floor.api.base_url).rstrip('/')}/v1/stream"
+    params = {"metrics": "dials", "leaderboard": "", "anomalies": "true"}
+    threading.Thread(target=listen, args=(url, params, events, stop), daemon=True).start()
+    try:
+        _, body = next_event(events, "anomalies", lambda data: True, 30)
+    finally:
+        stop.set()
+    assert "agents" in body["data"] and "rule" in body["data"]

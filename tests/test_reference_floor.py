@@ -12,7 +12,16 @@ import pytest
 
 from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import COUNTERS, LEADS, MONEY, RATIOS, ratio, reference_cells, rollup
+from tests.reference import (
+    COUNTERS,
+    LEADS,
+    MONEY,
+    RATIOS,
+    bucket_of,
+    ratio,
+    reference_cells,
+    rollup,
+)
 
 pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
@@ -27,14 +36,6 @@ def big_floor() -> Any:
     )
     assert len(floor.events) >= 50_000
     return floor
-
-
-def _bucket(granularity: str) -> Any:
-    if granularity == "none":
-        return lambda hour: None
-    if granularity == "hour":
-        return lambda hour: hour.isoformat()
-    return lambda hour: hour.replace(hour=0).isoformat()
 
 
 @pytest.mark.timeout(900)
@@ -53,7 +54,7 @@ def test_fifty_thousand_events_agree_with_the_reference(pipeline: Pipeline, big_
                 granularity=granularity,
                 **{"from": start.isoformat(), "to": end.isoformat()},
             )
-            expected = rollup(cells, group, _bucket(granularity), start, end)
+            expected = rollup(cells, group, bucket_of(granularity), start, end)
             got = {
                 (*tuple(row[f"{g}_id"] for g in group), row.get("bucket")): row
                 for row in body["rows"]

@@ -9,11 +9,9 @@ So London sees one call on each of two days; Shanghai sees both on Tuesday.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from tests.pipeline import Pipeline
+from tests.pipeline import MakePipeline
 
 pytestmark = pytest.mark.pipeline
 
@@ -31,7 +29,7 @@ def _call(n: int, at: str) -> dict[str, str]:
 
 
 def test_a_team_counts_days_and_hours_in_its_own_zone(
-    make_pipeline: Callable[..., Pipeline],
+    make_pipeline: MakePipeline,
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_TEAM_TIMEZONES='{"T-LDN": "Europe/London"}')
     pipeline.post([_call(1, "2026-11-02T23:30:00+00:00"), _call(2, "2026-11-03T01:00:00+00:00")])

@@ -86,10 +86,21 @@ class BatchDelta:
     states: dict[str, State] = field(default_factory=dict)
     roster: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     agent_states: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # The funnel: every stage change by event id, and each lead's latest one in the batch.
+    # The funnel: every stage change by event id.
     stage_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lead_stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: int = 0
+
+    def latest_stages(self) -> list[dict[str, Any]]:
+        """Each lead's latest stage change in the batch (by occurred_at, then event id)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self.stage_changes.values():
+            known = latest.get(row["lead_id"])
+            if known is None or (row["occurred_at"], row["event_id"]) > (
+                known["occurred_at"],
+                known["event_id"],
+            ):
+                latest[row["lead_id"]] = row
+        return list(latest.values())
 
 
 class BatchBuilder:
@@ -160,12 +171,6 @@ class BatchBuilder:
             "campaign_id": event.get("campaign_id") or "",
         }
         delta.stage_changes[row["event_id"]] = row
-        known = delta.lead_stages.get(row["lead_id"])
-        if known is None or (row["occurred_at"], row["event_id"]) > (
-            known["occurred_at"],
-            known["event_id"],
-        ):
-            delta.lead_stages[row["lead_id"]] = row
 
     def _apply(self, key: str, old: Contribution, new: Contribution, delta: BatchDelta) -> None:
         for sign, part in ((-1, old), (1, new)):
@@ -195,7 +200,3 @@ class BatchBuilder:
     def at_minute(self, minute: datetime) -> Calendar:
         """The calendar position of a minute seen by :meth:`calendar`."""
         return self._by_minute[minute]
-
-
-def entity_keys(events: list[dict[str, Any]]) -> list[str]:
-    return sorted({k for e in events if (k := entity_key(e)) is not None})

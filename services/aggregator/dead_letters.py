@@ -198,10 +198,9 @@ def replay_group(settings: AggregatorSettings) -> str:
     return f"{settings.group_id}.dead-letters-replay"
 
 
-def read_dead_letters(settings: AggregatorSettings) -> list[StoredDeadLetter]:
-    """Every dead letter in the topic, oldest first; a record sent twice (a batch retried
-    after its letters were stored) is listed once."""
-    consumer = KafkaConsumer(
+def _replay_consumer(settings: AggregatorSettings) -> KafkaConsumer:
+    """A consumer in the replay group; it reads the dead-letter topic from its start."""
+    return KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=replay_group(settings),
         client_id="callboard-dead-letters",
@@ -209,6 +208,12 @@ def read_dead_letters(settings: AggregatorSettings) -> list[StoredDeadLetter]:
         auto_offset_reset="earliest",
         allow_auto_create_topics=False,
     )
+
+
+def read_dead_letters(settings: AggregatorSettings) -> list[StoredDeadLetter]:
+    """Every dead letter in the topic, oldest first; a record sent twice (a batch retried
+    after its letters were stored) is listed once."""
+    consumer = _replay_consumer(settings)
     try:
         partitions = consumer.partitions_for_topic(settings.dead_letter_topic)
         if not partitions:
@@ -302,13 +307,7 @@ def replay(settings: AggregatorSettings, letters: Iterable[StoredDeadLetter]) ->
 
 
 def _mark_replayed(settings: AggregatorSettings, marks: dict[int, int]) -> None:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=replay_group(settings),
-        client_id="callboard-dead-letters",
-        enable_auto_commit=False,
-        allow_auto_create_topics=False,
-    )
+    consumer = _replay_consumer(settings)
     try:
         tps = {p: TopicPartition(settings.dead_letter_topic, p) for p in marks}
         consumer.assign(list(tps.values()))

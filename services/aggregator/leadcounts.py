@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 
+from services.aggregator.facts import Scope
 from shared.leadcounts import DIMENSIONS, KINDS, LEAD_FACTS, MARKS
 from shared.timeutil import week_start
 
-Scope = tuple[str, str, str]
 # kind, day, week, month, agent_id, team_id, campaign_id: a row of lead_count_day.
 CountKey = tuple[int, date, date, date, str, str, str]
 

@@ -41,6 +41,7 @@ from kafka.structs import TopicPartition
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.exc import OperationalError
 
+from services.aggregator import repository
 from services.aggregator.consumer import AggregatorMember
 from services.aggregator.settings import AggregatorSettings
 from shared.db import make_engine
@@ -208,14 +209,11 @@ class Rebuild:
         self.progress(f"rebuilding into schema {self.schema} (consumer group {self.group_id})")
 
     def _offsets(self, schema: str, connection: Connection | None = None) -> dict[int, int]:
-        query = text(
-            f'SELECT partition, next_offset FROM "{schema}".consumer_offset WHERE topic = :topic'
-        )
-        if connection is not None:
-            rows = connection.execute(query, {"topic": self.settings.events_topic})
-            return {row.partition: row.next_offset for row in rows}
-        with self.live.connect() as own:
-            return self._offsets(schema, own)
+        if connection is None:
+            with self.live.connect() as own:
+                return self._offsets(schema, own)
+        in_schema = connection.execution_options(schema_translate_map={None: schema})
+        return repository.stored_offsets(in_schema, self.settings.events_topic)
 
     def _switch(self, member: AggregatorMember, live_schema: str) -> bool:
         """Swap the rebuilt tables in; False when the live members could not be held level."""

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, select, text,
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
-from services.aggregator.facts import LeadFact, State, parse_utc_text
-from services.aggregator.leadcounts import CountKey, MarkChanges, Scope, grouped
+from services.aggregator.facts import LeadFact, Scope, State, parse_utc_text
+from services.aggregator.leadcounts import CountKey, MarkChanges, grouped
 from shared.db import COMMITS_CHANNEL
 from shared.kpis import COUNTER_KEYS
 from shared.leadcounts import (
@@ -98,6 +98,26 @@ def _upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *,
         connection.execute(emptied, [{f"pk_{k}": r[k] for k in pk} for r in rows])
 
 
+def _pg_stage(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], columns: list[str]
+) -> str:
+    """COPY ``rows`` into the session's staging table for ``table``; returns its name.
+
+    COPY and then one INSERT ... SELECT: far fewer round trips and far less client work than
+    a statement per row. The caller empties the staging table when done with it.
+    """
+    staging = f"staging_{table.name}"
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+    return staging
+
+
 def _pg_copy_upsert(
     connection: Connection,
     table: Table,
@@ -107,18 +127,8 @@ def _pg_copy_upsert(
     updated: list[str],
     add: bool,
 ) -> None:
-    # COPY into a per-session staging table, then one INSERT ... SELECT: far fewer round
-    # trips and far less client work than a statement per row.
-    staging = f"staging_{table.name}"
-    connection.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
-        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
+    staging = _pg_stage(connection, table, rows, columns)
     names = ", ".join(columns)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
     assignments = ", ".join(
         f"{c} = {table.name}.{c} + EXCLUDED.{c}"
         if add and c in _ADDITIVE
@@ -201,8 +211,10 @@ def lock_entities(connection: Connection, keys: Sequence[str]) -> None:
 
 def _lock_slots(connection: Connection, keys: Iterable[str], base: int, slots: int) -> None:
     """Advisory locks on the slots ``base + hash % slots`` of ``keys``, in ascending order."""
-    keys = sorted(set(keys))
-    if connection.dialect.name != "postgresql" or not keys:
+    if connection.dialect.name != "postgresql":
+        return
+    keys = list(set(keys))
+    if not keys:
         return
     connection.execute(
         text(
@@ -320,10 +332,12 @@ def _write_lead_facts(
     recompute: set[str] = set()
     days: set[date] = set()
     for row in rows:
+        if row.fact not in LEAD_FACTS:
+            continue  # a fact no lead count reads
         new = _placed(row.value, builder)
         old = _placed(row.previous, builder)
-        if new == old or row.fact not in LEAD_FACTS:
-            continue  # no mark moves: same lead, scope and day, or a fact not counted
+        if new == old:
+            continue  # same lead, scope and day: no mark moves
         if old is None and new is not None:
             appended.append((new[0], row.fact, new[1], new[2]))
             continue
@@ -338,19 +352,19 @@ def _write_lead_facts(
         known = newest.get((lead, fact), {})
         if known and min(day for day, _ in added) < max(known.values()):
             recompute.add(lead)  # not the lead's newest: recomputed below
-            days.update(day for day, _ in added)
     for (lead, fact), added in by_pair.items():
         if lead not in recompute:
             changes.append(fact, newest.get((lead, fact), {}), added)
     if recompute:
         days.update(item[2] for item in appended if item[0] in recompute)
-        windows = [day_window(day, builder.week_start) for day in days]
-        scope = (sorted(recompute), min(w[0] for w in windows), max(w[1] for w in windows))
+        # Windows only move forward with the day: the first and last day bound them all.
+        first = day_window(min(days), builder.week_start)[0]
+        end = day_window(max(days), builder.week_start)[1]
+        scope = (sorted(recompute), first, end)
         before = _lead_counts(connection, *scope)
-        _apply_lead_facts(connection, rows, builder)
+    _apply_lead_facts(connection, rows, builder)
+    if recompute:
         changes.merge(before, _lead_counts(connection, *scope))
-    else:
-        _apply_lead_facts(connection, rows, builder)
     _upsert(
         connection,
         lead_count_day,
@@ -393,8 +407,6 @@ def _newest_days(
             .group_by(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id)
         )
         for lead, fact, agent, team, campaign, day in connection.execute(query):
-            if isinstance(day, str):  # SQLite hands dates back as text here
-                day = date.fromisoformat(day)
             out[(lead, fact)][(agent, team, campaign)] = day
     return out
 
@@ -504,7 +516,7 @@ def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
     if not delta.stage_changes:
         return
     changes = sorted(delta.stage_changes.values(), key=lambda r: r["event_id"])
-    leads = sorted(delta.lead_stages.values(), key=lambda r: r["lead_id"])
+    leads = sorted(delta.latest_stages(), key=lambda r: r["lead_id"])
     if connection.dialect.name == "postgresql":
         columns = [c for c in changes[0] if c != "lead_id"]
         _pg_copy_insert(connection, stage_change, changes, "DO NOTHING")
@@ -534,20 +546,12 @@ def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
 def _pg_copy_insert(
     connection: Connection, table: Table, rows: list[dict[str, Any]], on_conflict: str
 ) -> None:
-    """COPY ``rows`` (in primary-key order) into a staging table, then one INSERT ... SELECT
-    with ``ON CONFLICT (primary key) <on_conflict>``, as ``_pg_copy_upsert`` does."""
+    """``rows`` (in primary-key order) staged, then one INSERT ... SELECT with
+    ``ON CONFLICT (primary key) <on_conflict>``."""
     pk = ", ".join(c.name for c in table.primary_key.columns)
-    staging = f"staging_{table.name}"
-    connection.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
-        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
     columns = list(rows[0])
     names = ", ".join(columns)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
+    staging = _pg_stage(connection, table, rows, columns)
     connection.exec_driver_sql(
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
         f"ORDER BY {pk} ON CONFLICT ({pk}) {on_conflict}"

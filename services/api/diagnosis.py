@@ -35,7 +35,6 @@ from services.api.funnel import (
     current_stages,
     reached,
     result_per_won,
-    scope_filters,
     window_before,
 )
 from services.api.periods import TimeRange
@@ -45,22 +44,21 @@ from services.api.targets import (
     actuals,
     amount,
     pace_many,
+    period_range,
     present_pacing,
     present_target,
+    scope_filters,
     share,
     so_far,
 )
 from shared.kpis import DRIVER_BASE_KEYS, DRIVERS, driver_values
 from shared.playbook import (
     FUNNEL,
-    PeriodKind,
     conversion_rates,
     driver_gaps,
-    period_end,
     previous_period_start,
     reached_at_least,
 )
-from shared.timeutil import local_midnight
 
 HISTORY_PERIODS = 12
 FUNNEL_QUESTION = "not enough leads accumulated in stages C/B?"
@@ -83,9 +81,7 @@ def _median(values: list[Decimal | None]) -> Decimal | None:
     return statistics.median(known) if known else None
 
 
-def _peers(
-    connection: Connection, subject: Target, roster: dict[str, str]
-) -> tuple[str, list[str]]:
+def _peers(subject: Target, roster: dict[str, str]) -> tuple[str, list[str]]:
     """Who the subject is compared with: its team's agents, or every team."""
     if subject.scope == "agent":
         team = roster.get(subject.scope_id, "")
@@ -100,10 +96,11 @@ def diagnose(
 ) -> dict[str, Any]:
     check_result_target(subject)
     kpi = subject.kpi
-    actual, pacing = pace_many(connection, settings, [subject], as_of)[subject.target_id]
-    rng = so_far(subject, settings, as_of)
     roster = queries.agent_teams(connection)
-    peer_scope, peer_ids = _peers(connection, subject, roster)
+    paced = pace_many(connection, settings, [subject], as_of, roster)
+    actual, pacing = paced[subject.target_id]
+    rng = so_far(subject, settings, as_of)
+    peer_scope, peer_ids = _peers(subject, roster)
     end_shortfall = max(
         pacing.value - (pacing.projection if pacing.projection is not None else actual),
         Decimal(0),
@@ -251,7 +248,7 @@ def _funnel_lens(
     value: Decimal,
     as_of: datetime,
 ) -> dict[str, Any]:
-    filters = scope_filters(subject.scope, subject.scope_id)
+    filters = scope_filters(subject.scope, [subject.scope_id])
     now = current_stages(connection, filters, (), as_of).get((), dict.fromkeys(FUNNEL, 0))
     window = window_before(as_of)
     rates = conversion_rates(reached(connection, window, filters, ()).get((), reached_at_least([])))
@@ -314,7 +311,7 @@ def _realism_lens(
     start = subject.period_start
     for _ in range(HISTORY_PERIODS):
         start = previous_period_start(subject.period, start)
-        rng = _period_range(settings, subject.period, start)
+        rng = period_range(settings, subject.period, start)
         if peer_scope in ("agent", "team"):
             results = actuals(connection, settings, peer_scope, [subject.kpi], rng, peer_ids)
         else:
@@ -355,10 +352,3 @@ def _realism_lens(
         "too_high": too_high,
         "_impact": value - ceiling if too_high else Decimal(0),
     }
-
-
-def _period_range(settings: ApiSettings, kind: PeriodKind, start: Any) -> TimeRange:
-    return TimeRange(
-        local_midnight(start, settings.zone),
-        local_midnight(period_end(kind, start), settings.zone),
-    )

@@ -28,6 +28,7 @@ from services.api.targets import (
     amount,
     calendar_for_team,
     calendars,
+    scope_filters,
     share,
     team_of,
     value_changes,
@@ -55,7 +56,6 @@ from shared.timeutil import as_utc, local_midnight, week_start
 
 # Conversion rates for a plan or a shape: those seen over the four weeks before.
 RATE_WINDOW = timedelta(days=28)
-GROUPS = ("agent", "team")
 
 Owner = tuple[str, str, str]  # agent, team, campaign
 
@@ -67,16 +67,6 @@ class FunnelRow:
     reached: dict[str, int]
     rates: dict[str, Decimal | None]
     shape: FunnelShape
-
-
-def scope_filters(scope: str, scope_id: str) -> Filters:
-    if scope == "agent":
-        return Filters(agent_ids=(scope_id,))
-    if scope == "team":
-        return Filters(team_ids=(scope_id,))
-    if scope == "campaign":
-        return Filters(campaign_ids=(scope_id,))
-    return Filters()
 
 
 def _matches(owner: Owner, filters: Filters) -> bool:
@@ -285,7 +275,7 @@ def target_plan(
     at its start from the conversion seen over the four weeks before it, with its actuals."""
     check_result_target(subject)
     kpi = subject.kpi
-    filters = scope_filters(subject.scope, subject.scope_id)
+    filters = scope_filters(subject.scope, [subject.scope_id])
     calendar = calendar_for_team(calendars(connection), team_of(connection, subject))
     changes = value_changes(connection, [subject])[subject.target_id]
     rng = subject.range(settings)

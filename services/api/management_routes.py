@@ -31,6 +31,7 @@ from services.api.routes import (
     filters_for,
     parse_timestamp,
 )
+from services.api.settings import ApiSettings
 from services.api.targets import (
     DEFAULT_CALENDAR_NAME,
     FIRST_YEAR,
@@ -101,6 +102,13 @@ def _readable_target(
     return subject
 
 
+def _with_history(connection: Connection, settings: ApiSettings, subject: Target) -> dict[str, Any]:
+    return {
+        **present_target(subject, settings),
+        "history": history(connection, settings, subject),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Targets
 
@@ -113,10 +121,7 @@ def post_target(
     a local period boundary in the deployment's zone, or a target that already covers the
     same scope, KPI and period (change that one instead)."""
     created = create_target(connection, settings, new, admin)
-    return {
-        **present_target(created, settings),
-        "history": history(connection, settings, created.target_id),
-    }
+    return _with_history(connection, settings, created)
 
 
 @router.get("/v1/targets", tags=["targets"])
@@ -151,10 +156,7 @@ def get_one_target(
 ) -> dict[str, Any]:
     """A target (deleted ones too) with its history: who changed what, when."""
     subject = _readable_target(connection, reader, target_id, deleted=True)
-    return {
-        **present_target(subject, settings),
-        "history": history(connection, settings, target_id),
-    }
+    return _with_history(connection, settings, subject)
 
 
 @router.patch("/v1/targets/{target_id}", tags=["targets"], responses=_NOT_FOUND)
@@ -164,10 +166,7 @@ def patch_target(
     """Change a target's value, from ``effective_from`` (default now) to the period's end.
     Pacing accrues the expected-to-date at the value in force at each moment."""
     changed = change_target(connection, settings, target_id, change, admin)
-    return {
-        **present_target(changed, settings),
-        "history": history(connection, settings, target_id),
-    }
+    return _with_history(connection, settings, changed)
 
 
 @router.delete("/v1/targets/{target_id}", tags=["targets"], responses=_NOT_FOUND)
@@ -176,18 +175,15 @@ def remove_target(
 ) -> dict[str, Any]:
     """Delete a target. Its history stays readable at ``GET /v1/targets/{id}``."""
     deleted = delete_target(connection, target_id, admin)
-    return {
-        **present_target(deleted, settings),
-        "history": history(connection, settings, target_id),
-    }
+    return _with_history(connection, settings, deleted)
 
 
 @router.get("/v1/targets/{target_id}/history", tags=["targets"], responses=_NOT_FOUND)
 def get_history(
     target_id: TargetId, reader: Reader, settings: Settings, connection: Db
 ) -> dict[str, Any]:
-    _readable_target(connection, reader, target_id, deleted=True)
-    return {"target_id": target_id, "history": history(connection, settings, target_id)}
+    subject = _readable_target(connection, reader, target_id, deleted=True)
+    return {"target_id": target_id, "history": history(connection, settings, subject)}
 
 
 @router.get("/v1/targets/{target_id}/pacing", tags=["targets"], responses=_NOT_FOUND)
@@ -263,10 +259,9 @@ def get_all_pacing(
     found = [
         t
         for t in found
-        if readable(reader, team_of(connection, t, roster))
-        and (not teams or team_of(connection, t, roster) in teams)
+        if readable(reader, team := team_of(connection, t, roster)) and (not teams or team in teams)
     ]
-    rows = pacing_rows(connection, settings, found, moment)
+    rows = pacing_rows(connection, settings, found, moment, roster)
     if status is not None:
         rows = [r for r in rows if r["pacing"]["status"] == status]
     return {"as_of": moment.astimezone(settings.zone).isoformat(), "targets": rows}

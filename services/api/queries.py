@@ -313,10 +313,10 @@ def _lead_counts_from_days(
     }
     bucket_column = None if query.granularity is Granularity.none else query.granularity.value
     out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
+    groups = [columns[g].label(g) for g in query.group_by]
+    if bucket_column is not None:
+        groups.append(table.c[bucket_column].label("bucket"))
     for mark, start, stop in pieces:
-        groups = [columns[g].label(g) for g in query.group_by]
-        if bucket_column is not None:
-            groups.append(table.c[bucket_column].label("bucket"))
         sums = [
             func.sum(table.c[mark_column(fact, mark)]).label(key) for key, fact in facts.items()
         ]

@@ -209,12 +209,11 @@ async def stream(
         quiet = False
         while not await request.is_disconnected():
             version = feed.version
-            if quiet:
-                # Nothing announced for a while: look once anyway, so a missed notice (or a
-                # rolling window moving on) cannot leave a wallboard behind for good.
-                payloads = await run_in_threadpool(compute)
-            else:
-                payloads = await run_in_threadpool(feed.shared, view, version, compute)
+            # Nothing announced for a while: look once anyway, so a missed notice (or a rolling
+            # window moving on) cannot leave a wallboard behind for good; once per view and
+            # quiet interval, however many streams show it.
+            key = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
+            payloads = await run_in_threadpool(feed.shared, key, version, compute)
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()

@@ -58,11 +58,25 @@ from shared.playbook import (
     split_quota,
     weights_from_results,
 )
-from shared.timeutil import floor_minute, local_midnight
+from shared.timeutil import as_utc, floor_minute, local_midnight
 
 TargetScope = Literal["agent", "team", "campaign", "floor"]
 SCOPE_FILTER = {"agent": "agent_ids", "team": "team_ids", "campaign": "campaign_ids"}
-GROUP_OF = {"agent": "agent", "team": "team", "campaign": "campaign"}
+
+
+def scope_filters(scope: str, ids: Sequence[str] = ()) -> Filters:
+    """The metrics filter for ids of a target scope (the floor: none)."""
+    return Filters(**{SCOPE_FILTER[scope]: tuple(ids)}) if scope in SCOPE_FILTER else Filters()
+
+
+def period_range(settings: ApiSettings, kind: PeriodKind, start: date) -> TimeRange:
+    """A whole period, from its first local midnight to the one after it."""
+    return TimeRange(
+        local_midnight(start, settings.zone),
+        local_midnight(period_end(kind, start), settings.zone),
+    )
+
+
 TARGET_KPIS = tuple(k for k in ALL_KPI_KEYS if k != DISPOSITIONS)
 DEFAULT_CALENDAR_NAME = "*"
 MAX_VALUE = Decimal(10) ** 12
@@ -133,10 +147,7 @@ class Target:
     deleted_at: datetime | None
 
     def range(self, settings: ApiSettings) -> TimeRange:
-        end = period_end(self.period, self.period_start)
-        return TimeRange(
-            local_midnight(self.period_start, settings.zone), local_midnight(end, settings.zone)
-        )
+        return period_range(settings, self.period, self.period_start)
 
 
 def _target(row: Any) -> Target:
@@ -156,10 +167,6 @@ def _target(row: Any) -> Target:
 
 def _date(value: date | str) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def who(connection: Connection, principal: Principal) -> tuple[str, str | None]:
@@ -434,11 +441,10 @@ def _record(
     )
 
 
-def history(connection: Connection, settings: ApiSettings, target_id: int) -> list[dict[str, Any]]:
-    subject = get_target(connection, target_id, deleted=True)
+def history(connection: Connection, settings: ApiSettings, subject: Target) -> list[dict[str, Any]]:
     rows = connection.execute(
         select(target_change)
-        .where(target_change.c.target_id == target_id)
+        .where(target_change.c.target_id == subject.target_id)
         .order_by(target_change.c.change_id)
     )
     return [
@@ -447,8 +453,8 @@ def history(connection: Connection, settings: ApiSettings, target_id: int) -> li
             "action": row.action,
             "value": _present_value(subject.kpi, row.value),
             "previous_value": _present_value(subject.kpi, row.previous_value),
-            "effective_from": _utc(row.effective_from).astimezone(settings.zone).isoformat(),
-            "changed_at": _utc(row.changed_at).astimezone(settings.zone).isoformat(),
+            "effective_from": as_utc(row.effective_from).astimezone(settings.zone).isoformat(),
+            "changed_at": as_utc(row.changed_at).astimezone(settings.zone).isoformat(),
             "changed_by": row.changed_by,
             "key_id": row.key_id,
         }
@@ -472,7 +478,7 @@ def value_changes(
             .order_by(target_change.c.change_id)
         )
         for row in rows:
-            change = ValueChange(_utc(row.effective_from), Decimal(row.value))
+            change = ValueChange(as_utc(row.effective_from), Decimal(row.value))
             out[row.target_id] = _apply_change(out[row.target_id], change)
     for target_id, subject in subjects.items():
         if not out[target_id]:
@@ -498,10 +504,10 @@ def present_target(target_row: Target, settings: ApiSettings) -> dict[str, Any]:
         "from": rng.start.astimezone(settings.zone).isoformat(),
         "to": rng.end.astimezone(settings.zone).isoformat(),
         "value": _present_value(target_row.kpi, target_row.value),
-        "created_at": _utc(target_row.created_at).astimezone(settings.zone).isoformat(),
-        "updated_at": _utc(target_row.updated_at).astimezone(settings.zone).isoformat(),
+        "created_at": as_utc(target_row.created_at).astimezone(settings.zone).isoformat(),
+        "updated_at": as_utc(target_row.updated_at).astimezone(settings.zone).isoformat(),
         "deleted_at": (
-            _utc(target_row.deleted_at).astimezone(settings.zone).isoformat()
+            as_utc(target_row.deleted_at).astimezone(settings.zone).isoformat()
             if target_row.deleted_at
             else None
         ),
@@ -620,8 +626,8 @@ def actuals(
     """Each scope id's KPIs over ``rng`` (the floor's under the id ``""``)."""
     if rng.end <= rng.start:
         return {}
-    filters = Filters(**{SCOPE_FILTER[scope]: tuple(ids)}) if scope in SCOPE_FILTER else Filters()
-    group = (GROUP_OF[scope],) if scope in GROUP_OF else ()
+    filters = scope_filters(scope, ids)
+    group = (scope,) if scope in SCOPE_FILTER else ()
     query = Query(group, Granularity.none, rng, filters, settings.zone, settings.week_start)
     out: dict[str, dict[str, Decimal | None]] = {}
     for row in MetricsService(settings).metric_rows(connection, list(kpis), query):
@@ -638,14 +644,20 @@ def so_far(subject: Target, settings: ApiSettings, as_of: datetime) -> TimeRange
 
 
 def pace_many(
-    connection: Connection, settings: ApiSettings, subjects: Sequence[Target], as_of: datetime
+    connection: Connection,
+    settings: ApiSettings,
+    subjects: Sequence[Target],
+    as_of: datetime,
+    roster: dict[str, str] | None = None,
 ) -> dict[int, tuple[Decimal, Pacing]]:
-    """Pacing of several targets; their actuals are read once per scope, KPI and period."""
+    """Pacing of several targets; their actuals are read once per scope, KPI and period.
+    ``roster`` (agent to team) is read here unless the caller has it already."""
     groups: dict[tuple[str, str, PeriodKind, date], list[Target]] = defaultdict(list)
     for subject in subjects:
         groups[(subject.scope, subject.kpi, subject.period, subject.period_start)].append(subject)
     known = calendars(connection)
-    roster = queries.agent_teams(connection)
+    if roster is None:
+        roster = queries.agent_teams(connection)
     changes = value_changes(connection, subjects)
     out: dict[int, tuple[Decimal, Pacing]] = {}
     for (scope, kpi, _period, _start), members in groups.items():
@@ -692,8 +704,9 @@ def pacing_rows(
     settings: ApiSettings,
     subjects: Sequence[Target],
     as_of: datetime,
+    roster: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    paced = pace_many(connection, settings, subjects, as_of)
+    paced = pace_many(connection, settings, subjects, as_of, roster)
     return [
         {**present_target(s, settings), "pacing": present_pacing(s, paced[s.target_id][1])}
         for s in subjects
@@ -716,7 +729,7 @@ def attainment_ranking(
     roster = queries.agent_teams(connection)
     if teams:
         subjects = [s for s in subjects if roster.get(s.scope_id) in teams]
-    paced = pace_many(connection, settings, subjects, as_of)
+    paced = pace_many(connection, settings, subjects, as_of, roster)
     rows = []
     for subject in subjects:
         result = paced[subject.target_id][1]
