@@ -46,23 +46,24 @@ def period_start_of(kind: PeriodKind, day: date, first_weekday: int = 0) -> date
     return date(day.year, 1, 1)
 
 
+_MONTHS = {PeriodKind.month: 1, PeriodKind.quarter: 3, PeriodKind.year: 12}
+
+
+def _shift(kind: PeriodKind, start: date, periods: int) -> date:
+    if kind is PeriodKind.day:
+        return start + timedelta(days=periods)
+    if kind is PeriodKind.week:
+        return start + timedelta(days=7 * periods)
+    return add_months(start, _MONTHS[kind] * periods)
+
+
 def period_end(kind: PeriodKind, start: date) -> date:
     """The first day after the period of ``kind`` that starts on ``start``."""
-    if kind is PeriodKind.day:
-        return start + timedelta(days=1)
-    if kind is PeriodKind.week:
-        return start + timedelta(days=7)
-    months = {PeriodKind.month: 1, PeriodKind.quarter: 3, PeriodKind.year: 12}[kind]
-    return add_months(start, months)
+    return _shift(kind, start, 1)
 
 
 def previous_period_start(kind: PeriodKind, start: date) -> date:
-    if kind is PeriodKind.day:
-        return start - timedelta(days=1)
-    if kind is PeriodKind.week:
-        return start - timedelta(days=7)
-    months = {PeriodKind.month: 1, PeriodKind.quarter: 3, PeriodKind.year: 12}[kind]
-    return add_months(start, -months)
+    return _shift(kind, start, -1)
 
 
 def period_start_problem(kind: PeriodKind, start: date, first_weekday: int = 0) -> str | None:

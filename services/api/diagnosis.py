@@ -43,6 +43,7 @@ from services.api.targets import (
     Target,
     actuals,
     amount,
+    own_actuals,
     pace_many,
     period_range,
     present_pacing,
@@ -184,14 +185,7 @@ def _driver_lens(
 ) -> dict[str, Any]:
     keys = drivers_for(subject.kpi)
     with_margin = subject.kpi == "margin"
-    own_base = actuals(
-        connection,
-        settings,
-        subject.scope,
-        DRIVER_BASE_KEYS,
-        rng,
-        [subject.scope_id] if subject.scope_id else [],
-    ).get(subject.scope_id, {})
+    own_base = own_actuals(connection, settings, subject, DRIVER_BASE_KEYS, rng)
     own = {k: v for k, v in driver_values(own_base, with_margin).items() if k in keys}
     if peer_scope in ("agent", "team"):
         bases = actuals(connection, settings, peer_scope, DRIVER_BASE_KEYS, rng, peer_ids)
@@ -252,14 +246,7 @@ def _funnel_lens(
     now = current_stages(connection, filters, (), as_of).get((), dict.fromkeys(FUNNEL, 0))
     window = window_before(as_of)
     rates = conversion_rates(reached(connection, window, filters, ()).get((), reached_at_least([])))
-    base = actuals(
-        connection,
-        settings,
-        subject.scope,
-        sorted({subject.kpi, "leads_won"}),
-        window,
-        [subject.scope_id] if subject.scope_id else [],
-    ).get(subject.scope_id, {})
+    base = own_actuals(connection, settings, subject, sorted({subject.kpi, "leads_won"}), window)
     per_won = result_per_won(subject.kpi, base)
     to_won = {
         stage: _product(rates, ("acknowledged", "intent", "ready")[i:])
@@ -312,17 +299,8 @@ def _realism_lens(
     for _ in range(HISTORY_PERIODS):
         start = previous_period_start(subject.period, start)
         rng = period_range(settings, subject.period, start)
-        if peer_scope in ("agent", "team"):
-            results = actuals(connection, settings, peer_scope, [subject.kpi], rng, peer_ids)
-        else:
-            results = actuals(
-                connection,
-                settings,
-                subject.scope,
-                [subject.kpi],
-                rng,
-                [subject.scope_id] if subject.scope_id else [],
-            )
+        # Peers are the team's agents, every team, or (campaign, floor) the target's own scope.
+        results = actuals(connection, settings, peer_scope, [subject.kpi], rng, peer_ids)
         for scope_id, values in results.items():
             result = values.get(subject.kpi)
             if result is None or result <= 0:

@@ -24,10 +24,10 @@ from services.api.queries import Filters
 from services.api.settings import ApiSettings
 from services.api.targets import (
     Target,
-    actuals,
     amount,
     calendar_for_team,
     calendars,
+    own_actuals,
     scope_filters,
     share,
     team_of,
@@ -291,11 +291,15 @@ def target_plan(
     for index, week in enumerate(weeks):
         known = current is None or index <= current
         if known:
-            done = _one(connection, settings, subject, [kpi], TimeRange(rng.start, week.start))
+            done = own_actuals(
+                connection, settings, subject, [kpi], TimeRange(rng.start, week.start)
+            )
             window = window_before(week.start)
             seen = reached(connection, window, filters, ()).get((), reached_at_least([]))
             rates = conversion_rates(seen)
-            per_won = result_per_won(kpi, _one(connection, settings, subject, base_keys, window))
+            per_won = result_per_won(
+                kpi, own_actuals(connection, settings, subject, base_keys, window)
+            )
             used.append({"rates": rates, "result_per_won": per_won})
         else:
             done, rates, per_won = {}, dict.fromkeys(STAGES), None
@@ -318,7 +322,7 @@ def target_plan(
         actual = None
         if state != "planned":
             upto = TimeRange(week.start, min(week.end, max(as_of, week.start)))
-            result = _one(connection, settings, subject, [kpi], upto).get(kpi)
+            result = own_actuals(connection, settings, subject, [kpi], upto).get(kpi)
             seen = reached(connection, upto, filters, ()).get((), reached_at_least([]))
             actual = {"result": amount(kpi, result or Decimal(0)), "leads": seen}
         basis = used[index] if used[index] else used[current or 0]
@@ -349,21 +353,3 @@ def target_plan(
         "rates_window_days": RATE_WINDOW.days,
         "weeks": out_weeks,
     }
-
-
-def _one(
-    connection: Connection,
-    settings: ApiSettings,
-    subject: Target,
-    kpis: Sequence[str],
-    rng: TimeRange,
-) -> dict[str, Decimal | None]:
-    found = actuals(
-        connection,
-        settings,
-        subject.scope,
-        kpis,
-        rng,
-        [subject.scope_id] if subject.scope_id else [],
-    )
-    return found.get(subject.scope_id, {})

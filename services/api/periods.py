@@ -7,11 +7,12 @@ are floored to the minute and the answer says which range it covers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from shared.errors import InvalidInput
-from shared.timeutil import add_months, floor_minute, local_midnight, quarter_start, week_start
+from shared.playbook import PeriodKind, period_start_of
+from shared.timeutil import floor_minute, local_midnight
 
 
 class Period(StrEnum):
@@ -56,25 +57,13 @@ class TimeRange:
         return TimeRange(self.start - self.length, self.start)
 
 
-def _calendar_start(period: Period, today: date, first_weekday: int) -> date:
-    if period is Period.wtd:
-        return week_start(today, first_weekday)
-    if period is Period.mtd:
-        return today.replace(day=1)
-    if period is Period.qtd:
-        return quarter_start(today)
-    return date(today.year, 1, 1)
-
-
-def period_end(period: Period, today: date, first_weekday: int) -> date:
-    """The first day after the calendar period that contains ``today``."""
-    if period is Period.wtd:
-        return week_start(today, first_weekday) + timedelta(days=7)
-    if period is Period.mtd:
-        return add_months(today.replace(day=1), 1)
-    if period is Period.qtd:
-        return add_months(quarter_start(today), 3)
-    return date(today.year + 1, 1, 1)
+# The calendar periods to date, as the playbook's period kinds.
+_KIND = {
+    Period.wtd: PeriodKind.week,
+    Period.mtd: PeriodKind.month,
+    Period.qtd: PeriodKind.quarter,
+    Period.ytd: PeriodKind.year,
+}
 
 
 def resolve_range(
@@ -115,5 +104,5 @@ def resolve_range(
         return TimeRange(local_midnight(today, zone), local_midnight(today + timedelta(1), zone))
     if period is Period.yesterday:
         return TimeRange(local_midnight(today - timedelta(1), zone), local_midnight(today, zone))
-    first = _calendar_start(period, today, first_weekday)
+    first = period_start_of(_KIND[period], today, first_weekday)
     return TimeRange(local_midnight(first, zone), local_midnight(today + timedelta(1), zone))

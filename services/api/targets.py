@@ -643,6 +643,25 @@ def so_far(subject: Target, settings: ApiSettings, as_of: datetime) -> TimeRange
     return TimeRange(rng.start, min(max(floor_minute(as_of), rng.start), rng.end))
 
 
+def own_actuals(
+    connection: Connection,
+    settings: ApiSettings,
+    subject: Target,
+    kpis: Sequence[str],
+    rng: TimeRange,
+) -> dict[str, Decimal | None]:
+    """``kpis`` of the target's own scope over ``rng``."""
+    found = actuals(
+        connection,
+        settings,
+        subject.scope,
+        kpis,
+        rng,
+        [subject.scope_id] if subject.scope_id else [],
+    )
+    return found.get(subject.scope_id, {})
+
+
 def pace_many(
     connection: Connection,
     settings: ApiSettings,
