@@ -30,6 +30,9 @@ class CommonSettings(BaseSettings):
     # Partitions of the events topic when a service creates it: the most aggregator
     # processes that can share the work.
     events_partitions: int = Field(default=6, ge=1)
+    # How often the Kafka clients ask the broker for the topic's partitions: partitions
+    # added to scale out get events from ingest, and an aggregator member, within this long.
+    kafka_metadata_refresh_seconds: float = Field(default=30.0, gt=0)
     database_url: str = DEFAULT_DATABASE_URL
     timezone: str = "Asia/Shanghai"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")

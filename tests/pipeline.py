@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -105,6 +106,14 @@ class Pipeline:
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def assignments(self, name: str = "aggregator") -> list[list[int]]:
+        """The partitions of each assignment the aggregator ``name`` logged, in order."""
+        return [
+            sorted(int(p) for p in json.loads(line)["partitions"])
+            for line in self.log(name).splitlines()
+            if '"partitions assigned"' in line
+        ]
 
     def _wait_ready(self, client: httpx.Client, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -59,6 +59,9 @@ def test_floor_through_the_pipeline_matches_the_truth(pipeline: Pipeline) -> Non
     assert accepted == len(floor.events)
     pipeline.wait_caught_up()
     assert_matches_reference(pipeline, floor)
+    # The member joined knowing the topic's partitions: one rebalance, not a second one
+    # as soon as it learns of them.
+    assert pipeline.assignments() == [[0, 1, 2]]
 
     # The floor as a whole: lead counts are distinct over all agents, not a sum.
     total = pipeline.metrics(**_day_params())["rows"][0]

@@ -273,6 +273,29 @@ def _failpoint() -> tuple[str, str] | None:
     return name, argument
 
 
+def _finish_joins_in_flight(consumer: KafkaConsumer) -> None:
+    """Make a poll always drive a started rebalance to its end.
+
+    kafka-python (3.0.12) decides whether to go on with a rebalance by asking whether one is
+    needed. When the member rebalances because the topic's partitions changed (partitions
+    added, or the first assignment made before the partitions were known), the group
+    leader's own assignment answers "not needed" while its SyncGroup request is still in
+    flight. A poll that times out at that moment leaves the answer unread: the member keeps
+    no partitions and sends no heartbeats until the broker drops it. A join in progress
+    (``rejoining``, set from its start until its assignment is taken) now counts as needed.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    needed = getattr(coordinator, "need_rejoin", None)
+    if coordinator is None or needed is None or not hasattr(coordinator, "rejoining"):
+        log.warning("kafka client without the expected coordinator; joins are not guarded")
+        return
+
+    def need_rejoin() -> bool:
+        return bool(coordinator.rejoining) or bool(needed())
+
+    coordinator.need_rejoin = need_rejoin
+
+
 def _retryable(exc: Exception) -> bool:
     """Errors of the infrastructure, not of the records: the same batch is tried again.
 
@@ -318,9 +341,12 @@ class AggregatorMember:
             max_poll_interval_ms=600_000,
             # Back within seconds of a broker restart (the default waits up to 30 s).
             reconnect_backoff_max_ms=2_000,
+            # Partitions added to the topic are taken within this long (the default: 5 min).
+            metadata_max_age_ms=int(settings.kafka_metadata_refresh_seconds * 1000),
         )
-        self._wait_for_topic(consumer)
+        _finish_joins_in_flight(consumer)
         consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))
+        self._wait_for_topic(consumer)
         return consumer
 
     def _rejoin_if_stuck(self) -> None:
@@ -344,18 +370,22 @@ class AggregatorMember:
         self.consumer = self._join()
 
     def _wait_for_topic(self, consumer: KafkaConsumer, timeout: float = 60.0) -> None:
-        """Join the group only once the topic's partitions are known.
+        """Join the group only once the subscribed topic's partitions are known.
 
         A member that joins before a new topic's partitions have leaders is assigned
-        nothing, and may stay so until the next metadata refresh minutes later.
+        nothing, and may stay so until the next metadata refresh minutes later. The refresh
+        comes after ``subscribe``: the group leader computes the assignment from the
+        partitions the consumer knew of for its subscription, and one computed from none
+        is followed by a second rebalance as soon as the metadata arrives.
         """
         topic = self.settings.events_topic
         ensure_topic(self.settings.bootstrap_servers, topic, self.settings.events_partitions)
         deadline = time.monotonic() + timeout
-        while not consumer.partitions_for_topic(topic):
+        # topics() asks the broker every time, and the coordinator takes the partitions of
+        # the subscribed topics from that answer.
+        while topic not in consumer.topics() or not consumer.partitions_for_topic(topic):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {topic} has no partitions after {timeout:.0f} s")
-            consumer.topics()  # refreshes the metadata
             time.sleep(0.2)
 
     def seek_to_stored(self, assigned: list[TopicPartition]) -> None:

@@ -70,6 +70,8 @@ class EventProducer:
                     retry_backoff_ms=100,
                     # Back within seconds of a broker restart (the default waits up to 30 s).
                     reconnect_backoff_max_ms=2_000,
+                    # Partitions added to the topic get events within this long.
+                    metadata_max_age_ms=int(self.settings.kafka_metadata_refresh_seconds * 1000),
                 )
             return self._producer
 
