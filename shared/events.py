@@ -43,6 +43,7 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"^(?:\+\d[\d\s\-().]{6,}|(?:\+?86)?1[3-9]\d{9}|\d{3,4}-\d{7,8})$")
 _PHONE_START = frozenset("+0123456789")
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _ID_FIELDS = ("event_id", "source", "agent_id", "team_id", "campaign_id", "call_id", "lead_id")
 _PII_FIELD_NAMES = re.compile(r"phone|mobile|e[-_]?mail|tel(ephone)?$|msisdn|ani$|dnis$", re.I)
 
@@ -133,6 +134,16 @@ class BaseEvent(BaseModel):
         if looks_like_email or looks_like_phone:
             raise ValueError(
                 "looks like a phone number or e-mail address; identifiers must be opaque ids"
+            )
+        return value
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: Any) -> Any:
+        # Numbers (Unix times) and other shapes pydantic would read are not RFC 3339.
+        if not isinstance(value, str) or not _DATE_TIME.match(value):
+            raise ValueError(
+                "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-11-02T09:30:00+08:00"
             )
         return value
 

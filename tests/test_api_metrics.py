@@ -19,6 +19,12 @@ Day 1
 Day 2
   c6  a1  L4  outbound, answered, contact, talk 60
   c7  a2  L5  outbound, not answered
+Day 0, the Monday before (first-call resolution across agents)
+  f1  a4 (T3)  L8   inbound, not answered                    (10:00)
+  f2  a5 (T4)  L8   inbound, answered, resolved              (10:30)
+  f3  a4       L9   inbound, answered, not resolved          (11:00)
+  f4  a5       L9   inbound, answered, resolved              (11:30)
+  f5  a5       L10  inbound, answered, resolved              (12:00)
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
 DAY1 = datetime(2026, 11, 2, tzinfo=ZONE)
 DAY2 = DAY1 + timedelta(days=1)
+DAY0 = DAY1 - timedelta(days=7)
 
 
 def _at(day: datetime, hour: int, minute: int = 0, second: int = 0) -> str:
@@ -145,6 +152,27 @@ def _floor() -> list[dict[str, Any]]:
             resolved=True,
         ),
         *_call("c6", "a1", "L4", _at(DAY2, 8, 0), answered_by="human", talk=60),
+        *_call("f1", "a4", "L8", _at(DAY0, 10), team="T3", direction="inbound"),
+        *(
+            event
+            for call_id, agent, lead, hour, minute, resolved in (
+                ("f2", "a5", "L8", 10, 30, True),
+                ("f3", "a4", "L9", 11, 0, False),
+                ("f4", "a5", "L9", 11, 30, True),
+                ("f5", "a5", "L10", 12, 0, True),
+            )
+            for event in _call(
+                call_id,
+                agent,
+                lead,
+                _at(DAY0, hour, minute),
+                team={"a4": "T3", "a5": "T4"}[agent],
+                direction="inbound",
+                answered_by="human",
+                talk=40,
+                resolved=resolved,
+            )
+        ),
         *_call("c7", "a2", "L5", _at(DAY2, 9, 0)),
         {
             "event_id": "q1",
@@ -319,6 +347,46 @@ def test_every_number_of_the_hand_worked_floor(floor: Pipeline) -> None:
     assert later["rows"] == [{"resolved_first_call": 1, "fcr_rate": 1.0}]
 
 
+def test_first_call_resolution_counts_the_leads_first_inbound_call(floor: Pipeline) -> None:
+    keys = "resolved_first_call,fcr_rate,inbound_calls,connects"
+    whole = floor.metrics(**_day(DAY0, metrics=keys))["rows"]
+    # Only f5 resolved its lead on the lead's first inbound call: L8's was f1 (unanswered),
+    # L9's was f3 (not resolved). Four inbound calls were answered.
+    assert whole == [
+        {"resolved_first_call": 1, "fcr_rate": 0.25, "inbound_calls": 5, "connects": 4}
+    ]
+    by_agent = _rows(floor.metrics(**_day(DAY0, metrics=keys, group_by="agent")), "agent_id")
+    assert (by_agent["a4"]["resolved_first_call"], by_agent["a4"]["fcr_rate"]) == (0, 0.0)
+    assert (by_agent["a5"]["resolved_first_call"], by_agent["a5"]["fcr_rate"]) == (1, 0.333333)
+    by_team = _rows(floor.metrics(**_day(DAY0, metrics=keys, group_by="team")), "team_id")
+    assert (by_team["T3"]["resolved_first_call"], by_team["T4"]["resolved_first_call"]) == (0, 1)
+    # A filter does not change which call was first: a5 resolved L8 and L9, but another
+    # agent had taken them first.
+    alone = floor.metrics(**_day(DAY0, metrics=keys, agent_id="a5"))["rows"]
+    assert alone == [
+        {"resolved_first_call": 1, "fcr_rate": 0.333333, "inbound_calls": 3, "connects": 3}
+    ]
+    # From 10:15, L8's first inbound call in the range is f2, which resolved it.
+    later = floor.metrics(
+        **{"from": _at(DAY0, 10, 15), "to": _at(DAY0, 13)}, metrics=keys, agent_id="a5"
+    )
+    assert later["rows"][0]["resolved_first_call"] == 2
+
+
+def test_time_logged_in_belongs_to_agents_not_campaigns(floor: Pipeline) -> None:
+    keys = "logged_in_seconds,occupancy,dials_per_hour,dials"
+    for params in ({"campaign_id": "k1"}, {"group_by": "campaign"}):
+        body = floor.metrics(**_day(DAY1, metrics=keys, **params))
+        assert all(row["logged_in_seconds"] is None for row in body["rows"]), body
+        assert all(row["occupancy"] is None for row in body["rows"]), body
+    board = floor.api.get(
+        "/v1/leaderboard",
+        params={**_day(DAY1), "metric": "logged_in_seconds", "campaign_id": "k1"},
+    )
+    assert board.status_code == 200, board.text
+    assert board.json()["rows"] == []
+
+
 def test_the_rest_of_the_playbook_kpis(floor: Pipeline) -> None:
     metrics = (
         "collections,new_customer_sales,existing_customer_sales,leads_intent,intent_rate,"
@@ -416,6 +484,8 @@ def test_bad_queries_answer_422_with_a_reason(floor: Pipeline) -> None:
         ({"period": "fortnight"}, "period"),
         ({"from": "2026-11-02T00:00:00"}, "go together"),
         ({"from": "yesterday", "to": "today"}, "RFC 3339"),
+        ({"from": "0001-01-01T00:00:00+08:00", "to": _at(DAY1, 9)}, "from"),
+        ({"from": _at(DAY1, 9), "to": "9999-12-31T23:59:00-10:00"}, "to"),
     ):
         response = floor.api.get("/v1/metrics", params=params)
         assert response.status_code == 422, params

@@ -75,6 +75,8 @@ def test_money_is_decimal_and_exact() -> None:
     ("fields", "field", "fragment"),
     [
         ({"occurred_at": "2026-11-24T08:00:00"}, "occurred_at", "UTC offset"),
+        ({"occurred_at": 1795507200}, "occurred_at", "RFC 3339"),
+        ({"occurred_at": "1795507200"}, "occurred_at", "RFC 3339"),
         ({"occurred_at": "2026-11-24T08:10:00+00:00"}, "occurred_at", "in the future"),
         ({"agent_id": "x" * 65}, "agent_id", "at most 64"),
         ({"direction": "sideways"}, "direction", "outbound"),

@@ -93,6 +93,35 @@ def test_malformed_json_is_422_not_500(ingest_only: Pipeline) -> None:
     assert "not valid JSON" in response.json()["error"]["message"]
 
 
+def test_a_bad_ndjson_line_is_rejected_alone(ingest_only: Pipeline) -> None:
+    lines = [json.dumps(_call("line-0")), "{not json", json.dumps(_call("line-2"))]
+    response = ingest_only.ingest.post(
+        "/v1/events",
+        content="\n".join(lines) + "\n",
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["event_id"]) for r in body["rejected"]] == [(1, None)]
+    assert "not valid JSON" in body["rejected"][0]["errors"][0]["message"]
+    assert sorted(r["event_id"] for r in _topic_records(ingest_only)) == ["line-0", "line-2"]
+
+
+def test_money_sent_as_a_json_number_stays_exact(ingest_only: Pipeline) -> None:
+    sale = (
+        '{"event_id": "big-sale", "type": "sale.closed", "occurred_at": '
+        '"2026-11-02T10:00:00+08:00", "agent_id": "a-1", "lead_id": "L-1", '
+        '"order_id": "o-big", "amount": 1234567890123.4567, "margin": 0.1}'
+    )
+    response = ingest_only.ingest.post(
+        "/v1/events", content=sale, headers={"Content-Type": "application/json"}
+    )
+    assert response.json() == {"accepted": 1, "rejected": []}
+    (stored,) = _topic_records(ingest_only)
+    assert (stored["amount"], stored["margin"]) == ("1234567890123.4567", "0.1")
+
+
 def test_a_body_over_the_limit_is_413(ingest_only: Pipeline) -> None:
     events = [_call(f"big-{i}", source="s" * 60) for i in range(40_000)]
     response = ingest_only.ingest.post("/v1/events", json=events)

@@ -96,16 +96,30 @@ def order_events(draw: st.DrawFn, order: int) -> list[dict[str, Any]]:
                 **base,
             }
         )
+    payment = {
+        "event_id": f"o{order}-pay",
+        "type": "payment.received",
+        "occurred_at": _ts(at + 2),
+        **base,
+        "amount": "100.00",
+    }
     if draw(st.booleans()):
-        events.append(
-            {
-                "event_id": f"o{order}-pay",
-                "type": "payment.received",
-                "occurred_at": _ts(at + 2),
-                **base,
-                "amount": "100.00",
-            }
-        )
+        events.append(payment)
+    quote = {
+        "event_id": f"o{order}-quote",
+        "type": "quote.given",
+        "occurred_at": _ts(at - 1),
+        "agent_id": "a1",
+        "lead_id": f"L{order % 3}",
+        "amount": "80.00",
+    }
+    events.append(quote)
+    # A dialer re-sending an event with other content under the same event_id: which copy
+    # counts must not depend on which arrived first.
+    if draw(st.booleans()):
+        events.append({**quote, "amount": "95.00", "agent_id": "a2"})
+    if draw(st.booleans()):
+        events.append({**payment, "amount": "250.00"})
     return events
 
 

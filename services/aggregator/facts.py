@@ -122,11 +122,24 @@ def merge(state: State | None, event: dict[str, Any], *, in_place: bool = False)
         new["cancelled"] = True
     elif kind == "payment.received":
         scope = [event.get(n) or "" for n in _SCOPE_FIELDS[:3]]
-        new.setdefault("payments", {})[event_id] = [event["amount"], ts, *scope]
+        payments = new.setdefault("payments", {})
+        payments[event_id] = _greater(payments.get(event_id), [event["amount"], ts, *scope])
     else:
         # Quotes and stage changes are one event each: the state is the event.
-        new["event"] = {k: v for k, v in event.items() if k != "occurred_at"} | {"ts": ts}
+        copy = {k: v for k, v in event.items() if k != "occurred_at"} | {"ts": ts}
+        new["event"] = _greater(new.get("event"), copy)
     return new
+
+
+def _greater(old: Any, new: Any) -> Any:
+    """Of two copies of one event (same ``event_id``), the one kept whatever their order."""
+    if old is None or _order(new) > _order(old):
+        return new
+    return old
+
+
+def _order(value: Any) -> str:
+    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
 
 
 def _copy(state: State) -> State:
@@ -234,7 +247,9 @@ def _call_contribution(
             out.lead_facts["dialed"] = LeadFact(lead_id, ts, scope)
         if contact:
             out.lead_facts["reached"] = LeadFact(lead_id, ts, scope)
-        if inbound and connected:
+        if inbound:
+            # Every inbound call, answered or not: first-call resolution asks whether the
+            # lead's first inbound call was the one that resolved it.
             resolved = bool(_value(registers, "resolved", False))
             out.lead_facts["inbound"] = LeadFact(lead_id, ts, scope, resolved)
 

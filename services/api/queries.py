@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -403,13 +403,19 @@ def _lead_counts_by_minute(
 
 
 def resolved_first_calls(connection: Connection, query: Query) -> dict[RowKey, int]:
-    """Resolved inbound calls that were their lead's first inbound call in the range."""
+    """Resolved inbound calls that were their lead's first inbound call in the range.
+
+    A lead's first inbound call is its first of the whole floor, whoever took it: a call
+    that resolved a lead another agent (or team, or campaign) had taken first does not
+    count, whatever the scope asked for. So the counts of agents add up to their team's.
+    """
+    everyone = replace(query, group_by=("agent", "team", "campaign"), filters=Filters())
     rows = _read(
         connection,
         lead_fact,
         {},
-        query,
-        bucket_column="bucket",
+        everyone,
+        bucket_column=None,
         condition=and_(
             lead_fact.c.fact == "inbound",
             lead_fact.c.occurred_at >= query.range.start,
@@ -419,15 +425,26 @@ def resolved_first_calls(connection: Connection, query: Query) -> dict[RowKey, i
     )
     first: dict[str, tuple[Any, ...]] = {}
     for key, _ in rows:
-        *group, lead_id, occurred_at, source, flag, _bucket = key
-        candidate = (as_utc(occurred_at), source, flag, tuple(group))
+        agent, team, campaign, lead_id, occurred_at, source, flag, _bucket = key
+        candidate = (
+            as_utc(occurred_at),
+            source,
+            flag,
+            {"agent": agent, "team": team, "campaign": campaign},
+        )
         if lead_id not in first or candidate[:2] < first[lead_id][:2]:
             first[lead_id] = candidate
+    wanted = {
+        "agent": query.filters.agent_ids,
+        "team": query.filters.team_ids,
+        "campaign": query.filters.campaign_ids,
+    }
     out: dict[RowKey, int] = defaultdict(int)
-    for occurred_at, _source, flag, group in first.values():
-        if flag:
-            bucket = _bucket_for_time(occurred_at, query)
-            out[(*group, bucket)] += 1
+    for occurred_at, _source, flag, scope in first.values():
+        if not flag or any(values and scope[name] not in values for name, values in wanted.items()):
+            continue
+        group = tuple(scope[name] for name in query.group_by)
+        out[(*group, _bucket_for_time(occurred_at, query))] += 1
     return out
 
 

@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -60,11 +60,28 @@ def parse_timestamp(name: str, value: str | None) -> datetime | None:
     # A '+' in an unencoded query string arrives as a space.
     fixed = re.sub(r" (\d{2}:?\d{2})$", r"+\1", value.strip())
     try:
-        return datetime.fromisoformat(fixed.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(fixed.replace("Z", "+00:00"))
     except ValueError as exc:
         raise InvalidInput(
             f"{name}={value!r} is not an RFC 3339 timestamp, e.g. 2024-05-01T00:00:00+08:00"
         ) from exc
+    if parsed.tzinfo is not None:
+        try:
+            inside = EARLIEST <= parsed.astimezone(UTC) < LATEST
+        except OverflowError:
+            inside = False
+        if not inside:
+            raise InvalidInput(
+                f"{name}={value!r} is out of range: timestamps from "
+                f"{EARLIEST.year} to {LATEST.year - 1} are accepted"
+            )
+    return parsed
+
+
+# Timestamps a query may name: far enough from datetime's limits that a range, its buckets
+# and the previous period of equal length can all be computed.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 _ID_SHAPE = re.compile(PRINTABLE)

@@ -40,6 +40,8 @@ def parse_metrics(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return DEFAULT_METRICS
     keys = tuple(dict.fromkeys(k.strip() for k in raw.split(",") if k.strip()))
+    if not keys:
+        return DEFAULT_METRICS
     unknown = [k for k in keys if k not in ALL_KPI_KEYS]
     if unknown:
         raise InvalidInput(
@@ -98,6 +100,11 @@ class MetricRow:
     values: dict[str, Any]
 
 
+def _per_campaign(query: Query) -> bool:
+    """Whether the rows are campaigns' (grouped or filtered by campaign)."""
+    return "campaign" in query.group_by or bool(query.filters.campaign_ids)
+
+
 class MetricsService:
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
@@ -113,7 +120,7 @@ class MetricsService:
 
         merge(queries.counter_sums(connection, [k for k in COUNTER_KEYS if k in needed], query))
         merge(queries.lead_counts(connection, [k for k in LEAD_COUNT_KEYS if k in needed], query))
-        if LOGGED_IN_SECONDS in needed:
+        if LOGGED_IN_SECONDS in needed and not _per_campaign(query):
             now = datetime.now(UTC)
             logged = queries.logged_in_seconds(connection, query, now)
             merge({k: {LOGGED_IN_SECONDS: v} for k, v in logged.items()})
@@ -132,7 +139,7 @@ class MetricsService:
     ) -> list[MetricRow]:
         needed = base_keys_for(list(metrics))
         base = self.base_values(connection, needed, query, DISPOSITIONS in metrics)
-        if "campaign" in query.group_by:
+        if _per_campaign(query):
             # Time logged in belongs to an agent, not to a campaign.
             for values in base.values():
                 values[LOGGED_IN_SECONDS] = None

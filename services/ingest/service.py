@@ -8,6 +8,7 @@ partition; a call that never reached an agent is keyed by its call id.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,16 +36,53 @@ class IngestResult:
     rejected: list[EventRejection]
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableLine:
+    """A line of a newline-delimited body that is not JSON: rejected alone, by its index."""
+
+    reason: str
+
+
 def parse_body(body: bytes, content_type: str) -> list[Any]:
     """The raw events of a body: one object, an array, or newline-delimited JSON."""
     media_type = content_type.split(";")[0].strip().lower()
+    if media_type in NDJSON_TYPES:
+        events: list[Any] = []
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(_loads(line))
+            except ValueError as exc:
+                events.append(UnreadableLine(f"this line is not valid JSON: {exc}"))
+        return events
     try:
-        if media_type in NDJSON_TYPES:
-            return [orjson.loads(line) for line in body.splitlines() if line.strip()]
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        parsed = _loads(body)
+    except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
     return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _loads(data: bytes) -> Any:
+    """JSON with its numbers exact: a number with a fraction is read as a decimal.
+
+    The fast parser reads such numbers as binary floats, which cannot hold every decimal
+    amount (1234567890123.4567 would become ...4568); a body that has one is read again.
+    """
+    parsed = orjson.loads(data)
+    if _has_float(parsed):
+        parsed = json.loads(data, parse_float=Decimal)
+    return parsed
+
+
+def _has_float(parsed: Any) -> bool:
+    events = parsed if isinstance(parsed, list) else [parsed]
+    return any(
+        isinstance(value, float)
+        for event in events
+        if isinstance(event, dict)
+        for value in event.values()
+    )
 
 
 def _convert_money(event: BaseEvent, settings: IngestSettings) -> BaseEvent | FieldError:
@@ -100,8 +138,10 @@ class IngestService:
         rejected: list[EventRejection] = []
         for index, raw in enumerate(raw_events):
             metrics.RECEIVED.inc()
-            outcome: BaseEvent | list[FieldError] | FieldError = validate_event(
-                raw, now=now, future_tolerance=tolerance
+            outcome: BaseEvent | list[FieldError] | FieldError = (
+                FieldError(field="(event)", message=raw.reason)
+                if isinstance(raw, UnreadableLine)
+                else validate_event(raw, now=now, future_tolerance=tolerance)
             )
             if isinstance(outcome, BaseEvent):
                 outcome = _convert_money(outcome, self.settings)
