@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -39,6 +40,7 @@ from services.aggregator.dead_letters import (
 )
 from services.aggregator.facts import State, entity_key
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.watch import CallWatch, ClientStalled
 from shared.db import transaction
 from shared.kafka import ensure_topic
 
@@ -315,17 +317,42 @@ def _retryable(exc: Exception) -> bool:
 class AggregatorMember:
     """One member of the aggregator consumer group."""
 
-    def __init__(self, engine: Engine, settings: AggregatorSettings) -> None:
+    def __init__(
+        self, engine: Engine, settings: AggregatorSettings, stop: threading.Event | None = None
+    ) -> None:
         self.settings = settings
         self.dead_letters = KafkaDeadLetters(settings)
         self.applier = BatchApplier(engine, settings, self.dead_letters)
         self.rebalance_started: float | None = None
-        self.consumer = self._join()
+        self.stop = stop or threading.Event()
+        self.watch = CallWatch(settings.kafka_call_limit_seconds)
+        self.watch.start()
+        self.consumer = self._join(first=True)
         self._batches = 0
         self._refused = 0  # records of the current batch the database refused one by one
         self._failpoint = _failpoint()
 
-    def _join(self) -> KafkaConsumer:
+    def _join(self, *, first: bool = False) -> KafkaConsumer:
+        """A client that joined the group; tried again while the broker does not answer.
+
+        At start a broker that cannot be reached is an error (the process exits and says
+        why); a client replaced later waits for the broker instead, until the member stops.
+        """
+        delay = 1.0
+        while True:
+            try:
+                return self._new_client()
+            except (KafkaError, ClientStalled, OSError, RuntimeError) as exc:
+                if first or self.stop.is_set():
+                    raise
+                log.warning(
+                    "cannot join the group yet; trying again",
+                    extra={"reason": str(exc)[:300], "retry_in_seconds": delay},
+                )
+                self.stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _new_client(self) -> KafkaConsumer:
         settings = self.settings
         consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -344,10 +371,23 @@ class AggregatorMember:
             # Partitions added to the topic are taken within this long (the default: 5 min).
             metadata_max_age_ms=int(settings.kafka_metadata_refresh_seconds * 1000),
         )
-        _finish_joins_in_flight(consumer)
-        consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))
-        self._wait_for_topic(consumer)
+        try:
+            _finish_joins_in_flight(consumer)
+            consumer.subscribe([settings.events_topic], listener=_SeekToStored(self))
+            with self.watch.call("topics", consumer):
+                self._wait_for_topic(consumer)
+        except BaseException:
+            threading.Thread(target=_close_quietly, args=(consumer,), daemon=True).start()
+            raise
         return consumer
+
+    def _replace_client(self, exc: ClientStalled) -> None:
+        """A fresh client for one whose call had to be failed; the old one is let go."""
+        log.error("replacing the kafka client", extra={"reason": str(exc)})
+        stalled = self.consumer
+        threading.Thread(target=_close_quietly, args=(stalled,), daemon=True).start()
+        self.rebalance_started = None
+        self.consumer = self._join()
 
     def _rejoin_if_stuck(self) -> None:
         """Leave and join the group again when a rebalance never completes.
@@ -402,9 +442,15 @@ class AggregatorMember:
         )
 
     def poll_once(self) -> int:
-        polled = self.consumer.poll(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
-        )
+        try:
+            with self.watch.call("poll", self.consumer):
+                polled = self.consumer.poll(
+                    timeout_ms=self.settings.poll_timeout_ms,
+                    max_records=self.settings.batch_max_records,
+                )
+        except ClientStalled as exc:
+            self._replace_client(exc)
+            return 0
         records = [
             Record(r.partition, r.offset, r.value, r.timestamp, r.key, tuple(r.headers or ()))
             for batch in polled.values()
@@ -487,7 +533,10 @@ class AggregatorMember:
             for p, o in next_offsets.items()
         }
         try:
-            self.consumer.commit(offsets)
+            with self.watch.call("commit", self.consumer):
+                self.consumer.commit(offsets)
+        except ClientStalled as exc:
+            self._replace_client(exc)
         except Exception as exc:  # the database already holds the truth; Kafka's copy lags
             log.warning("kafka offset commit failed", extra={"reason": str(exc)})
 
@@ -496,5 +545,13 @@ class AggregatorMember:
             self.poll_once()
 
     def close(self) -> None:
+        self.watch.stop()
         self.consumer.close()
         self.dead_letters.close()
+
+
+def _close_quietly(consumer: KafkaConsumer) -> None:
+    try:
+        consumer.close(autocommit=False, timeout_ms=5_000)
+    except Exception as exc:
+        log.info("the replaced kafka client did not close cleanly", extra={"reason": str(exc)})

@@ -27,6 +27,10 @@ DB_RETRIES = Counter(
 REJOINS = Counter(
     "callboard_aggregator_rejoins_total", "Times a stuck rebalance made the member rejoin"
 )
+CLIENT_STALLS = Counter(
+    "callboard_aggregator_client_stalls_total",
+    "Kafka client calls that did not return in time and were failed (the client replaced)",
+)
 BATCH_SIZE = Histogram(
     "callboard_aggregator_batch_size",
     "Events per applied batch",

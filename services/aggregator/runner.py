@@ -41,7 +41,7 @@ def run_forever() -> None:
                 extra={"port": settings.aggregator_metrics_port, "reason": str(exc)},
             )
     engine = engine_for(settings.database_url)
-    member = AggregatorMember(engine, settings)
+    member = AggregatorMember(engine, settings, stop)
     RetentionSchedule(engine, settings).start(stop)
     log.info("aggregator started", extra={"group_id": settings.group_id})
     try:

@@ -17,6 +17,9 @@ class AggregatorSettings(CommonSettings):
     # Prometheus metrics of this process; 0 turns the endpoint off.
     aggregator_metrics_port: int = Field(default=9102, ge=0, le=65535)
     aggregator_metrics_host: str = "127.0.0.1"
+    # A Kafka client call (poll, commit) running this long is failed and the client replaced;
+    # one still running as long again ends the process, for its supervisor to restart it.
+    kafka_call_limit_seconds: float = Field(default=30.0, gt=0)
     # A member revoked this long ago and still without partitions leaves and rejoins.
     rejoin_after_seconds: float = Field(default=20.0, gt=0)
     # A failing database transaction is retried this long before the process gives up.

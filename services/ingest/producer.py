@@ -78,6 +78,7 @@ class EventProducer:
     def send_all(self, messages: list[Message]) -> None:
         """Send and wait until the broker acknowledged all of ``messages``, or raise."""
         started = time.perf_counter()
+        producer: KafkaProducer | None = None
         try:
             producer = self._get()
             topic = self.settings.events_topic
@@ -98,9 +99,28 @@ class EventProducer:
         except (KafkaError, OSError) as exc:
             metrics.PRODUCE_FAILURES.inc()
             log.warning("produce failed", extra={"reason": repr(exc)})
+            self._discard(producer)
             raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
         finally:
             metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+    def _discard(self, producer: KafkaProducer | None) -> None:
+        """Let a producer that failed go; the next request starts a fresh one.
+
+        A failed send can leave kafka-python's producer unable to reach the broker even
+        after the broker is back (seen after broker restarts: every later send timed out).
+        A fresh producer costs one connection; while the broker is down, starting one fails
+        fast and the request is answered 503 as before. Sends still in flight on the old one
+        finish or fail within its close.
+        """
+        if producer is None:
+            return
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        threading.Thread(
+            target=_close_quietly, args=(producer,), name="producer-close", daemon=True
+        ).start()
 
     def ready(self) -> bool:
         """The broker answers now and has the events topic.
@@ -128,3 +148,10 @@ class EventProducer:
             if self._producer is not None:
                 self._producer.close(timeout=5)
                 self._producer = None
+
+
+def _close_quietly(producer: KafkaProducer) -> None:
+    try:
+        producer.close(timeout=10)
+    except Exception as exc:
+        log.info("a discarded producer did not close cleanly", extra={"reason": repr(exc)})
