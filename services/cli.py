@@ -46,7 +46,13 @@ def aggregator() -> None:
 @app.command()
 def migrate(revision: str = "head") -> None:
     """Bring the database schema up to REVISION with Alembic."""
+    import logging
+
     from shared.db import upgrade_database
+
+    # Each step as it starts, and what a long one is doing.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.INFO)
 
     upgrade_database(revision=revision)
 

@@ -8,6 +8,8 @@ Create Date: 2026-11-24 06:00:00
 so a deployment that upgrades answers month and week ranges from it straight away.
 """
 
+import logging
+import time
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -15,6 +17,8 @@ from alembic import op
 
 from shared.leadcounts import KEY_COLUMNS, MARK_COLUMNS, contributions
 from shared.models import lead_fact
+
+log = logging.getLogger("alembic.runtime.migration")
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -39,8 +43,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("lead_fact", schema=None) as batch_op:
         batch_op.create_index("ix_lead_fact_lead_id", ["lead_id", "fact", "day"], unique=False)
+    connection = op.get_bind()
+    facts = connection.execute(sa.select(sa.func.count()).select_from(lead_fact)).scalar_one()
+    log.info("filling lead_count_day from %s lead facts (about 30 s per million)", f"{facts:,}")
+    started = time.monotonic()
     filled = contributions(lead_fact)
     op.execute(table.insert().from_select([*KEY_COLUMNS, *MARK_COLUMNS], filled))
+    log.info("lead_count_day filled in %.1f s", time.monotonic() - started)
 
 
 def downgrade() -> None:
