@@ -78,7 +78,9 @@ class CallWatch:
                 extra={"call": name, "waited_seconds": round(now - since, 1)},
             )
             metrics.CLIENT_STALLS.inc()
-            fail_pending_calls(client, ClientStalled(f"{name} did not return in {self.limit} s"))
+            stalled = ClientStalled(f"{name} did not return in {self.limit} s")
+            if not fail_pending_calls(client, stalled):
+                log.warning("this kafka client has no pending waits to fail; waiting to exit")
         elif now - failed_at >= self.limit:
             log.critical(
                 "kafka client call still has not returned; exiting for a restart",
