@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -25,3 +27,22 @@ def ensure_topic(bootstrap_servers: list[str], topic: str, partitions: int) -> N
         pass
     finally:
         admin.close()
+
+
+def close_in_background(close: Callable[[], object], what: str) -> None:
+    """Run ``close`` (of a client let go) on a thread of its own; a failure is only logged.
+
+    A client is let go because it stopped answering, so its close may take its full time
+    limit or fail; the caller goes on with a fresh client meanwhile.
+    """
+
+    def run() -> None:
+        try:
+            close()
+        except Exception as exc:
+            log.info(
+                "a kafka client let go did not close cleanly",
+                extra={"client": what, "reason": repr(exc)},
+            )
+
+    threading.Thread(target=run, name=f"close-{what}", daemon=True).start()

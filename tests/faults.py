@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,16 +21,7 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import (
-    COUNTERS,
-    LEADS,
-    MONEY,
-    RATIOS,
-    bucket_of,
-    ratio,
-    reference_cells,
-    rollup,
-)
+from tests.reference import METRICS, bucket_of, keyed, reference_cells, rollup, value_pairs
 
 ZONE = ZoneInfo(TIMEZONE)
 View = tuple[tuple[str, ...], str]
@@ -197,19 +187,16 @@ def compare_kpis(
     times = [datetime.fromisoformat(e["occurred_at"]).astimezone(ZONE) for e in events]
     start = min(times).replace(hour=0, minute=0, second=0, microsecond=0)
     end = max(times).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
-    metrics = ",".join((*COUNTERS, *LEADS, *MONEY, *RATIOS, "dispositions"))
     for group, granularity in views:
         view = f"{','.join(group) or 'floor'}/{granularity}"
         body = pipeline.metrics(
-            metrics=metrics,
+            metrics=METRICS,
             group_by=",".join(group) or "none",
             granularity=granularity,
             **{"from": start.isoformat(), "to": end.isoformat()},
         )
         expected = rollup(cells, group, bucket_of(granularity), start, end)
-        got = {
-            (*tuple(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in body["rows"]
-        }
+        got = keyed(body["rows"], group)
         for key in got.keys() - expected.keys():
             check.mismatches.append(f"{view} {key}: a row the reference does not have")
         for key, truth in expected.items():
@@ -217,18 +204,7 @@ def compare_kpis(
             if row is None:
                 check.mismatches.append(f"{view} {key}: row missing")
                 continue
-            values: list[tuple[str, Any, Any]] = []
-            values += [(n, row[n], truth.get(n, 0)) for n in (*COUNTERS, *LEADS)]
-            values += [(n, Decimal(row[n]), Decimal(truth.get(n, 0))) for n in MONEY]
-            values += [
-                (n, row[n], ratio(truth.get(num, 0), truth.get(den, 0)))
-                for n, (num, den) in RATIOS.items()
-            ]
-            dispositions = {
-                k.split(":", 1)[1]: v for k, v in truth.items() if k.startswith("disposition:")
-            }
-            values.append(("dispositions", row["dispositions"], dispositions))
-            for name, actual, wanted in values:
+            for name, actual, wanted in value_pairs(row, truth):
                 check.checked += 1
                 if actual != wanted:
                     check.mismatches.append(f"{view} {key} {name}: {actual} != {wanted}")

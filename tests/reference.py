@@ -45,6 +45,9 @@ RATIOS = {
     "csat_avg": ("csat_sum", "csat_responses"),
 }
 
+# Every KPI the comparisons ask the API for.
+METRICS = ",".join((*COUNTERS, *LEADS, *MONEY, *RATIOS, "dispositions"))
+
 CALL = ("call.started", "call.answered", "call.ended", "call.dispositioned", "call.completed")
 
 
@@ -230,3 +233,24 @@ def ratio(numerator: Any, denominator: Any, places: str = "0.000001") -> float |
     if not denominator:
         return None
     return float((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places)))
+
+
+# Comparing the API's answer with the reference.
+
+
+def keyed(rows: list[dict[str, Any]], group: tuple[str, ...]) -> dict[tuple[Any, ...], Any]:
+    """The API's rows by the key ``rollup`` gives them: group values, then bucket."""
+    return {(*(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in rows}
+
+
+def value_pairs(row: dict[str, Any], truth: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(KPI, the API's value, the reference's) for every KPI of ``METRICS``."""
+    pairs: list[tuple[str, Any, Any]] = []
+    pairs += [(n, row[n], truth.get(n, 0)) for n in (*COUNTERS, *LEADS)]
+    pairs += [(n, Decimal(row[n]), Decimal(truth.get(n, 0))) for n in MONEY]
+    pairs += [
+        (n, row[n], ratio(truth.get(num, 0), truth.get(den, 0))) for n, (num, den) in RATIOS.items()
+    ]
+    dispositions = {k.split(":", 1)[1]: v for k, v in truth.items() if k.startswith("disposition:")}
+    pairs.append(("dispositions", row["dispositions"], dispositions))
+    return pairs

@@ -21,7 +21,7 @@ from shared.leadcounts import KEY_COLUMNS, MARK_COLUMNS, contributions
 from shared.models import lead_count_day, lead_fact
 from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import LEADS, bucket_of, reference_cells, rollup
+from tests.reference import LEADS, bucket_of, keyed, reference_cells, rollup
 
 pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
@@ -64,7 +64,7 @@ def _compare(
     )
     expected = rollup(cells, group, bucket_of(granularity), _local(start), _local(end))
     expected = {k: v for k, v in expected.items() if any(v[name] for name in LEADS)}
-    got = {(*(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in body["rows"]}
+    got = keyed(body["rows"], group)
     where = (group, granularity, start, end, filters)
     assert set(got) == set(expected), where
     for key, truth in expected.items():

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -42,7 +43,7 @@ from services.aggregator.facts import State, entity_key
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.watch import CallWatch, ClientStalled
 from shared.db import transaction
-from shared.kafka import ensure_topic
+from shared.kafka import close_in_background, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -377,15 +378,17 @@ class AggregatorMember:
             with self.watch.call("topics", consumer):
                 self._wait_for_topic(consumer)
         except BaseException:
-            threading.Thread(target=_close_quietly, args=(consumer,), daemon=True).start()
+            _let_go(consumer)
             raise
         return consumer
 
     def _replace_client(self, exc: ClientStalled) -> None:
         """A fresh client for one whose call had to be failed; the old one is let go."""
         log.error("replacing the kafka client", extra={"reason": str(exc)})
-        stalled = self.consumer
-        threading.Thread(target=_close_quietly, args=(stalled,), daemon=True).start()
+        _let_go(self.consumer)
+        self._rejoin()
+
+    def _rejoin(self) -> None:
         self.rebalance_started = None
         self.consumer = self._join()
 
@@ -406,8 +409,7 @@ class AggregatorMember:
         )
         metrics.REJOINS.inc()
         self.consumer.close()
-        self.rebalance_started = None
-        self.consumer = self._join()
+        self._rejoin()
 
     def _wait_for_topic(self, consumer: KafkaConsumer, timeout: float = 60.0) -> None:
         """Join the group only once the subscribed topic's partitions are known.
@@ -550,8 +552,5 @@ class AggregatorMember:
         self.dead_letters.close()
 
 
-def _close_quietly(consumer: KafkaConsumer) -> None:
-    try:
-        consumer.close(autocommit=False, timeout_ms=5_000)
-    except Exception as exc:
-        log.info("the replaced kafka client did not close cleanly", extra={"reason": str(exc)})
+def _let_go(consumer: KafkaConsumer) -> None:
+    close_in_background(partial(consumer.close, autocommit=False, timeout_ms=5_000), "consumer")

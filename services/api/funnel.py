@@ -69,15 +69,6 @@ class FunnelRow:
     shape: FunnelShape
 
 
-def _matches(owner: Owner, filters: Filters) -> bool:
-    agent, team, campaign = owner
-    return (
-        (not filters.agent_ids or agent in filters.agent_ids)
-        and (not filters.team_ids or team in filters.team_ids)
-        and (not filters.campaign_ids or campaign in filters.campaign_ids)
-    )
-
-
 def _group(owner: Owner, group_by: Sequence[str]) -> tuple[str | None, ...]:
     return tuple((owner[0] if g == "agent" else owner[1]) or None for g in group_by)
 
@@ -133,7 +124,7 @@ def current_stages(
         lambda: dict.fromkeys(FUNNEL, 0)
     )
     for _at, _order, _tiebreak, stage, owner in latest.values():
-        if stage == LOST or not _matches(owner, filters):
+        if stage == LOST or not filters.admits(owner):
             continue
         out[_group(owner, group_by)][stage] += 1
     return dict(out)

@@ -43,6 +43,21 @@ class Filters:
     team_ids: tuple[str, ...] = ()
     campaign_ids: tuple[str, ...] = ()
 
+    def by_dimension(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Each dimension with the values it is filtered to (empty: not filtered)."""
+        return (
+            ("agent", self.agent_ids),
+            ("team", self.team_ids),
+            ("campaign", self.campaign_ids),
+        )
+
+    def admits(self, scope: Sequence[str | None]) -> bool:
+        """Whether ``scope`` (agent, team, campaign) passes every filter."""
+        return all(
+            not values or value in values
+            for (_, values), value in zip(self.by_dimension(), scope, strict=True)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Query:
@@ -73,11 +88,7 @@ def filter_conditions(
     columns: dict[str, ColumnElement[Any]], filters: Filters
 ) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    for name, values in (
-        ("agent", filters.agent_ids),
-        ("team", filters.team_ids),
-        ("campaign", filters.campaign_ids),
-    ):
+    for name, values in filters.by_dimension():
         if values:
             conditions.append(columns[name].in_(values))
     return conditions
@@ -288,11 +299,7 @@ def _lead_counts_from_days(
     if pieces is None:
         return None
     dims = set(query.group_by)
-    for name, values in (
-        ("agent", query.filters.agent_ids),
-        ("team", query.filters.team_ids),
-        ("campaign", query.filters.campaign_ids),
-    ):
+    for name, values in query.filters.by_dimension():
         if values and name not in dims:
             if len(values) > 1:
                 return None
@@ -425,26 +432,16 @@ def resolved_first_calls(connection: Connection, query: Query) -> dict[RowKey, i
     )
     first: dict[str, tuple[Any, ...]] = {}
     for key, _ in rows:
-        agent, team, campaign, lead_id, occurred_at, source, flag, _bucket = key
-        candidate = (
-            as_utc(occurred_at),
-            source,
-            flag,
-            {"agent": agent, "team": team, "campaign": campaign},
-        )
+        *scope, lead_id, occurred_at, source, flag, _bucket = key
+        candidate = (as_utc(occurred_at), source, flag, tuple(scope))
         if lead_id not in first or candidate[:2] < first[lead_id][:2]:
             first[lead_id] = candidate
-    wanted = {
-        "agent": query.filters.agent_ids,
-        "team": query.filters.team_ids,
-        "campaign": query.filters.campaign_ids,
-    }
+    position = {name: i for i, (name, _) in enumerate(query.filters.by_dimension())}
     out: dict[RowKey, int] = defaultdict(int)
     for occurred_at, _source, flag, scope in first.values():
-        if not flag or any(values and scope[name] not in values for name, values in wanted.items()):
-            continue
-        group = tuple(scope[name] for name in query.group_by)
-        out[(*group, _bucket_for_time(occurred_at, query))] += 1
+        if flag and query.filters.admits(scope):
+            group = tuple(scope[position[name]] for name in query.group_by)
+            out[(*group, _bucket_for_time(occurred_at, query))] += 1
     return out
 
 

@@ -54,6 +54,12 @@ Reader = Annotated[Principal, Depends(require(Scope.read))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 
 
+# Timestamps a query may name: far enough from datetime's limits that a range, its buckets
+# and the previous period of equal length can all be computed.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -76,12 +82,6 @@ def parse_timestamp(name: str, value: str | None) -> datetime | None:
                 f"{EARLIEST.year} to {LATEST.year - 1} are accepted"
             )
     return parsed
-
-
-# Timestamps a query may name: far enough from datetime's limits that a range, its buckets
-# and the previous period of equal length can all be computed.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 _ID_SHAPE = re.compile(PRINTABLE)

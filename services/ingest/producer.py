@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError
@@ -17,7 +17,7 @@ from kafka.partitioner.default import murmur2
 
 from services.ingest import metrics
 from services.ingest.settings import IngestSettings
-from shared.kafka import ensure_topic
+from shared.kafka import close_in_background, ensure_topic
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +115,11 @@ class EventProducer:
         """
         if producer is None:
             return
+        close = partial(producer.close, timeout=10)
         with self._lock:
             if self._producer is producer:
                 self._producer = None
-        threading.Thread(
-            target=_close_quietly, args=(producer,), name="producer-close", daemon=True
-        ).start()
+        close_in_background(close, "producer")
 
     def ready(self) -> bool:
         """The broker answers now and has the events topic.
@@ -148,10 +147,3 @@ class EventProducer:
             if self._producer is not None:
                 self._producer.close(timeout=5)
                 self._producer = None
-
-
-def _close_quietly(producer: KafkaProducer) -> None:
-    try:
-        producer.close(timeout=10)
-    except Exception as exc:
-        log.info("a discarded producer did not close cleanly", extra={"reason": repr(exc)})
