@@ -16,7 +16,9 @@ from tests.pipeline import MakePipeline, Pipeline
 
 pytest_plugins = ["tests.fixtures_infra", "tests.fault_report"]
 
-TEMPLATE = "callboard_template"
+# One template per test run, so that runs sharing a database server do not drop each
+# other's template.
+TEMPLATE = f"callboard_template_{uuid.uuid4().hex[:8]}"
 
 
 def _admin_url(url: str) -> str:
@@ -24,7 +26,7 @@ def _admin_url(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(postgres_url: str) -> str:
+def migrated_template(postgres_url: str) -> Iterator[str]:
     """A database migrated once per session, copied for each test."""
     admin = create_engine(_admin_url(postgres_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -33,7 +35,10 @@ def migrated_template(postgres_url: str) -> str:
     admin.dispose()
     url = make_url(postgres_url).set(database=TEMPLATE).render_as_string(hide_password=False)
     upgrade_database(url)
-    return url
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @contextmanager
