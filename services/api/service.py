@@ -148,7 +148,7 @@ class MetricsService:
             values = base[key]
             kpis = compute_kpis(list(metrics), _zero_filled(values, needed))
             if DISPOSITIONS in metrics:
-                kpis[DISPOSITIONS] = values.get(DISPOSITIONS, {})  # type: ignore[assignment]
+                kpis[DISPOSITIONS] = values.get(DISPOSITIONS, {})
             if LOGGED_IN_SECONDS in metrics and values.get(LOGGED_IN_SECONDS, 0) is None:
                 kpis[LOGGED_IN_SECONDS] = None
             out.append(MetricRow(key, kpis))
