@@ -38,10 +38,11 @@ def get_drivers(
     """The performance-driver model for an agent or team against a reference.
 
     ``reference``: ``team_median`` (the median of each driver over the agent's team, or over
-    all teams for a team), ``previous_period`` (the same scope, the period of equal length
-    before), or ``target`` (give ``target_<driver>`` for each driver). Each driver's
-    ``log_share`` is its exact term in ``ln(result / reference)``; ``ranked_by_cost`` lists
-    the drivers that pull the result below the reference, the costliest first.
+    all teams for a team; for a key limited to teams, over those teams), ``previous_period``
+    (the same scope, the period of equal length before), or ``target`` (give
+    ``target_<driver>`` for each driver). Each driver's ``log_share`` is its exact term in
+    ``ln(result / reference)``; ``ranked_by_cost`` lists the drivers that pull the result
+    below the reference, the costliest first.
     """
     if team_id is not None:
         filters_for(reader, None, [team_id], None)
