@@ -12,6 +12,8 @@ team (``board``):
   a-4    t-1: 3 calls 2 Nov; then a t-2 call 9 Nov (moved)            t-2
   a-5    t-2: 6 calls (3 answered) 4 Nov, sale 3 000.00 5 Nov;        t-2
          October: sale 6 000.00
+  a-6    10 Nov: logged in for t-1 10:00–11:00, then for t-2 until    t-2
+         12:00
 
 So t-1's own records hold, in November, revenue 2 000.00 (a-1's) and 8 dials (a-1 4,
 a-4 3, a-2 1); in October 1 000.00. The t-2 sales (4 444.44, 8 888.88, 3 000.00, 6 000.00)
@@ -102,6 +104,20 @@ def _floor() -> list[dict[str, Any]]:
         _call(f"a5-{i}", "a-5", "t-2", f"2026-11-04T11:0{i}:00+08:00", i < 3) for i in range(6)
     ]
     events.append(_sale("a5-sale", "a-5", "t-2", "2026-11-05T16:00:00+08:00", "3000.00"))
+    # a-6 logs in for t-1 at 10:00, switches to t-2 at 11:00 and logs out at 12:00.
+    for minute, (team, state) in enumerate(
+        (("t-1", "available"), ("t-2", "available"), ("t-2", "logged_out"))
+    ):
+        events.append(
+            {
+                "event_id": f"a6-state-{minute}",
+                "type": "agent.state_changed",
+                "occurred_at": f"2026-11-10T{10 + minute}:00:00+08:00",
+                "agent_id": "a-6",
+                "team_id": team,
+                "state": state,
+            }
+        )
     return events
 
 
@@ -224,6 +240,16 @@ def test_agent_views_count_only_the_keys_teams_records(floor: Floor) -> None:
     _no_t2(moved.text)
     assert _shape(moved, "a-3") == _shape(nobody, "a-nobody")
     assert not any(d["value"] for d in moved.json()["drivers"])
+
+    # Time logged in: a-6's hour for t-1, not the hour after it switched to t-2.
+    day = {"from": "2026-11-10T00:00:00+08:00", "to": "2026-11-11T00:00:00+08:00"}
+    logged = {"agent_id": "a-6", "metrics": "logged_in_seconds", **day}
+    assert floor.ok(floor.board, "/v1/metrics", **logged).json()["rows"][0] == {
+        "logged_in_seconds": 7200
+    }
+    assert floor.ok(floor.lead, "/v1/metrics", **logged).json()["rows"][0] == {
+        "logged_in_seconds": 3600
+    }
 
     # Each agent target: pacing, the backward plan and the diagnosis.
     for agent, actual in (("a-1", "2000.00"), ("a-2", "0.00"), ("a-3", "0.00")):

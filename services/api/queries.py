@@ -491,9 +491,10 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
         .group_by(table.c.agent_id)
         .subquery()
     )
-    # A state lasts until the agent's next one whichever team that names, so the key's
-    # teams are applied to the states below rather than to the rows read.
-    key_teams = query.filters.key_teams
+    # A state lasts until the agent's next one whichever team that names, so the team
+    # filters (asked for, and the key's) are applied to the states below, not to the rows.
+    key_teams, team_ids = query.filters.key_teams, query.filters.team_ids
+    by_agent = replace(query.filters, team_ids=(), key_teams=None)
     stmt = (
         select(
             table.c.agent_id,
@@ -507,7 +508,7 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
         .where(
             table.c.occurred_at < end,
             (table.c.occurred_at >= query.range.start) | (table.c.occurred_at == before.c.last),
-            *filter_conditions(columns, replace(query.filters, key_teams=None)),
+            *filter_conditions(columns, by_agent),
         )
         .order_by(table.c.agent_id, table.c.occurred_at, table.c.event_id)
     )
@@ -520,6 +521,8 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
             if change.state == "logged_out":
                 continue
             if key_teams is not None and change.own_team not in key_teams:
+                continue
+            if team_ids and change.team not in team_ids:
                 continue
             start = max(as_utc(change.occurred_at), query.range.start)
             stop = as_utc(changes[index + 1].occurred_at) if index + 1 < len(changes) else end
