@@ -568,7 +568,7 @@ def get_readable_target(
 ) -> Target:
     """A target the key may read; another team's answers exactly as one that does not exist."""
     row = connection.execute(select(target).where(target.c.target_id == target_id)).first()
-    if row is not None:
+    if row is not None and reader.team_ids is not None:
         roster = queries.agent_teams(connection, reader.team_ids)
         if not readable(reader, team_of(_target(row), roster)):
             row = None
