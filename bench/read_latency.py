@@ -112,7 +112,7 @@ def check_lead_counts(database_url: str) -> None:
             for name, rng in ranges.items():
                 for group in ((), ("agent",), ("team",), ("team", "campaign")):
                     for granularity in (Granularity.none, Granularity.day):
-                        query = Query(group, granularity, rng, Filters(), zone)
+                        query = Query(group, granularity, rng, Filters(key_teams=None), zone)
                         summed = queries.lead_counts(connection, LEAD_COUNT_KEYS, query)
                         counted = queries.lead_counts(
                             connection, LEAD_COUNT_KEYS, query, day_sums=False

@@ -226,13 +226,17 @@ class Principal:
         wanted = tuple(requested)
         if self.team_ids is None:
             return wanted
-        outside = sorted(set(wanted) - self.team_ids)
-        if outside:
-            raise Forbidden(
-                f"this API key may read teams {', '.join(sorted(self.team_ids))} only",
-                details={"team_id": outside},
-            )
+        if not set(wanted) <= self.team_ids:
+            raise self.not_readable()
         return wanted or tuple(sorted(self.team_ids))
+
+    def not_readable(self) -> Forbidden:
+        """The refusal of a team outside the key's: the same whether that team exists or
+        not, and naming only the key's own teams, so that it tells nothing about others."""
+        return Forbidden(
+            f"this API key may read teams {', '.join(sorted(self.team_ids or ()))} only",
+            details={"field": "team_id"},
+        )
 
 
 @dataclass(slots=True)

@@ -57,12 +57,18 @@ def driver_model(
     team_id: str | None,
     reference: str,
     targets: dict[str, Decimal],
+    key_teams: queries.KeyTeams,
 ) -> dict[str, Any]:
+    """``key_teams``: the reading key's teams, which bound the scope and its peers alike."""
     if (agent_id is None) == (team_id is None):
         raise InvalidInput("give exactly one of agent_id and team_id")
     if reference not in REFERENCES:
         raise InvalidInput(f"reference must be one of {', '.join(REFERENCES)}")
-    filters = Filters(agent_ids=(agent_id,)) if agent_id else Filters(team_ids=(team_id or "",))
+    filters = (
+        Filters(agent_ids=(agent_id,), key_teams=key_teams)
+        if agent_id
+        else Filters(team_ids=(team_id or "",), key_teams=key_teams)
+    )
     own = _base(connection, settings, _scope_query(settings, rng, filters)).get((None,), {})
     if not own and reference != "target":
         raise NotFound("no calls, quotes or sales for this scope in the period")
@@ -79,17 +85,18 @@ def driver_model(
         }
     elif reference == "team_median":
         if agent_id:
-            team = queries.agent_teams(connection).get(agent_id) or team_id
+            team = queries.agent_teams(connection, key_teams).get(agent_id) or team_id
             if team is None:
                 raise InvalidInput(f"agent {agent_id} has no team to compare with")
+            peers_of_team = Filters(team_ids=(team,), key_teams=key_teams)
             rows = _base(
-                connection,
-                settings,
-                _scope_query(settings, rng, Filters(team_ids=(team,)), ("agent",)),
+                connection, settings, _scope_query(settings, rng, peers_of_team, ("agent",))
             )
             reference_scope = {"team_id": team, "agents": len(rows)}
         else:
-            rows = _base(connection, settings, _scope_query(settings, rng, Filters(), ("team",)))
+            # Every team the key reads: for a key limited to teams, those teams only.
+            every_team = Filters(key_teams=key_teams)
+            rows = _base(connection, settings, _scope_query(settings, rng, every_team, ("team",)))
             reference_scope = {"teams": len(rows)}
         peers = [values for key, values in rows.items() if key[0] is not None]
 

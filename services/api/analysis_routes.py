@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.api import queries
 from services.api.analysis import best_time_to_call, driver_model
 from services.api.periods import Granularity, Period
 from services.api.queries import Filters
@@ -39,16 +38,14 @@ def get_drivers(
     """The performance-driver model for an agent or team against a reference.
 
     ``reference``: ``team_median`` (the median of each driver over the agent's team, or over
-    all teams for a team), ``previous_period`` (the same scope, the period of equal length
-    before), or ``target`` (give ``target_<driver>`` for each driver). Each driver's
-    ``log_share`` is its exact term in ``ln(result / reference)``; ``ranked_by_cost`` lists
-    the drivers that pull the result below the reference, the costliest first.
+    all teams for a team; for a key limited to teams, over those teams), ``previous_period``
+    (the same scope, the period of equal length before), or ``target`` (give
+    ``target_<driver>`` for each driver). Each driver's ``log_share`` is its exact term in
+    ``ln(result / reference)``; ``ranked_by_cost`` lists the drivers that pull the result
+    below the reference, the costliest first.
     """
     if team_id is not None:
         filters_for(reader, None, [team_id], None)
-    elif agent_id is not None and reader.team_ids is not None:
-        # A key limited to some teams sees the agents of those teams only.
-        reader.readable_teams([queries.agent_teams(connection).get(agent_id) or ""])
     targets: dict[str, Decimal] = {}
     for driver in DRIVERS:
         raw = request.query_params.get(f"target_{driver.key}")
@@ -57,7 +54,9 @@ def get_drivers(
                 targets[driver.key] = Decimal(raw)
             except InvalidOperation as exc:
                 raise InvalidInput(f"target_{driver.key}={raw!r} is not a number") from exc
-    rng = request_time(settings, Filters(), period, from_, to).range
+    rng = request_time(settings, Filters(key_teams=reader.team_ids), period, from_, to).range
+    # A key limited to some teams reads an agent's records in those teams only: an agent of
+    # another team answers as one without calls.
     return driver_model(
         connection,
         settings,
@@ -66,6 +65,7 @@ def get_drivers(
         team_id=team_id,
         reference=reference,
         targets=targets,
+        key_teams=reader.team_ids,
     )
 
 
@@ -83,7 +83,11 @@ def get_best_time(
     """Connect and contact rate by local weekday (1 = Monday) and hour of day."""
     filters = filters_for(reader, None, team_id, campaign_id)
     when = request_time(
-        settings, Filters(), period or (None if from_ or to else Period.mtd), from_, to
+        settings,
+        Filters(key_teams=reader.team_ids),
+        period or (None if from_ or to else Period.mtd),
+        from_,
+        to,
     )
     cells = best_time_to_call(connection, settings, when.range, filters)
     return {**when.bounds(), "cells": cells}

@@ -84,7 +84,7 @@ def find_anomalies(
         rows = service.metric_rows(connection, needed, query)
         days.append({row.key[0]: row.values for row in rows if row.key[0] is not None})
     today, baseline_days = days[0], days[1:]
-    roster = queries.agent_teams(connection)
+    roster = queries.agent_teams(connection, filters.key_teams)
     min_volume = Decimal(settings.leaderboard_min_volume)
     agents = []
     for agent_id in sorted(set(today).union(*baseline_days)):

@@ -38,6 +38,7 @@ from services.api.funnel import (
     window_before,
 )
 from services.api.periods import TimeRange
+from services.api.queries import KeyTeams
 from services.api.settings import ApiSettings
 from services.api.targets import (
     Target,
@@ -83,7 +84,8 @@ def _median(values: list[Decimal | None]) -> Decimal | None:
 
 
 def _peers(subject: Target, roster: dict[str, str]) -> tuple[str, list[str]]:
-    """Who the subject is compared with: its team's agents, or every team."""
+    """Who the subject is compared with: its team's agents, or every team (in ``roster``,
+    as the reading key knows the agents: a key limited to teams compares with those only)."""
     if subject.scope == "agent":
         team = roster.get(subject.scope_id, "")
         return "agent", sorted(a for a, t in roster.items() if t == team) or [subject.scope_id]
@@ -93,12 +95,19 @@ def _peers(subject: Target, roster: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def diagnose(
-    connection: Connection, settings: ApiSettings, subject: Target, as_of: datetime
+    connection: Connection,
+    settings: ApiSettings,
+    subject: Target,
+    as_of: datetime,
+    *,
+    key_teams: KeyTeams,
 ) -> dict[str, Any]:
+    """The diagnosis as a key limited to ``key_teams`` may read it: every number counted
+    from those teams' records, and peers from those teams only."""
     check_result_target(subject)
     kpi = subject.kpi
-    roster = queries.agent_teams(connection)
-    paced = pace_many(connection, settings, [subject], as_of, roster)
+    roster = queries.agent_teams(connection, key_teams)
+    paced = pace_many(connection, settings, [subject], as_of, roster, key_teams=key_teams)
     actual, pacing = paced[subject.target_id]
     rng = so_far(subject, settings, as_of)
     peer_scope, peer_ids = _peers(subject, roster)
@@ -109,7 +118,7 @@ def diagnose(
     causes: list[dict[str, Any]] = []
 
     drivers = _driver_lens(
-        connection, settings, subject, rng, pacing.expected, peer_scope, peer_ids
+        connection, settings, subject, rng, pacing.expected, peer_scope, peer_ids, key_teams
     )
     if drivers["log_gap"] is not None and drivers["log_gap"] < 0:
         for row in drivers["rows"]:
@@ -132,7 +141,7 @@ def diagnose(
         for row in drivers["rows"]:
             row.pop("_fraction", None)
 
-    funnel = _funnel_lens(connection, settings, subject, actual, pacing.value, as_of)
+    funnel = _funnel_lens(connection, settings, subject, actual, pacing.value, as_of, key_teams)
     if funnel["missing_won_leads"] is not None and funnel["missing_won_leads"] > 0:
         causes.append(
             {
@@ -145,7 +154,9 @@ def diagnose(
         )
     funnel_out = {k: v for k, v in funnel.items() if not k.startswith("_")}
 
-    realism = _realism_lens(connection, settings, subject, pacing.value, peer_scope, peer_ids)
+    realism = _realism_lens(
+        connection, settings, subject, pacing.value, peer_scope, peer_ids, key_teams
+    )
     if realism["too_high"]:
         causes.append(
             {
@@ -182,13 +193,18 @@ def _driver_lens(
     expected: Decimal,
     peer_scope: str,
     peer_ids: Sequence[str],
+    key_teams: KeyTeams,
 ) -> dict[str, Any]:
     keys = drivers_for(subject.kpi)
     with_margin = subject.kpi == "margin"
-    own_base = own_actuals(connection, settings, subject, DRIVER_BASE_KEYS, rng)
+    own_base = own_actuals(
+        connection, settings, subject, DRIVER_BASE_KEYS, rng, key_teams=key_teams
+    )
     own = {k: v for k, v in driver_values(own_base, with_margin).items() if k in keys}
     if peer_scope in ("agent", "team"):
-        bases = actuals(connection, settings, peer_scope, DRIVER_BASE_KEYS, rng, peer_ids)
+        bases = actuals(
+            connection, settings, peer_scope, DRIVER_BASE_KEYS, rng, peer_ids, key_teams=key_teams
+        )
         peers = [driver_values(b, with_margin) for b in bases.values()]
     else:
         peers = [driver_values(own_base, with_margin)]
@@ -241,12 +257,20 @@ def _funnel_lens(
     actual: Decimal,
     value: Decimal,
     as_of: datetime,
+    key_teams: KeyTeams,
 ) -> dict[str, Any]:
-    filters = scope_filters(subject.scope, [subject.scope_id])
+    filters = scope_filters(subject.scope, [subject.scope_id], key_teams=key_teams)
     now = current_stages(connection, filters, (), as_of).get((), dict.fromkeys(FUNNEL, 0))
     window = window_before(as_of)
     rates = conversion_rates(reached(connection, window, filters, ()).get((), reached_at_least([])))
-    base = own_actuals(connection, settings, subject, sorted({subject.kpi, "leads_won"}), window)
+    base = own_actuals(
+        connection,
+        settings,
+        subject,
+        sorted({subject.kpi, "leads_won"}),
+        window,
+        key_teams=key_teams,
+    )
     per_won = result_per_won(subject.kpi, base)
     to_won = {
         stage: _product(rates, ("acknowledged", "intent", "ready")[i:])
@@ -292,6 +316,7 @@ def _realism_lens(
     value: Decimal,
     peer_scope: str,
     peer_ids: Sequence[str],
+    key_teams: KeyTeams,
 ) -> dict[str, Any]:
     own_best: tuple[Decimal, str] | None = None
     peer_best: tuple[Decimal, str, str] | None = None
@@ -300,7 +325,9 @@ def _realism_lens(
         start = previous_period_start(subject.period, start)
         rng = period_range(settings, subject.period, start)
         # Peers are the team's agents, every team, or (campaign, floor) the target's own scope.
-        results = actuals(connection, settings, peer_scope, [subject.kpi], rng, peer_ids)
+        results = actuals(
+            connection, settings, peer_scope, [subject.kpi], rng, peer_ids, key_teams=key_teams
+        )
         for scope_id, values in results.items():
             result = values.get(subject.kpi)
             if result is None or result <= 0:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 
 from services.api import queries
 from services.api.periods import TimeRange
-from services.api.queries import Filters
+from services.api.queries import Filters, KeyTeams
 from services.api.settings import ApiSettings
 from services.api.targets import (
     Target,
@@ -77,10 +77,14 @@ def current_stages(
     connection: Connection, filters: Filters, group_by: Sequence[str], as_of: datetime | None
 ) -> dict[tuple[str | None, ...], dict[str, int]]:
     """Leads in each stage now (or as they stood at ``as_of``), per group."""
-    latest: dict[str, tuple[datetime, int, str, str, Owner]] = {}
+    # Each lead's latest record, with the team that record named (a key limited to teams
+    # counts a lead when that team is one of them).
+    latest: dict[str, tuple[datetime, int, str, str, Owner, str]] = {}
 
-    def offer(lead: str, at: datetime, order: int, tiebreak: str, stage: str, owner: Owner) -> None:
-        candidate = (as_utc(at), order, tiebreak, stage, owner)
+    def offer(
+        lead: str, at: datetime, order: int, tiebreak: str, stage: str, owner: Owner, own: str
+    ) -> None:
+        candidate = (as_utc(at), order, tiebreak, stage, owner, own)
         known = latest.get(lead)
         if known is None or candidate[:3] > known[:3]:
             latest[lead] = candidate
@@ -94,13 +98,14 @@ def current_stages(
         table.c.event_id,
         table.c.agent_id,
         columns["team"].label("team"),
+        table.c.team_id.label("own_team"),
         table.c.campaign_id,
     ).select_from(joined)
     if as_of is not None:
         stmt = stmt.where(table.c.occurred_at < as_of)
     for row in connection.execute(stmt):
         owner = (row.agent_id, row.team, row.campaign_id)
-        offer(row.lead_id, row.occurred_at, 0, row.event_id, row.stage, owner)
+        offer(row.lead_id, row.occurred_at, 0, row.event_id, row.stage, owner, row.own_team)
     joined, columns = queries.scoped(lead_fact)
     won = (
         select(
@@ -109,6 +114,7 @@ def current_stages(
             lead_fact.c.source,
             lead_fact.c.agent_id,
             columns["team"].label("team"),
+            lead_fact.c.team_id.label("own_team"),
             lead_fact.c.campaign_id,
         )
         .select_from(joined)
@@ -119,12 +125,15 @@ def current_stages(
     for sale in connection.execute(won):
         # At the same instant a sale outranks a stage change.
         owner = (sale.agent_id, sale.team, sale.campaign_id)
-        offer(sale.lead_id, sale.occurred_at, 1, sale.source, WON, owner)
+        offer(sale.lead_id, sale.occurred_at, 1, sale.source, WON, owner, sale.own_team)
     out: dict[tuple[str | None, ...], dict[str, int]] = defaultdict(
         lambda: dict.fromkeys(FUNNEL, 0)
     )
-    for _at, _order, _tiebreak, stage, owner in latest.values():
+    key_teams = filters.key_teams
+    for _at, _order, _tiebreak, stage, owner, own in latest.values():
         if stage == LOST or not filters.admits(owner):
+            continue
+        if key_teams is not None and own not in key_teams:
             continue
         out[_group(owner, group_by)][stage] += 1
     return dict(out)
@@ -260,14 +269,21 @@ def period_weeks(subject: Target, settings: ApiSettings) -> list[TimeRange]:
 
 
 def target_plan(
-    connection: Connection, settings: ApiSettings, subject: Target, as_of: datetime
+    connection: Connection,
+    settings: ApiSettings,
+    subject: Target,
+    as_of: datetime,
+    *,
+    key_teams: KeyTeams,
 ) -> dict[str, Any]:
     """Leads needed per stage per week to meet a result target, each started week planned
-    at its start from the conversion seen over the four weeks before it, with its actuals."""
+    at its start from the conversion seen over the four weeks before it, with its actuals
+    (counted from the records of ``key_teams`` for a key limited to those)."""
     check_result_target(subject)
     kpi = subject.kpi
-    filters = scope_filters(subject.scope, [subject.scope_id])
-    calendar = calendar_for_team(calendars(connection), team_of(connection, subject))
+    filters = scope_filters(subject.scope, [subject.scope_id], key_teams=key_teams)
+    roster = queries.agent_teams(connection, key_teams)
+    calendar = calendar_for_team(calendars(connection), team_of(subject, roster))
     changes = value_changes(connection, [subject])[subject.target_id]
     rng = subject.range(settings)
     weeks = [
@@ -283,13 +299,19 @@ def target_plan(
         known = current is None or index <= current
         if known:
             done = own_actuals(
-                connection, settings, subject, [kpi], TimeRange(rng.start, week.start)
+                connection,
+                settings,
+                subject,
+                [kpi],
+                TimeRange(rng.start, week.start),
+                key_teams=key_teams,
             )
             window = window_before(week.start)
             seen = reached(connection, window, filters, ()).get((), reached_at_least([]))
             rates = conversion_rates(seen)
             per_won = result_per_won(
-                kpi, own_actuals(connection, settings, subject, base_keys, window)
+                kpi,
+                own_actuals(connection, settings, subject, base_keys, window, key_teams=key_teams),
             )
             used.append({"rates": rates, "result_per_won": per_won})
         else:
@@ -313,7 +335,9 @@ def target_plan(
         actual = None
         if state != "planned":
             upto = TimeRange(week.start, min(week.end, max(as_of, week.start)))
-            result = own_actuals(connection, settings, subject, [kpi], upto).get(kpi)
+            result = own_actuals(
+                connection, settings, subject, [kpi], upto, key_teams=key_teams
+            ).get(kpi)
             seen = reached(connection, upto, filters, ()).get((), reached_at_least([]))
             actual = {"result": amount(kpi, result or Decimal(0)), "leads": seen}
         basis = used[index] if used[index] else used[current or 0]

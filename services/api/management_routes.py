@@ -3,7 +3,8 @@ scorecards, the funnel and its backward plan, the diagnosis of a target behind, 
 and the working calendars pacing uses.
 
 Writes (targets, splits, calendars) need an admin key; reads need a read key, and a key
-limited to some teams sees only those teams' targets and agents.
+limited to some teams sees only those teams' targets, calendars and agents, with numbers
+counted from those teams' records (``queries.Filters.key_teams``).
 """
 
 from __future__ import annotations
@@ -45,12 +46,11 @@ from services.api.targets import (
     calendars,
     change_target,
     check_kpi,
-    check_readable,
     create_target,
     default_period_start,
     delete_target,
     find_targets,
-    get_target,
+    get_readable_target,
     history,
     pacing_rows,
     parse_period_start,
@@ -97,9 +97,7 @@ def _as_of(raw: str | None) -> datetime:
 def _readable_target(
     connection: Connection, reader: Principal, target_id: int, deleted: bool = False
 ) -> Target:
-    subject = get_target(connection, target_id, deleted=deleted)
-    check_readable(reader, team_of(connection, subject))
-    return subject
+    return get_readable_target(connection, reader, target_id, deleted=deleted)
 
 
 def _with_history(connection: Connection, settings: ApiSettings, subject: Target) -> dict[str, Any]:
@@ -145,8 +143,8 @@ def list_targets(
         active_at=_as_of(active_at) if active_at else None,
         settings=settings,
     )
-    roster = queries.agent_teams(connection)
-    visible = [t for t in found if readable(reader, team_of(connection, t, roster))]
+    roster = queries.agent_teams(connection, reader.team_ids)
+    visible = [t for t in found if readable(reader, team_of(t, roster))]
     return {"targets": [present_target(t, settings) for t in visible]}
 
 
@@ -193,7 +191,7 @@ def get_pacing(
     """Attainment, expected-to-date over the working time, pace, projection and status."""
     subject = _readable_target(connection, reader, target_id)
     moment = _as_of(as_of)
-    row = pacing_rows(connection, settings, [subject], moment)[0]
+    row = pacing_rows(connection, settings, [subject], moment, key_teams=reader.team_ids)[0]
     return {"as_of": moment.astimezone(settings.zone).isoformat(), **row}
 
 
@@ -220,7 +218,7 @@ def get_plan(
     leads needed per funnel stage per week, each started week planned at its start from the
     conversion seen over the four weeks before, with the week's actuals beside it."""
     subject = _readable_target(connection, reader, target_id)
-    return target_plan(connection, settings, subject, _as_of(as_of))
+    return target_plan(connection, settings, subject, _as_of(as_of), key_teams=reader.team_ids)
 
 
 @router.get("/v1/targets/{target_id}/diagnosis", tags=["coaching"], responses=_NOT_FOUND)
@@ -231,7 +229,7 @@ def get_diagnosis(
     accumulated in C/B against what is still needed, and the target against the best past
     periods — in one list ordered by impact, each with the playbook's question."""
     subject = _readable_target(connection, reader, target_id)
-    return diagnose(connection, settings, subject, _as_of(as_of))
+    return diagnose(connection, settings, subject, _as_of(as_of), key_teams=reader.team_ids)
 
 
 @router.get("/v1/pacing", tags=["targets"])
@@ -255,13 +253,13 @@ def get_all_pacing(
         active_at=moment,
         settings=settings,
     )
-    roster = queries.agent_teams(connection)
+    roster = queries.agent_teams(connection, reader.team_ids)
     found = [
         t
         for t in found
-        if readable(reader, team := team_of(connection, t, roster)) and (not teams or team in teams)
+        if readable(reader, team := team_of(t, roster)) and (not teams or team in teams)
     ]
-    rows = pacing_rows(connection, settings, found, moment, roster)
+    rows = pacing_rows(connection, settings, found, moment, roster, key_teams=reader.team_ids)
     if status is not None:
         rows = [r for r in rows if r["pacing"]["status"] == status]
     return {"as_of": moment.astimezone(settings.zone).isoformat(), "targets": rows}
@@ -288,7 +286,9 @@ def get_attainment_leaderboard(
         else default_period_start(period, settings, moment)
     )
     teams = filters_for(reader, None, team_id, None).team_ids
-    rows = attainment_ranking(connection, settings, key, period, start, moment, teams)
+    rows = attainment_ranking(
+        connection, settings, key, period, start, moment, teams, key_teams=reader.team_ids
+    )
     return {
         "kpi": key,
         "period": period.value,
@@ -328,7 +328,18 @@ def get_scorecards(
         else default_period_start(period, settings, moment)
     )
     teams = filters_for(reader, None, team_id, None).team_ids
-    rows = scorecards(connection, settings, scope, period, start, parsed, cap, moment, teams)
+    rows = scorecards(
+        connection,
+        settings,
+        scope,
+        period,
+        start,
+        parsed,
+        cap,
+        moment,
+        teams,
+        key_teams=reader.team_ids,
+    )
     if format == "csv":
         name = f"scorecards-{scope}-{period.value}-{start.isoformat()}.csv"
         return PlainTextResponse(
@@ -416,10 +427,15 @@ def get_anomalies(
 
 
 @router.get("/v1/working-calendars", tags=["targets"])
-def get_calendars(_reader: Reader, connection: Db) -> dict[str, Any]:
+def get_calendars(reader: Reader, connection: Db) -> dict[str, Any]:
     """Working days and hours per team; ``*`` holds for every team without its own (and for
-    campaign and floor targets). Without any: Monday to Friday, 09:00–18:00."""
-    known = calendars(connection)
+    campaign and floor targets). Without any: Monday to Friday, 09:00–18:00. A key limited
+    to some teams sees those teams' calendars and ``*``."""
+    known = {
+        name: calendar
+        for name, calendar in calendars(connection).items()
+        if name == DEFAULT_CALENDAR_NAME or readable(reader, name)
+    }
     return {
         "default": (known.get(DEFAULT_CALENDAR_NAME) or DEFAULT_CALENDAR).model_dump(mode="json"),
         "teams": {k: v.model_dump(mode="json") for k, v in sorted(known.items())},

@@ -4,13 +4,17 @@ Every function returns base values keyed by a :data:`RowKey`, the group values i
 of ``group_by`` followed by the bucket (``None`` without granularity). Whole local days come
 from the day rollup, the minutes at either edge of a range from the minute table. An agent's
 team is the team its events named, or else its current team from the roster.
+
+A key limited to some teams reads only the records that themselves name one of them
+(``Filters.key_teams``): never by way of the roster, which any posted event can change.
+:func:`filter_conditions` is where that is applied, so every read built on it has it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -35,6 +39,8 @@ from shared.timeutil import add_months, as_utc, local_midnight, week_start
 Bucket = datetime | date | None
 RowKey = tuple[Any, ...]
 GROUP_COLUMN = {"agent": "agent_id", "team": "team_id", "campaign": "campaign_id"}
+# The teams the reading key is limited to; ``None``: a key that reads every team.
+KeyTeams = frozenset[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,8 @@ class Filters:
     agent_ids: tuple[str, ...] = ()
     team_ids: tuple[str, ...] = ()
     campaign_ids: tuple[str, ...] = ()
+    # No default: whoever builds a filter says whose read it is.
+    key_teams: KeyTeams = field(kw_only=True)
 
     def by_dimension(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Each dimension with the values it is filtered to (empty: not filtered)."""
@@ -78,7 +86,8 @@ def scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
     roster = agent_team.alias("roster")
     team = case((table.c.team_id != "", table.c.team_id), else_=func.coalesce(roster.c.team_id, ""))
     joined = table.outerjoin(roster, roster.c.agent_id == table.c.agent_id)
-    columns = {"agent": table.c.agent_id, "team": team}
+    # "key_team": the team the record itself named, what a team-limited key is judged by.
+    columns = {"agent": table.c.agent_id, "team": team, "key_team": table.c.team_id}
     if "campaign_id" in table.c:
         columns["campaign"] = table.c.campaign_id
     return joined, columns
@@ -91,6 +100,8 @@ def filter_conditions(
     for name, values in filters.by_dimension():
         if values:
             conditions.append(columns[name].in_(values))
+    if filters.key_teams is not None:
+        conditions.append(columns["key_team"].in_(sorted(filters.key_teams)))
     return conditions
 
 
@@ -299,7 +310,8 @@ def _lead_counts_from_days(
     if pieces is None:
         return None
     dims = set(query.group_by)
-    for name, values in query.filters.by_dimension():
+    key_teams = query.filters.key_teams
+    for name, values in (*query.filters.by_dimension(), ("team", tuple(key_teams or ()))):
         if values and name not in dims:
             if len(values) > 1:
                 return None
@@ -317,6 +329,7 @@ def _lead_counts_from_days(
         "agent": table.c.agent_id,
         "team": table.c.team_id,
         "campaign": table.c.campaign_id,
+        "key_team": table.c.team_id,
     }
     bucket_column = None if query.granularity is Granularity.none else query.granularity.value
     out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
@@ -416,7 +429,11 @@ def resolved_first_calls(connection: Connection, query: Query) -> dict[RowKey, i
     that resolved a lead another agent (or team, or campaign) had taken first does not
     count, whatever the scope asked for. So the counts of agents add up to their team's.
     """
-    everyone = replace(query, group_by=("agent", "team", "campaign"), filters=Filters())
+    everyone = replace(
+        query,
+        group_by=("agent", "team", "campaign"),
+        filters=Filters(key_teams=query.filters.key_teams),
+    )
     rows = _read(
         connection,
         lead_fact,
@@ -474,10 +491,15 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
         .group_by(table.c.agent_id)
         .subquery()
     )
+    # A state lasts until the agent's next one whichever team that names, so the team
+    # filters (asked for, and the key's) are applied to the states below, not to the rows.
+    key_teams, team_ids = query.filters.key_teams, query.filters.team_ids
+    by_agent = replace(query.filters, team_ids=(), key_teams=None)
     stmt = (
         select(
             table.c.agent_id,
             columns["team"].label("team"),
+            table.c.team_id.label("own_team"),
             table.c.state,
             table.c.occurred_at,
             table.c.event_id,
@@ -486,7 +508,7 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
         .where(
             table.c.occurred_at < end,
             (table.c.occurred_at >= query.range.start) | (table.c.occurred_at == before.c.last),
-            *filter_conditions(columns, query.filters),
+            *filter_conditions(columns, by_agent),
         )
         .order_by(table.c.agent_id, table.c.occurred_at, table.c.event_id)
     )
@@ -497,6 +519,10 @@ def logged_in_seconds(connection: Connection, query: Query, now: datetime) -> di
     for agent_id, changes in per_agent.items():
         for index, change in enumerate(changes):
             if change.state == "logged_out":
+                continue
+            if key_teams is not None and change.own_team not in key_teams:
+                continue
+            if team_ids and change.team not in team_ids:
                 continue
             start = max(as_utc(change.occurred_at), query.range.start)
             stop = as_utc(changes[index + 1].occurred_at) if index + 1 < len(changes) else end
@@ -546,5 +572,34 @@ def _seconds(delta: timedelta) -> Decimal:
     return Decimal(micros) / 1_000_000
 
 
-def agent_teams(connection: Connection) -> dict[str, str]:
-    return {row.agent_id: row.team_id for row in connection.execute(select(agent_team))}
+def agent_teams(connection: Connection, key_teams: KeyTeams) -> dict[str, str]:
+    """Each agent's team as the reading key may know it.
+
+    For a key that reads every team, the roster (the team the agent's latest event named).
+    For a key limited to teams, only agents with records naming one of them, each with the
+    latest of those teams its records named: the roster is not asked, as one posted event
+    would move an agent, and its history, into another team's sight.
+    """
+    if key_teams is None:
+        return {row.agent_id: row.team_id for row in connection.execute(select(agent_team))}
+    teams = sorted(key_teams)
+    latest: dict[str, tuple[date, str]] = {}
+    day_rows = select(kpi_day.c.agent_id, kpi_day.c.team_id, func.max(kpi_day.c.day)).where(
+        kpi_day.c.team_id.in_(teams)
+    )
+    state_rows = select(
+        agent_state_change.c.agent_id,
+        agent_state_change.c.team_id,
+        func.max(agent_state_change.c.occurred_at),
+    ).where(agent_state_change.c.team_id.in_(teams))
+    for stmt in (day_rows, state_rows):
+        rows = connection.execute(stmt.group_by(*stmt.selected_columns[:2]))
+        for agent_id, team_id, last in rows:
+            day = as_utc(last).date() if isinstance(last, datetime) else _as_date(last)
+            if agent_id not in latest or (day, team_id) > latest[agent_id]:
+                latest[agent_id] = (day, team_id)
+    return {agent_id: team_id for agent_id, (_, team_id) in latest.items()}
+
+
+def _as_date(value: date | str) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value

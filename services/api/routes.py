@@ -106,8 +106,13 @@ def filters_for(
     team_id: list[str] | None,
     campaign_id: list[str] | None,
 ) -> Filters:
-    # A key limited to some teams reads only their numbers, and is refused any other team.
-    return Filters(_ids(agent_id), reader.readable_teams(_ids(team_id)), _ids(campaign_id))
+    # A key limited to some teams reads only their records, and is refused any other team.
+    return Filters(
+        _ids(agent_id),
+        reader.readable_teams(_ids(team_id)),
+        _ids(campaign_id),
+        key_teams=reader.team_ids,
+    )
 
 
 @dataclass(frozen=True, slots=True)

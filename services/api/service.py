@@ -201,7 +201,8 @@ class MetricsService:
         previous = self._ranked(
             connection, metric, replace(query, range=rng.previous()), min_volume, ascending
         )
-        teams = queries.agent_teams(connection)
+        # The team as the key knows the agent: a key limited to teams is never told of another.
+        teams = queries.agent_teams(connection, filters.key_teams)
         rows = []
         for agent_id, (rank, value, volume) in current.items():
             before = previous.get(agent_id)

@@ -24,11 +24,11 @@ from sqlalchemy import Connection, insert, select, update
 
 from services.api import queries
 from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, Query
+from services.api.queries import Filters, KeyTeams, Query
 from services.api.service import MetricsService, money_text
 from services.api.settings import ApiSettings
 from shared.auth import BOOTSTRAP_KEY_ID, Principal
-from shared.errors import Forbidden, InvalidInput, NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.events import Id64
 from shared.kpis import (
     ALL_KPI_KEYS,
@@ -64,9 +64,12 @@ TargetScope = Literal["agent", "team", "campaign", "floor"]
 SCOPE_FILTER = {"agent": "agent_ids", "team": "team_ids", "campaign": "campaign_ids"}
 
 
-def scope_filters(scope: str, ids: Sequence[str] = ()) -> Filters:
-    """The metrics filter for ids of a target scope (the floor: none)."""
-    return Filters(**{SCOPE_FILTER[scope]: tuple(ids)}) if scope in SCOPE_FILTER else Filters()
+def scope_filters(scope: str, ids: Sequence[str], *, key_teams: KeyTeams) -> Filters:
+    """The metrics filter for ids of a target scope (the floor: none), as read by a key
+    limited to ``key_teams``."""
+    if scope not in SCOPE_FILTER:
+        return Filters(key_teams=key_teams)
+    return Filters(**{SCOPE_FILTER[scope]: tuple(ids)}, key_teams=key_teams)
 
 
 def period_range(settings: ApiSettings, kind: PeriodKind, start: date) -> TimeRange:
@@ -544,26 +547,34 @@ def share(value: Decimal | None) -> float | None:
 # Who may read what
 
 
-def team_of(connection: Connection, subject: Target, roster: dict[str, str] | None = None) -> str:
+def team_of(subject: Target, roster: dict[str, str]) -> str:
+    """The team of a target: its own, or its agent's in ``roster``
+    (``queries.agent_teams``, as the reading key knows the agents); none for the others."""
     if subject.scope == "team":
         return subject.scope_id
     if subject.scope == "agent":
-        teams = roster if roster is not None else queries.agent_teams(connection)
-        return teams.get(subject.scope_id, "")
+        return roster.get(subject.scope_id, "")
     return ""
 
 
-def check_readable(reader: Principal, team: str) -> None:
-    """A key limited to some teams reads only their agents' and teams' targets."""
-    if reader.team_ids is not None and team not in reader.team_ids:
-        raise Forbidden(
-            f"this API key may read teams {', '.join(sorted(reader.team_ids))} only",
-            details={"team_id": team or None},
-        )
-
-
 def readable(reader: Principal, team: str) -> bool:
+    """A key limited to some teams reads only the targets of those teams and of the agents
+    with records in them."""
     return reader.team_ids is None or team in reader.team_ids
+
+
+def get_readable_target(
+    connection: Connection, reader: Principal, target_id: int, *, deleted: bool = False
+) -> Target:
+    """A target the key may read; another team's answers exactly as one that does not exist."""
+    row = connection.execute(select(target).where(target.c.target_id == target_id)).first()
+    if row is not None and reader.team_ids is not None:
+        roster = queries.agent_teams(connection, reader.team_ids)
+        if not readable(reader, team_of(_target(row), roster)):
+            row = None
+    if row is None:
+        raise NotFound(f"no target {target_id}")
+    return get_target(connection, target_id, deleted=deleted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,12 +632,15 @@ def actuals(
     scope: str,
     kpis: Sequence[str],
     rng: TimeRange,
-    ids: Sequence[str] = (),
+    ids: Sequence[str],
+    *,
+    key_teams: KeyTeams,
 ) -> dict[str, dict[str, Decimal | None]]:
-    """Each scope id's KPIs over ``rng`` (the floor's under the id ``""``)."""
+    """Each scope id's KPIs over ``rng`` (the floor's under the id ``""``), counted from
+    the records of ``key_teams`` only when the reading key is limited to those."""
     if rng.end <= rng.start:
         return {}
-    filters = scope_filters(scope, ids)
+    filters = scope_filters(scope, ids, key_teams=key_teams)
     group = (scope,) if scope in SCOPE_FILTER else ()
     query = Query(group, Granularity.none, rng, filters, settings.zone, settings.week_start)
     out: dict[str, dict[str, Decimal | None]] = {}
@@ -649,6 +663,8 @@ def own_actuals(
     subject: Target,
     kpis: Sequence[str],
     rng: TimeRange,
+    *,
+    key_teams: KeyTeams,
 ) -> dict[str, Decimal | None]:
     """``kpis`` of the target's own scope over ``rng``."""
     found = actuals(
@@ -658,6 +674,7 @@ def own_actuals(
         kpis,
         rng,
         [subject.scope_id] if subject.scope_id else [],
+        key_teams=key_teams,
     )
     return found.get(subject.scope_id, {})
 
@@ -668,26 +685,28 @@ def pace_many(
     subjects: Sequence[Target],
     as_of: datetime,
     roster: dict[str, str] | None = None,
+    *,
+    key_teams: KeyTeams,
 ) -> dict[int, tuple[Decimal, Pacing]]:
     """Pacing of several targets; their actuals are read once per scope, KPI and period.
-    ``roster`` (agent to team) is read here unless the caller has it already."""
+    ``roster`` (agent to team, ``queries.agent_teams`` for the same ``key_teams``) is read
+    here unless the caller has it already."""
     groups: dict[tuple[str, str, PeriodKind, date], list[Target]] = defaultdict(list)
     for subject in subjects:
         groups[(subject.scope, subject.kpi, subject.period, subject.period_start)].append(subject)
     known = calendars(connection)
     if roster is None:
-        roster = queries.agent_teams(connection)
+        roster = queries.agent_teams(connection, key_teams)
     changes = value_changes(connection, subjects)
     out: dict[int, tuple[Decimal, Pacing]] = {}
     for (scope, kpi, _period, _start), members in groups.items():
         rng = so_far(members[0], settings, as_of)
-        read = actuals(
-            connection, settings, scope, [kpi], rng, [m.scope_id for m in members if m.scope_id]
-        )
+        ids = [m.scope_id for m in members if m.scope_id]
+        read = actuals(connection, settings, scope, [kpi], rng, ids, key_teams=key_teams)
         for member in members:
             actual = read.get(member.scope_id, {}).get(kpi) or Decimal(0)
             full = member.range(settings)
-            calendar = calendar_for_team(known, team_of(connection, member, roster))
+            calendar = calendar_for_team(known, team_of(member, roster))
             out[member.target_id] = (
                 actual,
                 pacing(
@@ -724,8 +743,10 @@ def pacing_rows(
     subjects: Sequence[Target],
     as_of: datetime,
     roster: dict[str, str] | None = None,
+    *,
+    key_teams: KeyTeams,
 ) -> list[dict[str, Any]]:
-    paced = pace_many(connection, settings, subjects, as_of, roster)
+    paced = pace_many(connection, settings, subjects, as_of, roster, key_teams=key_teams)
     return [
         {**present_target(s, settings), "pacing": present_pacing(s, paced[s.target_id][1])}
         for s in subjects
@@ -740,15 +761,19 @@ def attainment_ranking(
     start: date,
     as_of: datetime,
     teams: Sequence[str],
+    *,
+    key_teams: KeyTeams,
 ) -> list[dict[str, Any]]:
-    """Agents with a target for ``kpi`` in the period, ranked by attainment (ties share)."""
+    """Agents with a target for ``kpi`` in the period, ranked by attainment (ties share);
+    ``teams`` narrows them, and a key limited to teams sees the agents of those only."""
     subjects = find_targets(
         connection, scope="agent", kpis=[kpi], period=period, period_start=start
     )
-    roster = queries.agent_teams(connection)
-    if teams:
-        subjects = [s for s in subjects if roster.get(s.scope_id) in teams]
-    paced = pace_many(connection, settings, subjects, as_of, roster)
+    roster = queries.agent_teams(connection, key_teams)
+    allowed = set(teams) if teams else key_teams
+    if allowed is not None:
+        subjects = [s for s in subjects if roster.get(s.scope_id) in allowed]
+    paced = pace_many(connection, settings, subjects, as_of, roster, key_teams=key_teams)
     rows = []
     for subject in subjects:
         result = paced[subject.target_id][1]
@@ -799,7 +824,7 @@ def split(
             f"{subject.kpi} is a ratio: it is not split but holds for every agent; create "
             "the same target for each agent instead"
         )
-    roster = queries.agent_teams(connection)
+    roster = queries.agent_teams(connection, None)
     if request.weighting == "given":
         if not request.weights:
             raise InvalidInput(
@@ -829,7 +854,7 @@ def split(
             local_midnight(previous, settings.zone),
             local_midnight(subject.period_start, settings.zone),
         )
-        results = actuals(connection, settings, "agent", [subject.kpi], rng, agents)
+        results = actuals(connection, settings, "agent", [subject.kpi], rng, agents, key_teams=None)
         last = {a: results.get(a, {}).get(subject.kpi) for a in agents}
         weights = weights_from_results(last)
         basis = {"from": rng.start.astimezone(settings.zone).isoformat(), "results": last}
@@ -937,8 +962,11 @@ def scorecards(
     cap: Decimal,
     as_of: datetime,
     teams: Sequence[str],
+    *,
+    key_teams: KeyTeams,
 ) -> list[dict[str, Any]]:
-    """Each agent's (or team's) weighted scorecard for one period, best first."""
+    """Each agent's (or team's) weighted scorecard for one period, best first; ``teams``
+    narrows them, and a key limited to teams reads only what those teams' records hold."""
     end = period_end(period, start)
     rng = TimeRange(
         local_midnight(start, settings.zone),
@@ -950,7 +978,7 @@ def scorecards(
     subjects = find_targets(
         connection, scope=scope, kpis=list(weights), period=period, period_start=start
     )
-    roster = queries.agent_teams(connection)
+    roster = queries.agent_teams(connection, key_teams)
 
     def team(scope_id: str) -> str:
         return scope_id if scope == "team" else roster.get(scope_id, "")
@@ -958,9 +986,10 @@ def scorecards(
     goals: dict[str, dict[str, Decimal]] = defaultdict(dict)
     for subject in subjects:
         goals[subject.scope_id][subject.kpi] = subject.value
-    results = actuals(connection, settings, scope, list(weights), rng, ())
+    results = actuals(connection, settings, scope, list(weights), rng, (), key_teams=key_teams)
     # Those under review: every agent (or team) with a target for one of the weighted KPIs.
-    ids = sorted(i for i in goals if i and (not teams or team(i) in teams))
+    allowed = set(teams) if teams else key_teams
+    ids = sorted(i for i in goals if i and (allowed is None or team(i) in allowed))
     rows = []
     for scope_id in ids:
         lines = [
