@@ -17,12 +17,17 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from services.ingest import metrics
 from services.ingest.producer import BrokerUnavailable, EventProducer, Message
+from services.ingest.repository import roster_teams
 from services.ingest.settings import IngestSettings
-from shared.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
-from shared.events import BaseEvent, EventRejection, FieldError, validate_event
+from shared.auth import Principal
+from shared.db import make_engine
+from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from shared.events import MONEY_LIMIT, BaseEvent, EventRejection, FieldError, validate_event
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +108,18 @@ def _convert_money(event: BaseEvent, settings: IngestSettings) -> BaseEvent | Fi
     update: dict[str, Any] = {"currency": settings.currency}
     for name in ("amount", "margin"):
         value = getattr(event, name, None)
-        if value is not None:
-            update[name] = (value * rate).quantize(_FOUR_PLACES)
+        if value is None:
+            continue
+        converted = (value * rate).quantize(_FOUR_PLACES)
+        if abs(converted) >= MONEY_LIMIT:
+            return FieldError(
+                field=name,
+                message=(
+                    f"is {converted} {settings.currency} after conversion; amounts must stay "
+                    f"below {MONEY_LIMIT:f}"
+                ),
+            )
+        update[name] = converted
     return event.model_copy(update=update)
 
 
@@ -113,10 +128,46 @@ def _partition_key(event: BaseEvent) -> bytes:
     return str(key).encode()
 
 
+def _outside_teams(
+    event: BaseEvent, teams: frozenset[str], roster: dict[str, str]
+) -> FieldError | None:
+    """Why a key limited to ``teams`` may not post ``event``, or None."""
+    allowed = ", ".join(sorted(teams))
+    if event.team_id is None:
+        # The aggregator would give it the agent's roster team, whichever that is.
+        return FieldError(
+            field="team_id", message=f"is required with a key limited to teams ({allowed})"
+        )
+    if event.team_id not in teams:
+        return FieldError(
+            field="team_id", message=f"this API key may post for teams {allowed} only"
+        )
+    current = roster.get(event.agent_id) if event.agent_id is not None else None
+    if current is not None and current not in teams:
+        return FieldError(
+            field="agent_id",
+            message=(
+                "this agent belongs to a team this API key may not post for; the event would "
+                "move the agent into this key's teams"
+            ),
+        )
+    return None
+
+
 class IngestService:
     def __init__(self, settings: IngestSettings, producer: EventProducer) -> None:
         self.settings = settings
         self.producer = producer
+        self._engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
     def check_size(self, declared_length: str | None, actual: int | None = None) -> None:
         size = actual if actual is not None else int(declared_length or 0)
@@ -169,6 +220,50 @@ class IngestService:
             )
         return accepted, rejected
 
+    def check_teams(
+        self,
+        principal: Principal,
+        accepted: list[BaseEvent],
+        rejected: list[EventRejection],
+        total: int,
+    ) -> None:
+        """Blocking: refuse the whole request (403) if a key limited to teams posts outside them.
+
+        Every event must name one of the key's teams, and may not name an agent the roster
+        puts in another team: that event would move the agent (and what the agent's events
+        count for) into or out of the key's teams. One such event refuses the request whole,
+        so that nothing of it is stored; the answer names each event by its index.
+        """
+        teams = principal.team_ids
+        if teams is None or not accepted:
+            return
+        refused = {r.index for r in rejected}
+        indexes = [i for i in range(total) if i not in refused]
+        allowed = ", ".join(sorted(teams))
+        agents = {e.agent_id for e in accepted if e.agent_id is not None}
+        try:
+            with self.engine().connect() as connection:
+                roster = roster_teams(connection, agents) if agents else {}
+        except DBAPIError as exc:
+            log.warning("roster not readable", extra={"reason": str(exc)[:300]})
+            raise ServiceUnavailable(
+                "the roster cannot be read to check this key's teams; retry later",
+                retry_after=5,
+            ) from exc
+        outside: list[EventRejection] = []
+        for index, event in zip(indexes, accepted, strict=True):
+            error = _outside_teams(event, teams, roster)
+            if error is not None:
+                outside.append(EventRejection(index=index, event_id=event.event_id, errors=[error]))
+        if outside:
+            metrics.REJECTED.labels("team_id").inc(len(outside))
+            payload = [r.model_dump() for r in outside]
+            raise Forbidden(
+                f"{len(outside)} of the events are outside the teams this API key may post for "
+                f"({allowed}); none of this request's events were stored",
+                details={"rejected": payload},
+            )
+
     def publish(self, events: list[BaseEvent], request_id: str) -> None:
         """Blocking: returns once Kafka acknowledged every event."""
         headers = [("request_id", request_id.encode())]
@@ -187,7 +282,6 @@ class IngestService:
                 "Kafka did not acknowledge the events; none of this request's events are "
                 "confirmed stored. Retry the same events (same event_id) later.",
                 retry_after=5,
-                details={"reason": str(exc)},
             ) from exc
         metrics.ACCEPTED.inc(len(events))
         log.info("events stored", extra={"accepted": len(events), "request_id": request_id})
