@@ -83,10 +83,8 @@ def one_spelling_problem(value: str, *, listed: bool = False) -> str | None:
 def personal_data_problem(value: str) -> str | None:
     """Why ``value`` looks like a phone number or e-mail address, or None."""
     text = unicodedata.normalize("NFKC", value).strip()
-    if "@" in text and _EMAIL.search(text):
-        return "looks like an e-mail address; identifiers must be opaque ids"
-    if looks_like_phone(text):
-        return "looks like a phone number; identifiers must be opaque ids"
+    if ("@" in text and _EMAIL.search(text)) or looks_like_phone(text):
+        return "looks like a phone number or e-mail address; identifiers must be opaque ids"
     return None
 
 
