@@ -59,20 +59,21 @@ def _ascii_number(value: Any) -> Any:
 # 0.0001 in 64-bit counters, a minute's sum of them has room for over 900 such sales.
 MONEY_DIGITS = 17
 MONEY_LIMIT = Decimal(10) ** (MONEY_DIGITS - 4)
+# The constraints first, so that pydantic-core checks them; the text check runs before both.
 Money = Annotated[
     Decimal,
-    BeforeValidator(_ascii_number),
     Field(ge=0, max_digits=MONEY_DIGITS, decimal_places=4, allow_inf_nan=False),
+    BeforeValidator(_ascii_number),
 ]
 Margin = Annotated[
     Decimal,
-    BeforeValidator(_ascii_number),
     Field(max_digits=MONEY_DIGITS, decimal_places=4, allow_inf_nan=False),
+    BeforeValidator(_ascii_number),
 ]
 Seconds = Annotated[
     Decimal,
-    BeforeValidator(_ascii_number),
     Field(ge=0, max_digits=12, decimal_places=3, allow_inf_nan=False),
+    BeforeValidator(_ascii_number),
 ]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 

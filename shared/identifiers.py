@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 import phonenumbers
 
@@ -35,7 +36,10 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-./()]")
 _PHONE_DIGITS = re.compile(r"^(\+|00)?(\d{7,15})$")
 _PHONE_SHAPE = re.compile(r"^[\d\s\-./()+]+$")
 _NATIONAL_REGIONS = ("CN", "US")
+_DIGIT = re.compile(r"\d")
 _EMAIL = re.compile(r"[^@\s]@[^@\s.]")
+# Printable ASCII: in NFKC form, no dashes but '-', no blanks but the space. Most ids are.
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 
 
 def invisible_character_problem(value: str) -> str | None:
@@ -59,6 +63,18 @@ def one_spelling_problem(value: str, *, listed: bool = False) -> str | None:
 
     ``listed``: the id is one the read API takes in a comma-separated list.
     """
+    if not _PRINTABLE_ASCII.match(value):
+        problem = _unicode_problem(value)
+        if problem is not None:
+            return problem
+    if value != value.strip():
+        return "must not start or end with a blank"
+    if listed and "," in value:
+        return "must not contain a comma (lists of these ids are comma-separated)"
+    return None
+
+
+def _unicode_problem(value: str) -> str | None:
     invisible = invisible_character_problem(value)
     if invisible is not None:
         return invisible
@@ -68,21 +84,17 @@ def one_spelling_problem(value: str, *, listed: bool = False) -> str | None:
             return f"must not contain blanks other than the plain space (U+{ord(char):04X})"
         if (category == "Pd" and char != "-") or char == _MINUS_SIGN:
             return f"must not contain dashes other than '-' (U+{ord(char):04X})"
-    if value != value.strip():
-        return "must not start or end with a blank"
     if unicodedata.normalize("NFKC", value) != value:
         return (
             "must be written in Unicode NFKC form (no full-width or compatibility characters): "
             f"{unicodedata.normalize('NFKC', value)!r}"
         )
-    if listed and "," in value:
-        return "must not contain a comma (lists of these ids are comma-separated)"
     return None
 
 
 def personal_data_problem(value: str) -> str | None:
     """Why ``value`` looks like a phone number or e-mail address, or None."""
-    text = unicodedata.normalize("NFKC", value).strip()
+    text = (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip()
     if ("@" in text and _EMAIL.search(text)) or looks_like_phone(text):
         return "looks like a phone number or e-mail address; identifiers must be opaque ids"
     return None
@@ -90,6 +102,8 @@ def personal_data_problem(value: str) -> str | None:
 
 def looks_like_phone(text: str) -> bool:
     """``text`` (after NFKC) is a phone number in one of the ways people write them."""
+    if len(_DIGIT.findall(text)) < 7:
+        return False  # no number has fewer digits; most ids end here
     text = _PHONE_PREFIX.sub("", text.strip())
     # "(+86)", "(0086)", "(86)" before the number: an international prefix in brackets.
     text = re.sub(r"^\(\s*(?:\+|00)\s*(\d{1,3})\s*\)", r"+\1", text)
@@ -115,6 +129,11 @@ def _valid(number: str, region: str | None) -> bool:
         return False
 
 
+@lru_cache(maxsize=65536)
 def identifier_problem(value: str, *, listed: bool = False) -> str | None:
-    """Why ``value`` cannot be stored as an identifier, or None."""
+    """Why ``value`` cannot be stored as an identifier, or None.
+
+    Cached: agent, team, campaign and lead ids, dispositions and sources repeat in every
+    request.
+    """
     return personal_data_problem(value) or one_spelling_problem(value, listed=listed)
