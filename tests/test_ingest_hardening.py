@@ -229,8 +229,13 @@ def test_an_ingest_key_limited_to_teams_posts_only_for_them(keyed: Pipeline) -> 
     dialer = create_key(keyed, name="all teams", scopes=["ingest"]).json()["key"]
     time.sleep(CACHE_SECONDS + 0.2)
 
-    # The roster: a-1 in t-1, a-2 in t-2.
-    seeded = [state("seed-1", "a-1", "t-1"), state("seed-2", "a-2", "t-2")]
+    # The roster: a-1 in t-1, a-2 in t-2; and a call and a sale of t-2.
+    seeded = [
+        state("seed-1", "a-1", "t-1"),
+        state("seed-2", "a-2", "t-2"),
+        call("t2-call", agent_id="a-2", team_id="t-2"),
+        sale("t2-sale", agent_id="a-2", team_id="t-2"),
+    ]
     assert keyed.ingest.post("/v1/events", json=seeded, headers=bearer(dialer)).status_code == 202
     keyed.wait_caught_up()
 
@@ -238,6 +243,7 @@ def test_an_ingest_key_limited_to_teams_posts_only_for_them(keyed: Pipeline) -> 
     response = keyed.ingest.post("/v1/events", json=own, headers=bearer(floor))
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": 3, "rejected": []}
+    keyed.wait_caught_up()
 
     stored = total_records(keyed)
     outside = [
@@ -248,6 +254,20 @@ def test_an_ingest_key_limited_to_teams_posts_only_for_them(keyed: Pipeline) -> 
         state("move-out", "a-1", "t-2"),  # would move a t-1 agent out
         sale("their-sale", agent_id="a-2"),  # a t-2 agent's sale booked to t-1
         call("ok-2"),
+        # A t-1 agent's event for t-2's call (it would move the call to t-1), and a
+        # cancellation of t-2's sale.
+        {**call("hijack"), "type": "call.ended", "call_id": "call-t2-call", "talk_seconds": 1},
+        {
+            "event_id": "cancel",
+            "type": "sale.cancelled",
+            "occurred_at": "2026-11-02T13:00:00+08:00",
+            "agent_id": "a-1",
+            "team_id": "t-1",
+            "order_id": "O-t2-sale",
+        },
+        # Its own call and sale again: fine.
+        {**call("own-again"), "type": "call.ended", "call_id": "call-own-1", "talk_seconds": 9},
+        {**sale("own-2"), "event_id": "own-2-again"},
     ]
     response = keyed.ingest.post("/v1/events", json=outside, headers=bearer(floor))
     # Before: 202, and all seven were stored.
@@ -260,6 +280,8 @@ def test_an_ingest_key_limited_to_teams_posts_only_for_them(keyed: Pipeline) -> 
         3: ["agent_id"],
         4: ["team_id"],
         5: ["agent_id"],
+        7: ["call_id"],
+        8: ["order_id"],
     }
     assert "t-2" not in body["error"]["message"]
     # The whole request is refused: nothing of it is in Kafka.

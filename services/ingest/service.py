@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.ingest import metrics
 from services.ingest.producer import BrokerUnavailable, EventProducer, Message
-from services.ingest.repository import roster_teams
+from services.ingest.repository import entity_teams, roster_teams
 from services.ingest.settings import IngestSettings
 from shared.auth import Principal
 from shared.db import make_engine
@@ -128,8 +128,25 @@ def _partition_key(event: BaseEvent) -> bytes:
     return str(key).encode()
 
 
+def entity_key(event: BaseEvent) -> tuple[str, str] | None:
+    """The entity the aggregator merges ``event`` into, with the field that names it."""
+    if event.type.startswith("call.") or event.type == "survey.completed":
+        return f"call:{event.call_id}", "call_id"
+    order_id = getattr(event, "order_id", None)
+    if order_id is not None:
+        return f"order:{order_id}", "order_id"
+    if event.type == "quote.given":
+        return f"quote:{event.event_id}", "event_id"
+    if event.type == "lead.stage_changed":
+        return f"stage:{event.event_id}", "event_id"
+    return None
+
+
 def _outside_teams(
-    event: BaseEvent, teams: frozenset[str], roster: dict[str, str]
+    event: BaseEvent,
+    teams: frozenset[str],
+    roster: dict[str, str],
+    entities: dict[str, frozenset[str]],
 ) -> FieldError | None:
     """Why a key limited to ``teams`` may not post ``event``, or None."""
     allowed = ", ".join(sorted(teams))
@@ -150,6 +167,13 @@ def _outside_teams(
                 "this agent belongs to a team this API key may not post for; the event would "
                 "move the agent into this key's teams"
             ),
+        )
+    entity = entity_key(event)
+    if entity is not None and not entities.get(entity[0], frozenset()) <= teams:
+        # Merged in, the event would change (or cancel) what another team's events count.
+        return FieldError(
+            field=entity[1],
+            message="other teams' events already describe this; this API key may not change it",
         )
     return None
 
@@ -230,9 +254,11 @@ class IngestService:
         """Blocking: refuse the whole request (403) if a key limited to teams posts outside them.
 
         Every event must name one of the key's teams, and may not name an agent the roster
-        puts in another team: that event would move the agent (and what the agent's events
-        count for) into or out of the key's teams. One such event refuses the request whole,
-        so that nothing of it is stored; the answer names each event by its index.
+        puts in another team, nor a call, order, quote or stage change that other teams'
+        events already describe: merged in, the event would move the agent or the entity
+        (and what they count for) into the key's teams, or cancel another team's sale.
+        One such event refuses the request whole, so that nothing of it is stored; the
+        answer names each event by its index.
         """
         teams = principal.team_ids
         if teams is None or not accepted:
@@ -241,9 +267,11 @@ class IngestService:
         indexes = [i for i in range(total) if i not in refused]
         allowed = ", ".join(sorted(teams))
         agents = {e.agent_id for e in accepted if e.agent_id is not None}
+        keys = {key for e in accepted if (key := entity_key(e)) is not None}
         try:
             with self.engine().connect() as connection:
                 roster = roster_teams(connection, agents) if agents else {}
+                entities = entity_teams(connection, (k for k, _ in keys)) if keys else {}
         except DBAPIError as exc:
             log.warning("roster not readable", extra={"reason": str(exc)[:300]})
             raise ServiceUnavailable(
@@ -252,7 +280,7 @@ class IngestService:
             ) from exc
         outside: list[EventRejection] = []
         for index, event in zip(indexes, accepted, strict=True):
-            error = _outside_teams(event, teams, roster)
+            error = _outside_teams(event, teams, roster, entities)
             if error is not None:
                 outside.append(EventRejection(index=index, event_id=event.event_id, errors=[error]))
         if outside:
