@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -183,11 +184,14 @@ class IngestService:
         self.settings = settings
         self.producer = producer
         self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
 
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
-        return self._engine
+        """The database, for keys limited to teams; made on first use."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = make_engine(self.settings.database_url)
+            return self._engine
 
     def close(self) -> None:
         if self._engine is not None:
