@@ -7,15 +7,32 @@ stdout alone, so that ``KEY=$(callboard keys create ...)`` captures just the key
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 console = Console(stderr=True, log_path=False)
+
+
+def shown(value: str) -> Text:
+    """``value`` as plain text for a terminal: control and invisible characters escaped.
+
+    Names stored before they were checked may hold ANSI escape sequences; and rich markup
+    (``[red]``) in a name is printed as written, not interpreted.
+    """
+    return Text("".join(_escaped(char) for char in value))
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char)[0] in "CZ" and char != " ":
+        return char.encode("unicode_escape").decode("ascii")
+    return char
 
 
 def _database_url(url: str | None) -> str:
@@ -36,7 +53,7 @@ def create(
     scope: Annotated[list[str], typer.Option("--scope", help="ingest, read or admin; repeatable.")],
     team: Annotated[
         list[str] | None,
-        typer.Option("--team", help="Read keys: limit to this team_id; repeatable."),
+        typer.Option("--team", help="Read and ingest keys: limit to this team_id; repeatable."),
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -60,8 +77,15 @@ def create(
         engine.dispose()
     teams = ", ".join(created.team_ids) if created.team_ids else "all teams"
     console.print(
-        f"created key [bold]{created.key_id}[/] ({created.name}: "
-        f"{', '.join(created.scopes)}; {teams}). It is shown only now:"
+        Text.assemble(
+            "created key ",
+            (created.key_id, "bold"),
+            " (",
+            shown(created.name),
+            f": {', '.join(created.scopes)}; ",
+            shown(teams),
+            "). It is shown only now:",
+        )
     )
     typer.echo(created.key)
 
@@ -83,9 +107,9 @@ def list_(database_url: DatabaseUrl = None) -> None:
         table.add_row(
             key.key_id,
             key.prefix,
-            key.name,
+            shown(key.name),
             ",".join(key.scopes),
-            ",".join(key.team_ids) if key.team_ids else "all",
+            shown(",".join(key.team_ids)) if key.team_ids else "all",
             key.created_at.isoformat(timespec="seconds"),
             key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
         )

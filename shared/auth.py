@@ -4,8 +4,9 @@ A key is ``cb_<key_id>_<secret>``: ``key_id`` (12 hex digits) is the visible par
 and shown in listings; ``secret`` is 256 random bits. Only the SHA-256 of the whole key is
 stored: the secret is random, not a password, so a slow hash would add nothing.
 
-Scopes: ``ingest`` (dialers post events), ``read`` (dashboards; a read key may be limited to
-some teams, and then sees only their numbers), ``admin`` (manage keys). A scope implies no
+Scopes: ``ingest`` (dialers post events), ``read`` (dashboards), ``admin`` (manage keys). A
+read or ingest key may be limited to some teams: it then reads only their numbers, and posts
+only events that name one of them (``Principal.check_postable``). A scope implies no
 other. ``CALLBOARD_AUTH_MODE`` decides which routes need a key:
 
 - ``auto`` (default): admin routes always; ingest and read routes once the first key with
@@ -39,12 +40,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Request
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from shared.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
+from shared.identifiers import identifier_problem, invisible_character_problem
 from shared.models import api_key
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
@@ -63,16 +65,43 @@ class Scope(StrEnum):
     admin = "admin"
 
 
-TeamId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^,]+$")]
+def _team_id(value: str) -> str:
+    # Stored comma-joined, compared with events' team ids: the rules of an event's team_id.
+    problem = identifier_problem(value, listed=True)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _key_name(value: str) -> str:
+    # Printed by `callboard keys list` and stored as text: nothing a terminal would act on.
+    problem = invisible_character_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+TeamId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_team_id)]
+# Scopes whose keys may be limited to teams.
+TEAM_SCOPES = frozenset({Scope.read, Scope.ingest})
 
 
 class NewKey(BaseModel):
-    """What a key is for: its name, scopes and (read keys) the teams it may read."""
+    """What a key is for: its name, scopes and (read and ingest keys) its teams."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+    name: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=128, strip_whitespace=True),
+        AfterValidator(_key_name),
+    ]
     scopes: list[Scope] = Field(min_length=1, max_length=3)
     team_ids: list[TeamId] | None = Field(
-        default=None, min_length=1, max_length=200, description="Read keys: these teams only"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description=(
+            "Read keys read these teams only; ingest keys post events of these teams only"
+        ),
     )
 
 
@@ -158,10 +187,13 @@ def _row_to_key(row: object) -> StoredKey:
 
 def create_key(connection: Connection, new: NewKey) -> CreatedKey:
     scopes = sorted(set(new.scopes), key=list(Scope).index)
-    if new.team_ids is not None and Scope.read not in scopes:
+    if new.team_ids is not None and not TEAM_SCOPES.intersection(scopes):
         raise InvalidInput(
-            "team_ids limit what a read key may read; this key has no read scope",
-            details=[{"field": "team_ids", "message": "only for keys with the read scope"}],
+            "team_ids limit what a read key may read or an ingest key may post; this key "
+            "has neither scope",
+            details=[
+                {"field": "team_ids", "message": "only for keys with the read or ingest scope"}
+            ],
         )
     key_id, key = generate_key()
     teams = sorted(set(new.team_ids)) if new.team_ids is not None else None

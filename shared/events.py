@@ -8,7 +8,7 @@ The same models read the events back off Kafka in the aggregator.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -28,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.identifiers import identifier_problem
+
 SCHEMA_VERSION = 1
 
 # Text is stored and logged as is: no control characters (PostgreSQL refuses NUL outright,
@@ -35,16 +38,60 @@ SCHEMA_VERSION = 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=PRINTABLE)]
 Id128 = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PRINTABLE)]
-Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4, allow_inf_nan=False)]
-Seconds = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
+
+# The instants an event may have happened at. Every local day, week, month, quarter and year
+# around them, in any zone, is a date Python and the databases can hold and step across.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+# A number sent as text is read as ASCII digits only: Python's Decimal would also read
+# Arabic-Indic and other digits, and underscores, into a number nobody wrote.
+_DECIMAL_TEXT = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$", re.ASCII)
+
+
+def _ascii_number(value: Any) -> Any:
+    if isinstance(value, str) and not _DECIMAL_TEXT.match(value):
+        raise ValueError('must be a decimal number written with the digits 0-9, e.g. "1280.50"')
+    return value
+
+
+# Amounts stay below 10^13 (ten trillion) in the deployment's currency: stored in units of
+# 0.0001 in 64-bit counters, a minute's sum of them has room for over 900 such sales.
+MONEY_DIGITS = 17
+MONEY_LIMIT = Decimal(10) ** (MONEY_DIGITS - 4)
+# The constraints first, so that pydantic-core checks them; the text check runs before both.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=MONEY_DIGITS, decimal_places=4, allow_inf_nan=False),
+    BeforeValidator(_ascii_number),
+]
+Margin = Annotated[
+    Decimal,
+    Field(max_digits=MONEY_DIGITS, decimal_places=4, allow_inf_nan=False),
+    BeforeValidator(_ascii_number),
+]
+Seconds = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=12, decimal_places=3, allow_inf_nan=False),
+    BeforeValidator(_ascii_number),
+]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
-# Identifiers are opaque; these shapes are personal data and never belong in one.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"^(?:\+\d[\d\s\-().]{6,}|(?:\+?86)?1[3-9]\d{9}|\d{3,4}-\d{7,8})$")
-_PHONE_START = frozenset("+0123456789")
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
-_ID_FIELDS = ("event_id", "source", "agent_id", "team_id", "campaign_id", "call_id", "lead_id")
+# Every identifier and free-text field (``shared.identifiers`` says what they may hold).
+_ID_FIELDS = (
+    "event_id",
+    "source",
+    "agent_id",
+    "team_id",
+    "campaign_id",
+    "call_id",
+    "lead_id",
+    "order_id",
+    "disposition",
+)
+# The ids the read API takes as comma-separated lists.
+_LISTED_ID_FIELDS = frozenset({"agent_id", "team_id", "campaign_id"})
 _PII_FIELD_NAMES = re.compile(r"phone|mobile|e[-_]?mail|tel(ephone)?$|msisdn|ani$|dnis$", re.I)
 
 
@@ -122,19 +169,14 @@ class BaseEvent(BaseModel):
                     )
         return data
 
-    @field_validator(*_ID_FIELDS)
+    @field_validator(*_ID_FIELDS, check_fields=False)
     @classmethod
-    def _opaque_identifier(cls, value: str | None) -> str | None:
+    def _opaque_identifier(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        # Cheap tests first: most identifiers hold no '@' and do not start like a number.
-        looks_like_email = "@" in value and _EMAIL.search(value) is not None
-        stripped = value.strip()
-        looks_like_phone = stripped[:1] in _PHONE_START and _PHONE.match(stripped) is not None
-        if looks_like_email or looks_like_phone:
-            raise ValueError(
-                "looks like a phone number or e-mail address; identifiers must be opaque ids"
-            )
+        problem = identifier_problem(value, listed=info.field_name in _LISTED_ID_FIELDS)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("occurred_at", mode="before")
@@ -144,6 +186,19 @@ class BaseEvent(BaseModel):
         if not isinstance(value, str) or not _DATE_TIME.match(value):
             raise ValueError(
                 "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-11-02T09:30:00+08:00"
+            )
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _representable(cls, value: datetime) -> datetime:
+        try:
+            instant = value.astimezone(UTC)
+        except OverflowError:
+            instant = None
+        if instant is None or not EARLIEST <= instant < LATEST:
+            raise ValueError(
+                f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()} (its UTC instant)"
             )
         return value
 
@@ -220,9 +275,7 @@ class SaleClosed(AgentEvent):
     order_id: Id128
     amount: Money
     currency: CurrencyCode | None = None
-    margin: (
-        Annotated[Decimal, Field(max_digits=18, decimal_places=4, allow_inf_nan=False)] | None
-    ) = None
+    margin: Margin | None = None
     customer_type: CustomerType = CustomerType.new
 
 

@@ -153,6 +153,10 @@ def test_without_kafka_ingest_answers_503_with_retry_after(
         response = pipeline.ingest.post("/v1/events", json=_call("not-stored"))
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "5"
-        assert response.json()["error"]["code"] == "unavailable"
+        error = response.json()["error"]
+        assert error["code"] == "unavailable"
+        # What the Kafka client said is logged, not answered.
+        assert set(error) == {"code", "message"}, error
+        assert "produce failed" in pipeline.log("ingest")
     finally:
         pipeline.__exit__(None, None, None)

@@ -28,6 +28,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await run_in_threadpool(producer.close)
+        app.state.ingest.close()
 
     app = FastAPI(
         title="Callboard ingest",

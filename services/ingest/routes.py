@@ -44,8 +44,12 @@ Dialer = Annotated[Principal, Depends(require(Scope.ingest))]
         }
     },
 )
-async def post_events(request: Request, service: Service, _dialer: Dialer) -> IngestResponse:
-    """Accept call events. Answers 202 only once Kafka acknowledged every accepted event."""
+async def post_events(request: Request, service: Service, dialer: Dialer) -> IngestResponse:
+    """Accept call events. Answers 202 only once Kafka acknowledged every accepted event.
+
+    A key limited to teams gets 403, and nothing is stored, when any event does not name
+    one of its teams or names an agent of another team (``details.rejected`` lists them).
+    """
     service.check_size(request.headers.get("content-length"))
     body = bytearray()
     async for chunk in request.stream():
@@ -55,6 +59,8 @@ async def post_events(request: Request, service: Service, _dialer: Dialer) -> In
     accepted, rejected = service.validate(raw_events)
     if not accepted:
         raise service.reject_all(rejected, len(raw_events))
+    if dialer.team_ids is not None:
+        await run_in_threadpool(service.check_teams, dialer, accepted, rejected, len(raw_events))
     await run_in_threadpool(service.publish, accepted, request.state.request_id)
     return IngestResponse(accepted=len(accepted), rejected=rejected)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,17 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from services.ingest import metrics
 from services.ingest.producer import BrokerUnavailable, EventProducer, Message
+from services.ingest.repository import entity_teams, roster_teams
 from services.ingest.settings import IngestSettings
-from shared.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
-from shared.events import BaseEvent, EventRejection, FieldError, validate_event
+from shared.auth import Principal
+from shared.db import make_engine
+from shared.errors import Forbidden, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from shared.events import MONEY_LIMIT, BaseEvent, EventRejection, FieldError, validate_event
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +109,18 @@ def _convert_money(event: BaseEvent, settings: IngestSettings) -> BaseEvent | Fi
     update: dict[str, Any] = {"currency": settings.currency}
     for name in ("amount", "margin"):
         value = getattr(event, name, None)
-        if value is not None:
-            update[name] = (value * rate).quantize(_FOUR_PLACES)
+        if value is None:
+            continue
+        converted = (value * rate).quantize(_FOUR_PLACES)
+        if abs(converted) >= MONEY_LIMIT:
+            return FieldError(
+                field=name,
+                message=(
+                    f"is {converted} {settings.currency} after conversion; amounts must stay "
+                    f"below {MONEY_LIMIT:f}"
+                ),
+            )
+        update[name] = converted
     return event.model_copy(update=update)
 
 
@@ -113,10 +129,73 @@ def _partition_key(event: BaseEvent) -> bytes:
     return str(key).encode()
 
 
+def entity_key(event: BaseEvent) -> tuple[str, str] | None:
+    """The entity the aggregator merges ``event`` into, with the field that names it."""
+    if event.type.startswith("call.") or event.type == "survey.completed":
+        return f"call:{event.call_id}", "call_id"
+    order_id = getattr(event, "order_id", None)
+    if order_id is not None:
+        return f"order:{order_id}", "order_id"
+    if event.type == "quote.given":
+        return f"quote:{event.event_id}", "event_id"
+    if event.type == "lead.stage_changed":
+        return f"stage:{event.event_id}", "event_id"
+    return None
+
+
+def _outside_teams(
+    event: BaseEvent,
+    teams: frozenset[str],
+    roster: dict[str, str],
+    entities: dict[str, frozenset[str]],
+) -> FieldError | None:
+    """Why a key limited to ``teams`` may not post ``event``, or None."""
+    allowed = ", ".join(sorted(teams))
+    if event.team_id is None:
+        # The aggregator would give it the agent's roster team, whichever that is.
+        return FieldError(
+            field="team_id", message=f"is required with a key limited to teams ({allowed})"
+        )
+    if event.team_id not in teams:
+        return FieldError(
+            field="team_id", message=f"this API key may post for teams {allowed} only"
+        )
+    current = roster.get(event.agent_id) if event.agent_id is not None else None
+    if current is not None and current not in teams:
+        return FieldError(
+            field="agent_id",
+            message=(
+                "this agent belongs to a team this API key may not post for; the event would "
+                "move the agent into this key's teams"
+            ),
+        )
+    entity = entity_key(event)
+    if entity is not None and not entities.get(entity[0], frozenset()) <= teams:
+        # Merged in, the event would change (or cancel) what another team's events count.
+        return FieldError(
+            field=entity[1],
+            message="other teams' events already describe this; this API key may not change it",
+        )
+    return None
+
+
 class IngestService:
     def __init__(self, settings: IngestSettings, producer: EventProducer) -> None:
         self.settings = settings
         self.producer = producer
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    def engine(self) -> Engine:
+        """The database, for keys limited to teams; made on first use."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = make_engine(self.settings.database_url)
+            return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
     def check_size(self, declared_length: str | None, actual: int | None = None) -> None:
         size = actual if actual is not None else int(declared_length or 0)
@@ -169,6 +248,54 @@ class IngestService:
             )
         return accepted, rejected
 
+    def check_teams(
+        self,
+        principal: Principal,
+        accepted: list[BaseEvent],
+        rejected: list[EventRejection],
+        total: int,
+    ) -> None:
+        """Blocking: refuse the whole request (403) if a key limited to teams posts outside them.
+
+        Every event must name one of the key's teams, and may not name an agent the roster
+        puts in another team, nor a call, order, quote or stage change that other teams'
+        events already describe: merged in, the event would move the agent or the entity
+        (and what they count for) into the key's teams, or cancel another team's sale.
+        One such event refuses the request whole, so that nothing of it is stored; the
+        answer names each event by its index.
+        """
+        teams = principal.team_ids
+        if teams is None or not accepted:
+            return
+        refused = {r.index for r in rejected}
+        indexes = [i for i in range(total) if i not in refused]
+        allowed = ", ".join(sorted(teams))
+        agents = {e.agent_id for e in accepted if e.agent_id is not None}
+        keys = {key for e in accepted if (key := entity_key(e)) is not None}
+        try:
+            with self.engine().connect() as connection:
+                roster = roster_teams(connection, agents) if agents else {}
+                entities = entity_teams(connection, (k for k, _ in keys)) if keys else {}
+        except DBAPIError as exc:
+            log.warning("roster not readable", extra={"reason": str(exc)[:300]})
+            raise ServiceUnavailable(
+                "the roster cannot be read to check this key's teams; retry later",
+                retry_after=5,
+            ) from exc
+        outside: list[EventRejection] = []
+        for index, event in zip(indexes, accepted, strict=True):
+            error = _outside_teams(event, teams, roster, entities)
+            if error is not None:
+                outside.append(EventRejection(index=index, event_id=event.event_id, errors=[error]))
+        if outside:
+            metrics.REJECTED.labels("team_id").inc(len(outside))
+            payload = [r.model_dump() for r in outside]
+            raise Forbidden(
+                f"{len(outside)} of the events are outside the teams this API key may post for "
+                f"({allowed}); none of this request's events were stored",
+                details={"rejected": payload},
+            )
+
     def publish(self, events: list[BaseEvent], request_id: str) -> None:
         """Blocking: returns once Kafka acknowledged every event."""
         headers = [("request_id", request_id.encode())]
@@ -187,7 +314,6 @@ class IngestService:
                 "Kafka did not acknowledge the events; none of this request's events are "
                 "confirmed stored. Retry the same events (same event_id) later.",
                 retry_after=5,
-                details={"reason": str(exc)},
             ) from exc
         metrics.ACCEPTED.inc(len(events))
         log.info("events stored", extra={"accepted": len(events), "request_id": request_id})
