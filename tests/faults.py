@@ -215,8 +215,9 @@ def poison_flood(count: int, at: datetime) -> list[tuple[bytes, bytes]]:
     """``count`` records the aggregator cannot apply, as keyed records for the events topic.
 
     Most have an ``occurred_at`` whose UTC instant is before year 1 (the merge overflows);
-    the rest: a talk time that is no number, no ``call_id``, not JSON, and (one in a hundred)
-    an agent id longer than the tables take, which only the database refuses.
+    the rest: a talk time that is no number, no ``call_id``, not JSON, and (one in a hundred
+    each) an agent id longer than the tables take and a talk time beyond a counter's range,
+    which only the database refuses.
     """
     records: list[tuple[bytes, bytes]] = []
     for n in range(count):
@@ -242,6 +243,10 @@ def poison_flood(count: int, at: datetime) -> list[tuple[bytes, bytes]]:
             del call["call_id"]
         elif shape == 3 and n % 100 == 3:
             call.update(occurred_at=at.isoformat(), agent_id="x" * 100)
+        elif shape == 3 and n % 100 == 13:
+            call.update(
+                type="call.completed", occurred_at=at.isoformat(), answered=True, talk_seconds=1e20
+            )
         value = b"\x00 not JSON: flood " + str(n).encode() if shape == 4 else orjson.dumps(call)
         records.append((str(call["agent_id"]).encode(), value))
     return records

@@ -167,7 +167,7 @@ def _year_zero(n: int) -> bytes:
 
 
 def _poison(n: int, at: datetime) -> bytes:
-    """The ``n``th of a flood of records the aggregator cannot apply, in five shapes."""
+    """The ``n``th of a flood of records the aggregator cannot apply, in six shapes."""
     call: dict[str, Any] = {
         "event_id": f"poison-{n}",
         "type": "call.completed",
@@ -185,7 +185,9 @@ def _poison(n: int, at: datetime) -> bytes:
     if shape == 2:
         return orjson.dumps({key: v for key, v in call.items() if key != "call_id"})
     if shape == 3 and n % 100 == 3:
-        return orjson.dumps({**call, "agent_id": "x" * 100})  # the database refuses it
+        return orjson.dumps({**call, "agent_id": "x" * 100})  # longer than the tables take
+    if shape == 3 and n % 100 == 13:
+        return orjson.dumps({**call, "talk_seconds": 1e20})  # only the database refuses it
     return _year_zero(n)
 
 
@@ -201,6 +203,40 @@ def test_a_batch_of_nothing_but_poison_is_set_aside_and_the_partitions_move_on(
     assert sum(1 for x in sink.letters if "OverflowError" in x.reason) == 2500
     # Every offset final: the next batch starts after them.
     assert _totals(engine) == (0, 0, len(values))
+
+
+def test_text_the_tables_cannot_hold_is_set_aside_before_the_transaction(
+    database_url: str, engine: Engine
+) -> None:
+    def call(n: int, **values: str) -> dict[str, Any]:
+        return {
+            "event_id": f"fit-{n}",
+            "type": "call.started",
+            "occurred_at": START.isoformat(),
+            "agent_id": "a-1",
+            "team_id": "t-1",
+            "call_id": f"fit-call-{n}",
+            "lead_id": "l-1",
+            **values,
+        }
+
+    fits = call(1, agent_id="a" * 64, lead_id="l" * 128)  # as long as the columns take
+    unfit = [
+        call(2, agent_id="a" * 65),
+        call(3, team_id="t" * 65),
+        call(4, lead_id="l" * 129),
+        call(5, call_id="c" * 200),
+        call(6, agent_id="a\x00b"),
+        call(7, disposition="d" * 33),
+    ]
+    sink = ListSink()
+    applier = BatchApplier(engine, _settings(database_url), sink)
+    result = applier.apply(_records([orjson.dumps(e) for e in [fits, *unfit]]))
+    assert (result.applied, result.rejected) == (1, len(unfit))
+    reasons = {_event_id(x.value): x.reason for x in sink.letters}
+    assert reasons.keys() == {e["event_id"] for e in unfit}
+    assert all(r.startswith("does not fit the tables: ") for r in reasons.values()), reasons
+    assert _totals(engine) == (*_reference([fits]), 1 + len(unfit))
 
 
 def _healthy() -> float | None:
@@ -357,6 +393,7 @@ def test_a_member_counts_on_through_a_flood_of_poison(
         "undecodable",
         "no entity",
         "the merge raised",
+        "does not fit the tables",
         "not applied",
     }
     assert _healthy() == 1

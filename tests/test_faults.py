@@ -487,7 +487,7 @@ def _poison_records(at: datetime) -> list[tuple[bytes, bytes]]:
                 {**call, "event_id": "raw-bad-time", "call_id": "raw-2", "occurred_at": "soon"}
             ),
         ),
-        # An agent id longer than the tables take: the database refuses the batch.
+        # An agent id longer than the tables take: set aside before the transaction.
         (
             b"agent-1-1",
             orjson.dumps(
@@ -499,6 +499,21 @@ def _poison_records(at: datetime) -> list[tuple[bytes, bytes]]:
                     "agent_id": "x" * 100,
                     "answered": True,
                     "talk_seconds": 30,
+                }
+            ),
+        ),
+        # A talk time beyond a counter's range: the database refuses the batch.
+        (
+            b"agent-1-2",
+            orjson.dumps(
+                {
+                    **call,
+                    "type": "call.completed",
+                    "event_id": "raw-huge-talk",
+                    "call_id": "raw-4",
+                    "agent_id": "agent-1-2",
+                    "answered": True,
+                    "talk_seconds": 1e20,
                 }
             ),
         ),
@@ -543,13 +558,14 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
     letters = _dead_letters(pipeline)
     reasons = {letter["event_id"]: letter["reason"] for letter in letters}
     bug_ids = {f"bug-{i}" for i in buggy}
-    raw_ids = {"raw-no-call", "raw-bad-time", "raw-long-agent"}
+    raw_ids = {"raw-no-call", "raw-bad-time", "raw-long-agent", "raw-huge-talk"}
     assert set(reasons) == bug_ids | raw_ids | {None}, reasons
     assert sum(1 for letter in letters if letter["event_id"] is None) == 2
     assert all(letter["reason"] for letter in letters)
     assert "no entity" in reasons["raw-no-call"]
     assert "the merge raised" in reasons["raw-bad-time"]
-    assert "not applied" in reasons["raw-long-agent"]
+    assert "does not fit the tables" in reasons["raw-long-agent"]
+    assert "not applied" in reasons["raw-huge-talk"]
     assert "failpoint apply_error" in reasons[sorted(bug_ids)[0]]
     first_letters = len(letters)
     before_fix = check_exactly_once(
@@ -585,9 +601,9 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
         dead_letters=first_letters + len(still_failing),
         faults=(
             f"{len(poison)} poison records (undecodable, not an event, no call_id, bad "
-            f"timestamp, agent id too long for the database) and {len(bug_ids)} events the "
-            f"merge raised on (fixed, then replayed); {len(late_dialer.acknowledged)} events "
-            f"3 weeks late ({', '.join(sorted(late_days))})"
+            f"timestamp, agent id too long for the tables, talk time beyond a counter) and "
+            f"{len(bug_ids)} events the merge raised on (fixed, then replayed); "
+            f"{len(late_dialer.acknowledged)} events 3 weeks late ({', '.join(sorted(late_days))})"
         ),
         recovery=(
             f"partitions past the poison {moved_on:.1f} s after the last post; replay "
@@ -646,7 +662,8 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
         faults=(
             f"{len(flood)} poison records in {bursts} bursts of {burst_size} over "
             f"{flood_ended - flood_started:.1f} s (occurred_at before year 1, talk time no "
-            "number, no call_id, not JSON, agent id too long for the database) among "
+            "number, no call_id, not JSON, agent id too long for the tables, talk time beyond "
+            "a counter's range) among "
             f"{len(dialer.acknowledged)} posted events"
         ),
         recovery=(

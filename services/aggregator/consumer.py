@@ -37,6 +37,7 @@ from services.aggregator import metrics, repository
 from services.aggregator.batch import BatchBuilder, BatchDelta
 from services.aggregator.dead_letters import DeadLetter, DeadLetterSink, KafkaDeadLetters
 from services.aggregator.facts import State, entity_key
+from services.aggregator.limits import does_not_fit
 from services.aggregator.policy import Decision, ProcessingPolicy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.watch import CallWatch, ClientStalled
@@ -120,8 +121,11 @@ class BatchApplier:
                     letters.append(_letter(record, refuse))
                     continue
                 event, reason = _decode(record)
+                unfit = None if event is None else does_not_fit(event)
                 if event is None:
                     letters.append(_letter(record, reason))
+                elif unfit is not None:
+                    letters.append(_letter(record, f"does not fit the tables: {unfit}"))
                 else:
                     pending.append((record, event))
             if next_offsets:
