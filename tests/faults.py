@@ -8,6 +8,7 @@ database stores, without the dead letters) with the acknowledged ids.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -208,6 +209,87 @@ def compare_kpis(
                 check.checked += 1
                 if actual != wanted:
                     check.mismatches.append(f"{view} {key} {name}: {actual} != {wanted}")
+
+
+def poison_flood(count: int, at: datetime) -> list[tuple[bytes, bytes]]:
+    """``count`` records the aggregator cannot apply, as keyed records for the events topic.
+
+    Most have an ``occurred_at`` whose UTC instant is before year 1 (the merge overflows);
+    the rest: a talk time that is no number, no ``call_id``, not JSON, and (one in a hundred
+    each) an agent id longer than the tables take and a talk time beyond a counter's range,
+    which only the database refuses.
+    """
+    records: list[tuple[bytes, bytes]] = []
+    for n in range(count):
+        call: dict[str, Any] = {
+            "event_id": f"flood-{n}",
+            "type": "call.started",
+            "occurred_at": "0001-01-01T00:00:00+14:00",
+            "agent_id": f"flood-agent-{n % 11}",
+            "team_id": "flood-team",
+            "call_id": f"flood-call-{n}",
+            "lead_id": f"flood-lead-{n % 97}",
+        }
+        shape = n % 10
+        if shape == 1:
+            call.update(
+                type="call.completed",
+                occurred_at=at.isoformat(),
+                answered=True,
+                talk_seconds="forty",
+            )
+        elif shape == 2:
+            call.update(occurred_at=at.isoformat())
+            del call["call_id"]
+        elif shape == 3 and n % 100 == 3:
+            call.update(occurred_at=at.isoformat(), agent_id="x" * 100)
+        elif shape == 3 and n % 100 == 13:
+            call.update(
+                type="call.completed", occurred_at=at.isoformat(), answered=True, talk_seconds=1e20
+            )
+        value = b"\x00 not JSON: flood " + str(n).encode() if shape == 4 else orjson.dumps(call)
+        records.append((str(call["agent_id"]).encode(), value))
+    return records
+
+
+class FloorWatch(threading.Thread):
+    """Reads the floor's numbers for ``day`` from the API every 0.1 s, keeping when they
+    changed: how long the KPIs stood still while events kept coming."""
+
+    def __init__(self, pipeline: Pipeline, day: datetime) -> None:
+        super().__init__(name="floor-watch", daemon=True)
+        self.base_url = str(pipeline.api.base_url)
+        self.params = {
+            "metrics": "dials,inbound_calls,connects,talk_seconds",
+            "from": day.isoformat(),
+            "to": (day + timedelta(days=1)).isoformat(),
+        }
+        self.changes: list[float] = []
+        self.failed = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        last: tuple[int, ...] | None = None
+        with httpx.Client(base_url=self.base_url, timeout=10) as client:
+            while not self.stop.is_set():
+                response = client.get("/v1/metrics", params=self.params)
+                if response.status_code != 200:
+                    self.failed += 1
+                else:
+                    rows = response.json()["rows"]
+                    now = tuple(
+                        int(rows[0][m]) if rows else 0
+                        for m in ("dials", "inbound_calls", "connects", "talk_seconds")
+                    )
+                    if now != last:
+                        self.changes.append(time.monotonic())
+                        last = now
+                self.stop.wait(0.1)
+
+    def longest_standstill(self, start: float, end: float) -> float:
+        """The longest time within ``[start, end]`` the numbers did not change."""
+        moments = [start, *(t for t in self.changes if start < t < end), end]
+        return max(b - a for a, b in itertools.pairwise(moments))
 
 
 def stop_quietly(pipeline: Pipeline, name: str) -> None:

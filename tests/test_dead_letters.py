@@ -3,6 +3,8 @@ commit that makes its offset final, and the rest of the batch moves on."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -11,12 +13,13 @@ from zoneinfo import ZoneInfo
 import orjson
 import psycopg
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-from services.aggregator.consumer import BatchApplier, Record, TooManyDeadLetters, _retryable
+from services.aggregator.consumer import AggregatorMember, BatchApplier, Record
 from services.aggregator.dead_letters import (
     REPLAY_OF,
     DeadLetter,
@@ -25,6 +28,7 @@ from services.aggregator.dead_letters import (
     read_dead_letters,
     replay,
 )
+from services.aggregator.policy import Decision, ProcessingPolicy, is_infrastructure
 from services.aggregator.settings import AggregatorSettings
 from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE
@@ -57,9 +61,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def _settings(database_url: str, **values: Any) -> AggregatorSettings:
-    return AggregatorSettings(
-        database_url=database_url, events_topic="events-t", timezone=TIMEZONE, **values
-    )
+    values = {"events_topic": "events-t", **values}
+    return AggregatorSettings(database_url=database_url, timezone=TIMEZONE, **values)
 
 
 def _records(values: list[bytes]) -> list[Record]:
@@ -148,24 +151,283 @@ def test_dead_letters_are_stored_before_the_commit(database_url: str, engine: En
     assert _totals(engine) == (*_reference(events), len(values))
 
 
-def test_a_batch_of_mostly_poison_stops_the_member(database_url: str, engine: Engine) -> None:
+def _year_zero(n: int) -> bytes:
+    """An event ingest once accepted whose UTC instant is before year 1: the merge raises."""
+    return orjson.dumps(
+        {
+            "event_id": f"year-zero-{n}",
+            "type": "call.started",
+            "occurred_at": "0001-01-01T00:00:00+14:00",
+            "agent_id": "agent-p",
+            "team_id": "team-p",
+            "call_id": f"year-zero-call-{n}",
+            "lead_id": "lead-p",
+        }
+    )
+
+
+def _poison(n: int, at: datetime) -> bytes:
+    """The ``n``th of a flood of records the aggregator cannot apply, in six shapes."""
+    call: dict[str, Any] = {
+        "event_id": f"poison-{n}",
+        "type": "call.completed",
+        "occurred_at": at.isoformat(),
+        "agent_id": "agent-p",
+        "call_id": f"poison-call-{n}",
+        "answered": True,
+        "talk_seconds": 30,
+    }
+    shape = n % 10
+    if shape == 0:
+        return b"\xff not JSON " + str(n).encode()
+    if shape == 1:
+        return orjson.dumps({**call, "talk_seconds": "thirty"})  # the merge raises
+    if shape == 2:
+        return orjson.dumps({key: v for key, v in call.items() if key != "call_id"})
+    if shape == 3 and n % 100 == 3:
+        return orjson.dumps({**call, "agent_id": "x" * 100})  # longer than the tables take
+    if shape == 3 and n % 100 == 13:
+        return orjson.dumps({**call, "talk_seconds": 1e20})  # only the database refuses it
+    return _year_zero(n)
+
+
+def test_a_batch_of_nothing_but_poison_is_set_aside_and_the_partitions_move_on(
+    database_url: str, engine: Engine
+) -> None:
     sink = ListSink()
-    settings = _settings(database_url, dead_letters_max_per_batch=2)
-    applier = BatchApplier(engine, settings, sink)
-    with pytest.raises(TooManyDeadLetters):
-        applier.apply(_records([b"x", b"y", b"z"]))
-    assert sink.letters == []
-    assert _totals(engine) == (0, 0, 0)
+    applier = BatchApplier(engine, _settings(database_url), sink)
+    values = [_year_zero(n) for n in range(2500)] + [b"x", b"y", b"z"]
+    result = applier.apply(_records(values))
+    assert (result.applied, result.rejected) == (0, len(values))
+    assert len(sink.letters) == len(values)
+    assert sum(1 for x in sink.letters if "OverflowError" in x.reason) == 2500
+    # Every offset final: the next batch starts after them.
+    assert _totals(engine) == (0, 0, len(values))
+
+
+def test_text_the_tables_cannot_hold_is_set_aside_before_the_transaction(
+    database_url: str, engine: Engine
+) -> None:
+    def call(n: int, **values: str) -> dict[str, Any]:
+        return {
+            "event_id": f"fit-{n}",
+            "type": "call.started",
+            "occurred_at": START.isoformat(),
+            "agent_id": "a-1",
+            "team_id": "t-1",
+            "call_id": f"fit-call-{n}",
+            "lead_id": "l-1",
+            **values,
+        }
+
+    fits = call(1, agent_id="a" * 64, lead_id="l" * 128)  # as long as the columns take
+    unfit = [
+        call(2, agent_id="a" * 65),
+        call(3, team_id="t" * 65),
+        call(4, lead_id="l" * 129),
+        call(5, call_id="c" * 200),
+        call(6, agent_id="a\x00b"),
+        call(7, disposition="d" * 33),
+    ]
+    sink = ListSink()
+    applier = BatchApplier(engine, _settings(database_url), sink)
+    result = applier.apply(_records([orjson.dumps(e) for e in [fits, *unfit]]))
+    assert (result.applied, result.rejected) == (1, len(unfit))
+    reasons = {_event_id(x.value): x.reason for x in sink.letters}
+    assert reasons.keys() == {e["event_id"] for e in unfit}
+    assert all(r.startswith("does not fit the tables: ") for r in reasons.values()), reasons
+    assert _totals(engine) == (*_reference([fits]), 1 + len(unfit))
+
+
+def _healthy() -> float | None:
+    return REGISTRY.get_sample_value("callboard_aggregator_healthy")
+
+
+def _rows(engine: Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+REFUSE_EVERY_DAY_ROW = "ALTER TABLE kpi_day ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
+
+
+def test_the_policy_blames_the_records_only_when_a_known_good_record_applies(
+    database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(database_url)
+    applier = BatchApplier(engine, settings, ListSink())
+    policy = ProcessingPolicy(applier.probe, give_up_after_seconds=60, stop=threading.Event())
+    merge_error = OverflowError("date value out of range")
+    assert policy.decide(merge_error) is Decision.SET_ASIDE
+    assert policy.records_at_fault
+    assert _healthy() == 1
+    # The probe's call was rolled back.
+    assert [_rows(engine, t) for t in ("kpi_day", "kpi_minute", "entity_state")] == [0, 0, 0]
+
+    # A table that refuses every row (a migration gone wrong): a refused value is not the
+    # records' fault when a known-good call is refused too.
+    with engine.begin() as connection:
+        connection.execute(text(REFUSE_EVERY_DAY_ROW))
+    policy.start_batch()
+    refused = IntegrityError("INSERT", {}, Exception("violates check constraint refuse_all"))
+    assert policy.decide(refused) is Decision.RETRY
+    assert not policy.records_at_fault
+    assert _healthy() == 0
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE kpi_day DROP CONSTRAINT refuse_all"))
+    assert policy.decide(refused) is Decision.SET_ASIDE
+    policy.succeeded()
+    assert _healthy() == 1
+
+    # A bug in the merge that hits every event, the probe's too.
+    monkeypatch.setenv("CALLBOARD_FAILPOINT", "apply_error:")
+    buggy = BatchApplier(engine, settings, ListSink())
+    policy = ProcessingPolicy(buggy.probe, give_up_after_seconds=60, stop=threading.Event())
+    assert policy.decide(RuntimeError("failpoint apply_error: e-1")) is Decision.RETRY
+    assert _healthy() == 0
+
+    # Errors of the infrastructure are retried without a probe, until the time runs out.
+    policy = ProcessingPolicy(_no_probe, give_up_after_seconds=0.2, stop=threading.Event())
+    down = OperationalError("SELECT 1", {}, Exception("server closed"))
+    assert policy.decide(down) is Decision.RETRY
+    time.sleep(0.3)
+    assert policy.decide(down) is Decision.STOP
+    stopping = threading.Event()
+    stopping.set()
+    assert ProcessingPolicy(_no_probe, give_up_after_seconds=60, stop=stopping).decide(
+        merge_error
+    ) is (Decision.STOP)
+
+
+def _no_probe() -> None:
+    raise AssertionError("not probed")
 
 
 def test_errors_of_the_infrastructure_are_retried_not_set_aside() -> None:
-    assert _retryable(DeadLetterUnavailable("away"))
-    assert _retryable(OperationalError("SELECT 1", {}, Exception("server closed")))
-    assert _retryable(psycopg.OperationalError("server closed the connection"))
-    assert _retryable(ConnectionResetError())
-    assert not _retryable(DataError("COPY", {}, Exception("value too long")))
-    assert not _retryable(psycopg.errors.StringDataRightTruncation("value too long"))
-    assert not _retryable(KeyError("call_id"))
+    assert is_infrastructure(DeadLetterUnavailable("away"))
+    assert is_infrastructure(OperationalError("SELECT 1", {}, Exception("server closed")))
+    assert is_infrastructure(psycopg.OperationalError("server closed the connection"))
+    assert is_infrastructure(ConnectionResetError())
+    assert not is_infrastructure(DataError("COPY", {}, Exception("value too long")))
+    assert not is_infrastructure(psycopg.errors.StringDataRightTruncation("value too long"))
+    assert not is_infrastructure(KeyError("call_id"))
+
+
+class RunningMember:
+    """An aggregator member polling in a thread of this process, on the real broker."""
+
+    def __init__(self, settings: AggregatorSettings, engine: Engine) -> None:
+        self.stop = threading.Event()
+        self.member = AggregatorMember(engine, settings, self.stop)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.member.run(self.stop)
+        except BaseException as exc:
+            self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
+        self.member.close()
+
+
+def _produce(servers: str, topic: str, records: list[tuple[bytes, bytes]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
+    try:
+        futures = [producer.send(topic, key=key, value=value) for key, value in records]
+        producer.flush(30)
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close()
+    return len(records)
+
+
+def _wait_applied(engine: Engine, records: int, member: RunningMember, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _totals(engine)[2] < records:
+        assert member.error is None, member.error
+        assert time.monotonic() < deadline, f"{_totals(engine)[2]} of {records} applied"
+        time.sleep(0.2)
+
+
+def _member_settings(database_url: str, servers: str, topic: str) -> AggregatorSettings:
+    return _settings(
+        database_url,
+        kafka_bootstrap_servers=servers,
+        events_topic=topic,
+        group_id=f"g-{topic}",
+        batch_max_records=5000,
+    )
+
+
+def test_a_member_counts_on_through_a_flood_of_poison(
+    database_url: str, engine: Engine, kafka_bootstrap_servers: str, topic: str
+) -> None:
+    events = generate_floor(62, start=START, calls_per_agent=25).events
+    poison = [_poison(n, START) for n in range(3000)]
+    records = [(e["agent_id"].encode(), orjson.dumps(e)) for e in events]
+    # Three poison records after each good event, then the rest: whole batches of poison.
+    mixed: list[tuple[bytes, bytes]] = []
+    for index, record in enumerate(records):
+        mixed.append(record)
+        mixed.extend((f"p-{n % 7}".encode(), poison[n]) for n in range(3 * index, 3 * index + 3))
+    mixed.extend((f"p-{n % 7}".encode(), poison[n]) for n in range(3 * len(records), 3000))
+    assert len(mixed) == len(events) + 3000
+    settings = _member_settings(database_url, kafka_bootstrap_servers, topic)
+    member = RunningMember(settings, engine)
+    try:
+        total = _produce(kafka_bootstrap_servers, topic, mixed)
+        _wait_applied(engine, total, member, timeout=180)
+        assert member.error is None and member.thread.is_alive()
+    finally:
+        member.close()
+    assert _totals(engine) == (*_reference(events), total)
+    letters = read_dead_letters(settings)
+    assert sorted(x.value or b"" for x in letters) == sorted(poison)
+    assert {x.reason.split(":")[0] for x in letters} == {
+        "undecodable",
+        "no entity",
+        "the merge raised",
+        "does not fit the tables",
+        "not applied",
+    }
+    assert _healthy() == 1
+
+
+def test_a_table_refusing_every_row_sets_nothing_aside_and_recovers_exact(
+    database_url: str, engine: Engine, kafka_bootstrap_servers: str, topic: str
+) -> None:
+    events = generate_floor(63, start=START, calls_per_agent=20).events
+    with engine.begin() as connection:
+        connection.execute(text(REFUSE_EVERY_DAY_ROW))
+    settings = _member_settings(database_url, kafka_bootstrap_servers, topic)
+    member = RunningMember(settings, engine)
+    try:
+        total = _produce(
+            kafka_bootstrap_servers,
+            topic,
+            [(e["agent_id"].encode(), orjson.dumps(e)) for e in events],
+        )
+        deadline = time.monotonic() + 60
+        while _healthy() != 0:
+            assert time.monotonic() < deadline, "the member never found the failure"
+            time.sleep(0.1)
+        time.sleep(3)
+        assert member.error is None and member.thread.is_alive()
+        assert _totals(engine) == (0, 0, 0)
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE kpi_day DROP CONSTRAINT refuse_all"))
+        _wait_applied(engine, total, member, timeout=120)
+    finally:
+        member.close()
+    assert _totals(engine) == (*_reference(events), total)
+    assert read_dead_letters(settings) == []
+    assert _healthy() == 1
 
 
 def test_dead_letter_topic_round_trip(kafka_bootstrap_servers: str, topic: str) -> None:

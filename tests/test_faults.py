@@ -45,8 +45,10 @@ from tests.faults import (
     ZONE,
     Check,
     Dialer,
+    FloorWatch,
     applied_total,
     check_exactly_once,
+    poison_flood,
     wait_progress,
 )
 from tests.floor import generate_floor
@@ -416,6 +418,8 @@ def test_database_outage(
         assert (api_ready, api_metrics) == (503, 503)
         assert aggregator_alive, pipeline.log("aggregator")[-3000:]
         assert retried > 0
+        # The outage is the system's, not the records': nothing was set aside.
+        assert _dead_offsets(pipeline) == set()
         _assert_exact(check, pipeline)
 
 
@@ -483,7 +487,7 @@ def _poison_records(at: datetime) -> list[tuple[bytes, bytes]]:
                 {**call, "event_id": "raw-bad-time", "call_id": "raw-2", "occurred_at": "soon"}
             ),
         ),
-        # An agent id longer than the tables take: the database refuses the batch.
+        # An agent id longer than the tables take: set aside before the transaction.
         (
             b"agent-1-1",
             orjson.dumps(
@@ -495,6 +499,21 @@ def _poison_records(at: datetime) -> list[tuple[bytes, bytes]]:
                     "agent_id": "x" * 100,
                     "answered": True,
                     "talk_seconds": 30,
+                }
+            ),
+        ),
+        # A talk time beyond a counter's range: the database refuses the batch.
+        (
+            b"agent-1-2",
+            orjson.dumps(
+                {
+                    **call,
+                    "type": "call.completed",
+                    "event_id": "raw-huge-talk",
+                    "call_id": "raw-4",
+                    "agent_id": "agent-1-2",
+                    "answered": True,
+                    "talk_seconds": 1e20,
                 }
             ),
         ),
@@ -539,13 +558,14 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
     letters = _dead_letters(pipeline)
     reasons = {letter["event_id"]: letter["reason"] for letter in letters}
     bug_ids = {f"bug-{i}" for i in buggy}
-    raw_ids = {"raw-no-call", "raw-bad-time", "raw-long-agent"}
+    raw_ids = {"raw-no-call", "raw-bad-time", "raw-long-agent", "raw-huge-talk"}
     assert set(reasons) == bug_ids | raw_ids | {None}, reasons
     assert sum(1 for letter in letters if letter["event_id"] is None) == 2
     assert all(letter["reason"] for letter in letters)
     assert "no entity" in reasons["raw-no-call"]
     assert "the merge raised" in reasons["raw-bad-time"]
-    assert "not applied" in reasons["raw-long-agent"]
+    assert "does not fit the tables" in reasons["raw-long-agent"]
+    assert "not applied" in reasons["raw-huge-talk"]
     assert "failpoint apply_error" in reasons[sorted(bug_ids)[0]]
     first_letters = len(letters)
     before_fix = check_exactly_once(
@@ -581,9 +601,9 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
         dead_letters=first_letters + len(still_failing),
         faults=(
             f"{len(poison)} poison records (undecodable, not an event, no call_id, bad "
-            f"timestamp, agent id too long for the database) and {len(bug_ids)} events the "
-            f"merge raised on (fixed, then replayed); {len(late_dialer.acknowledged)} events "
-            f"3 weeks late ({', '.join(sorted(late_days))})"
+            f"timestamp, agent id too long for the tables, talk time beyond a counter) and "
+            f"{len(bug_ids)} events the merge raised on (fixed, then replayed); "
+            f"{len(late_dialer.acknowledged)} events 3 weeks late ({', '.join(sorted(late_days))})"
         ),
         recovery=(
             f"partitions past the poison {moved_on:.1f} s after the last post; replay "
@@ -591,6 +611,125 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
             f"before the fix (without the events set aside)"
         ),
     )
+    _assert_exact(check, pipeline)
+
+
+def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: FaultReport) -> None:
+    started = time.monotonic()
+    day = _day(11)
+    floor = generate_floor(507, start=day, calls_per_agent=80)
+    bursts, burst_size = 4, 1200
+    flood = poison_flood(bursts * burst_size, day)
+    watch = FloorWatch(pipeline, day.replace(hour=0))
+    dialer = Dialer(_url(pipeline), floor.events, seconds=30)
+    dialer.start()
+    wait_progress(pipeline, 0)
+    watch.start()
+    # Straight to the topic, past ingest's validator, in bursts larger than a batch of the
+    # old limit (1,000 dead letters per batch), while the dialer keeps posting.
+    poisoned: set[tuple[int, int]] = set()
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers, acks="all")
+    flood_started = time.monotonic()
+    try:
+        for burst in range(bursts):
+            chunk = flood[burst * burst_size : (burst + 1) * burst_size]
+            futures = [producer.send(pipeline.topic, key=k, value=v) for k, v in chunk]
+            producer.flush(30)
+            for future in futures:
+                stored = future.get(timeout=30)
+                poisoned.add((stored.partition, stored.offset))
+            time.sleep(3)
+    finally:
+        producer.close()
+    flood_ended = time.monotonic()
+    _finish(dialer)
+    drained = pipeline.wait_caught_up(timeout=240)
+    watch.stop.set()
+    watch.join(30)
+    standstill = watch.longest_standstill(flood_started, flood_ended)
+    alive = pipeline.processes["aggregator"].poll() is None
+    dead = _dead_offsets(pipeline)
+    log = pipeline.log("aggregator")
+
+    check = check_exactly_once(pipeline, dialer.acknowledged, dead)
+    _report(
+        fault_report,
+        "poison flood while posting",
+        started,
+        len(dialer.acknowledged),
+        check,
+        dead_letters=len(dead),
+        faults=(
+            f"{len(flood)} poison records in {bursts} bursts of {burst_size} over "
+            f"{flood_ended - flood_started:.1f} s (occurred_at before year 1, talk time no "
+            "number, no call_id, not JSON, agent id too long for the tables, talk time beyond "
+            "a counter's range) among "
+            f"{len(dialer.acknowledged)} posted events"
+        ),
+        recovery=(
+            f"member alive: {alive}; KPIs stood still at most {standstill:.1f} s during the "
+            f"flood ({len(watch.changes)} changes seen); {log.count('batch not applied; ')} "
+            f"bisections; backlog drained {drained:.1f} s after the stream ended"
+        ),
+    )
+    assert alive, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert dead == poisoned
+    assert watch.failed == 0
+    assert standstill < 15, (standstill, log[-3000:])
+    _assert_exact(check, pipeline)
+
+
+REFUSE_EVERY_DAY_ROW = "ALTER TABLE kpi_day ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
+
+
+def test_database_refusing_every_row(pipeline: Pipeline, fault_report: FaultReport) -> None:
+    started = time.monotonic()
+    floor = generate_floor(508, start=_day(12), calls_per_agent=70)
+    engine = create_engine(pipeline.database_url)
+    dialer = Dialer(_url(pipeline), floor.events, seconds=25)
+    dialer.start()
+    wait_progress(pipeline, 0)
+    time.sleep(2)
+    # A migration gone wrong: every write of a day counter is refused as a bad value would
+    # be. Not the records' fault: none may be set aside.
+    with engine.begin() as connection:
+        connection.execute(text(REFUSE_EVERY_DAY_ROW))
+    refused_from = applied_total(pipeline)
+    time.sleep(8)
+    applied_while_refused = applied_total(pipeline) - refused_from
+    alive_while_refused = pipeline.processes["aggregator"].poll() is None
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE kpi_day DROP CONSTRAINT refuse_all"))
+    engine.dispose()
+    resumed = wait_progress(pipeline, applied_total(pipeline))
+    _finish(dialer)
+    drained = pipeline.wait_caught_up(timeout=180)
+    log = pipeline.log("aggregator")
+    systemic = log.count("a known-good record fails too")
+    dead = _dead_offsets(pipeline)
+
+    check = check_exactly_once(pipeline, dialer.acknowledged, dead)
+    _report(
+        fault_report,
+        "database: every row refused",
+        started,
+        len(dialer.acknowledged),
+        check,
+        dead_letters=len(dead),
+        faults=(
+            "kpi_day refusing every row (a CHECK constraint) for 8 s while posting: "
+            f"{systemic} failures found systemic by the probe, {applied_while_refused} "
+            f"records applied meanwhile, aggregator alive: {alive_while_refused}"
+        ),
+        recovery=(
+            f"applying again {resumed:.1f} s after the table took rows again (backlog drained "
+            f"{drained:.1f} s after the stream ended)"
+        ),
+    )
+    assert alive_while_refused, log[-3000:]
+    assert systemic > 0, log[-3000:]
+    assert dead == set()
     _assert_exact(check, pipeline)
 
 

@@ -127,6 +127,7 @@ def test_a_real_prometheus_scrapes_all_three_services(
             'callboard_aggregator_events_applied_total{job="callboard-aggregator"}': 50,
             'sum(callboard_consumer_committed_offset{job="callboard-api"})': 50,
             'callboard_aggregator_dead_letters_total{job="callboard-aggregator"}': 0,
+            'callboard_aggregator_healthy{job="callboard-aggregator"}': 1,
         }
         seen: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -166,6 +167,8 @@ def test_a_real_prometheus_scrapes_all_three_services(
             "CallboardConsumerLagGrowing",
             "CallboardConsumerStalled",
             "CallboardIngestRejecting",
+            "CallboardDeadLetterFlood",
+            "CallboardAggregatorUnhealthy",
         }
     finally:
         client.close()

@@ -7,9 +7,11 @@ Kafka's committed offsets are written after the database commit, for lag monitor
 
 A record that cannot be applied does not hold its partition back: it goes to the dead-letter
 topic with the reason (``dead_letters.py``), inside the transaction that commits its offset.
-An event the merge raises on is found by bisecting the batch in memory; an error that escapes
-that guard (the database refusing a value) makes the member bisect the batch into smaller
-transactions until the one record that causes it is alone.
+Every failure to apply is put to the policy (``policy.py``), which tells bad records from a
+systemic failure. Once it blamed the records, an event the merge raises on is found by
+bisecting the batch in memory; an error that escapes that guard (the database refusing a
+value) makes the member bisect the batch into smaller transactions until the one record that
+causes it is alone. However many records fail, the rest of the batch is applied.
 """
 
 from __future__ import annotations
@@ -18,28 +20,25 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import orjson
-import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from services.aggregator import metrics, repository
 from services.aggregator.batch import BatchBuilder, BatchDelta
-from services.aggregator.dead_letters import (
-    DeadLetter,
-    DeadLetterSink,
-    DeadLetterUnavailable,
-    KafkaDeadLetters,
-)
+from services.aggregator.dead_letters import DeadLetter, DeadLetterSink, KafkaDeadLetters
 from services.aggregator.facts import State, entity_key
+from services.aggregator.limits import does_not_fit
+from services.aggregator.policy import Decision, ProcessingPolicy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.watch import CallWatch, ClientStalled
 from shared.db import transaction
@@ -72,10 +71,6 @@ class BatchResult:
 Pending = list[tuple[Record, dict[str, Any]]]
 
 
-class TooManyDeadLetters(RuntimeError):
-    """So many records of one batch fail that the cause is not in them: stop, do not set aside."""
-
-
 class BatchApplier:
     """Applies records to the database: the whole batch or nothing.
 
@@ -92,16 +87,19 @@ class BatchApplier:
             settings.zone, settings.effective_call_seconds, settings.week_start
         )
         self.dead_letters = dead_letters
-        self.max_dead_letters = settings.dead_letters_max_per_batch
         self.after_commit: list[Callable[[BatchResult], None]] = []
         self._failpoint = _failpoint()
         self._transactions = 0
 
-    def apply(self, records: list[Record], *, refuse: str | None = None) -> BatchResult:
+    def apply(
+        self, records: list[Record], *, refuse: str | None = None, set_aside: bool = True
+    ) -> BatchResult:
         """Apply ``records`` in one transaction.
 
-        With ``refuse``, every record not applied yet is set aside with that reason instead:
-        the member found that the database refuses it.
+        Events the merge raises on (or that lack their entity) are set aside; without
+        ``set_aside`` the error is raised instead, for the policy to say whether the events or
+        the system are at fault. With ``refuse``, every record not applied yet is set aside
+        with that reason instead: the member found that the database refuses it.
         """
         started = time.perf_counter()
         letters: list[DeadLetter] = []
@@ -123,21 +121,18 @@ class BatchApplier:
                     letters.append(_letter(record, refuse))
                     continue
                 event, reason = _decode(record)
+                unfit = None if event is None else does_not_fit(event)
                 if event is None:
                     letters.append(_letter(record, reason))
+                elif unfit is not None:
+                    letters.append(_letter(record, f"does not fit the tables: {unfit}"))
                 else:
                     pending.append((record, event))
             if next_offsets:
-                keys, pending = _entity_keys(pending, letters)
+                keys, pending = _entity_keys(pending, letters, set_aside=set_aside)
                 repository.lock_entities(connection, keys)
                 stored = repository.load_states(connection, keys)
-                delta, pending = self._build(pending, stored, letters)
-                if len(letters) > self.max_dead_letters:
-                    raise TooManyDeadLetters(
-                        f"{len(letters)} records of one batch cannot be applied "
-                        f"(dead_letters_max_per_batch={self.max_dead_letters}); "
-                        f"the first because: {letters[0].reason}"
-                    )
+                delta, pending = self._build(pending, stored, letters, set_aside=set_aside)
                 # Stored before the commit that makes their offsets final.
                 self.dead_letters.send(letters)
                 repository.write_delta(connection, delta, self.builder)
@@ -155,13 +150,20 @@ class BatchApplier:
         return result
 
     def _build(
-        self, pending: Pending, stored: dict[str, State], letters: list[DeadLetter]
+        self,
+        pending: Pending,
+        stored: dict[str, State],
+        letters: list[DeadLetter],
+        *,
+        set_aside: bool,
     ) -> tuple[BatchDelta, Pending]:
         """The batch's delta, without the events the merge raises on (added to ``letters``)."""
         while True:
             try:
                 return self._merge([event for _, event in pending], stored), pending
             except Exception as exc:
+                if not set_aside:
+                    raise
                 poison = self._isolate(pending, stored, exc)
                 if not poison:
                     raise  # every part merges alone: not one event's fault
@@ -191,8 +193,64 @@ class BatchApplier:
                     raise RuntimeError(f"failpoint apply_error: {event['event_id']}")
         return self.builder.build(events, stored)
 
+    def probe(self) -> None:
+        """Apply a known-good call as a batch would, read it back, and roll it all back.
 
-def _entity_keys(pending: Pending, letters: list[DeadLetter]) -> tuple[list[str], Pending]:
+        Raises what the merge or the database raise on it: then no record could be applied,
+        and the failure is not the records' doing. Nothing of it stays in the database.
+        """
+        events = _probe_events(datetime.now(UTC))
+        with self.engine.connect() as connection:
+            attempt = connection.begin()
+            try:
+                keys = sorted({key for event in events if (key := entity_key(event))})
+                repository.lock_entities(connection, keys)
+                delta = self._merge(events, repository.load_states(connection, keys))
+                repository.write_delta(connection, delta, self.builder)
+                back = repository.load_states(connection, keys)
+                if _canonical(back) != _canonical(delta.states):
+                    raise RuntimeError("the probe's call did not read back as written")
+            finally:
+                attempt.rollback()
+
+
+def _probe_events(now: datetime) -> list[dict[str, Any]]:
+    """A connected call of a probe agent: every field as ingest accepts it."""
+    call_id = f"callboard-probe-{uuid.uuid4().hex}"
+    common = {
+        "agent_id": "callboard-probe",
+        "team_id": "callboard-probe",
+        "campaign_id": "callboard-probe",
+        "call_id": call_id,
+        "lead_id": "callboard-probe",
+        "direction": "outbound",
+    }
+    return [
+        {
+            **common,
+            "event_id": f"{call_id}-started",
+            "type": "call.started",
+            "occurred_at": now.isoformat(),
+        },
+        {
+            **common,
+            "event_id": f"{call_id}-completed",
+            "type": "call.completed",
+            "occurred_at": now.isoformat(),
+            "answered": True,
+            "talk_seconds": 75,
+            "disposition": "callback",
+        },
+    ]
+
+
+def _canonical(states: dict[str, State]) -> bytes:
+    return orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
+
+
+def _entity_keys(
+    pending: Pending, letters: list[DeadLetter], *, set_aside: bool
+) -> tuple[list[str], Pending]:
     """The entities the events touch; an event without one it should have is set aside."""
     keys: set[str] = set()
     kept: Pending = []
@@ -200,6 +258,8 @@ def _entity_keys(pending: Pending, letters: list[DeadLetter]) -> tuple[list[str]
         try:
             key = entity_key(event)
         except Exception as exc:
+            if not set_aside:
+                raise
             letters.append(_letter(record, _reason("no entity", exc)))
             continue
         if key is not None:
@@ -299,22 +359,6 @@ def _finish_joins_in_flight(consumer: KafkaConsumer) -> None:
     coordinator.need_rejoin = need_rejoin
 
 
-def _retryable(exc: Exception) -> bool:
-    """Errors of the infrastructure, not of the records: the same batch is tried again.
-
-    A value the database refuses (DataError, IntegrityError) is the records' doing; so is any
-    other exception (a merge that raises). Driver errors come raw from the COPY that the
-    repository runs on the driver's cursor, and wrapped by SQLAlchemy from everything else.
-    """
-    if isinstance(exc, (DeadLetterUnavailable, OSError, MemoryError)):
-        return True
-    if isinstance(exc, SQLAlchemyError):
-        return not isinstance(exc, (DataError, IntegrityError))
-    if isinstance(exc, psycopg.Error):
-        return not isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
-    return False
-
-
 class AggregatorMember:
     """One member of the aggregator consumer group."""
 
@@ -326,11 +370,15 @@ class AggregatorMember:
         self.applier = BatchApplier(engine, settings, self.dead_letters)
         self.rebalance_started: float | None = None
         self.stop = stop or threading.Event()
+        self.policy = ProcessingPolicy(
+            self.applier.probe,
+            give_up_after_seconds=settings.db_retry_seconds,
+            stop=self.stop,
+        )
         self.watch = CallWatch(settings.kafka_call_limit_seconds)
         self.watch.start()
         self.consumer = self._join(first=True)
         self._batches = 0
-        self._refused = 0  # records of the current batch the database refused one by one
         self._failpoint = _failpoint()
 
     def _join(self, *, first: bool = False) -> KafkaConsumer:
@@ -461,8 +509,8 @@ class AggregatorMember:
         if not records:
             self._rejoin_if_stuck()
             return 0
-        self._refused = 0
-        result = self._apply_bisecting(records)
+        self.policy.start_batch()
+        result = self._apply(records)
         request_ids = _request_ids(r for batch in polled.values() for r in batch)
         log.info(
             "batch applied",
@@ -483,51 +531,51 @@ class AggregatorMember:
         self._commit_kafka(result.next_offsets)
         return result.applied
 
-    def _apply_bisecting(self, records: list[Record]) -> BatchResult:
-        """Apply ``records``; when an error escapes the merge's guard (the database refused
-        a value), apply each half on its own, down to the one record to set aside."""
-        try:
-            return self._apply_with_retry(records)
-        except TooManyDeadLetters:
-            raise
-        except Exception as exc:
-            if _retryable(exc):
-                raise  # retried until db_retry_seconds ran out
-            if len(records) == 1:
-                self._refused += 1
-                if self._refused > self.settings.dead_letters_max_per_batch:
-                    raise TooManyDeadLetters(
-                        f"more than {self.settings.dead_letters_max_per_batch} records of one "
-                        f"batch refused by the database; the last because: {exc}"
-                    ) from exc
-                return self._apply_with_retry(records, refuse=_reason("not applied", exc))
-            log.warning(
-                "batch not applied; bisecting it",
-                extra={"records": len(records), "reason": _reason("error", exc)[:300]},
-            )
-            middle = len(records) // 2
-            first = self._apply_bisecting(records[:middle])
-            second = self._apply_bisecting(records[middle:])
-            return BatchResult(
-                first.applied + second.applied,
-                first.skipped + second.skipped,
-                first.rejected + second.rejected,
-                first.next_offsets | second.next_offsets,
-            )
+    def _apply(self, records: list[Record]) -> BatchResult:
+        """Apply ``records``, putting every failure to the policy.
 
-    def _apply_with_retry(self, records: list[Record], refuse: str | None = None) -> BatchResult:
-        deadline = time.monotonic() + self.settings.db_retry_seconds
-        delay = 0.2
+        Retried as they are while the system fails; once the records are blamed, applied
+        again setting aside the events the merge raises on, and when an error still escapes
+        (the database refused a value), each half applied on its own, down to the one record
+        to set aside.
+        """
+        set_aside = False
+        refuse: str | None = None
         while True:
+            setting_aside = set_aside or self.policy.records_at_fault
             try:
-                return self.applier.apply(records, refuse=refuse)
+                result = self.applier.apply(records, refuse=refuse, set_aside=setting_aside)
             except Exception as exc:
-                if not _retryable(exc) or time.monotonic() > deadline:
+                decision = self.policy.decide(exc)
+                if decision is Decision.STOP:
                     raise
-                log.warning("batch not applied, retrying", extra={"reason": str(exc)[:300]})
-                metrics.DB_RETRIES.inc()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                if decision is Decision.RETRY:
+                    self.policy.wait()
+                    continue
+                if not setting_aside:
+                    set_aside = True
+                    continue
+                if refuse is not None:
+                    raise  # setting the record aside failed: not the record's doing
+                if len(records) == 1:
+                    refuse = _reason("not applied", exc)
+                    continue
+                log.warning(
+                    "batch not applied; bisecting it",
+                    extra={"records": len(records), "reason": _reason("error", exc)[:300]},
+                )
+                break
+            self.policy.succeeded()
+            return result
+        middle = len(records) // 2
+        first = self._apply(records[:middle])
+        second = self._apply(records[middle:])
+        return BatchResult(
+            first.applied + second.applied,
+            first.skipped + second.skipped,
+            first.rejected + second.rejected,
+            first.next_offsets | second.next_offsets,
+        )
 
     def _commit_kafka(self, next_offsets: dict[int, int]) -> None:
         offsets = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 APPLIED = Counter("callboard_aggregator_events_applied_total", "Events applied to the KPI tables")
 SKIPPED = Counter(
@@ -23,6 +23,16 @@ RETENTION_DELETED = Counter(
 )
 DB_RETRIES = Counter(
     "callboard_aggregator_db_retries_total", "Batch transactions retried after a database error"
+)
+HEALTHY = Gauge(
+    "callboard_aggregator_healthy",
+    "1 while batches apply; 0 while a systemic failure (the database or the code refusing "
+    "known-good records too) holds the member back, retrying",
+)
+PROBES = Counter(
+    "callboard_aggregator_probes_total",
+    "Known-good records applied (and rolled back) to tell bad records from a systemic failure",
+    ["result"],
 )
 REJOINS = Counter(
     "callboard_aggregator_rejoins_total", "Times a stuck rebalance made the member rejoin"

@@ -22,13 +22,11 @@ class AggregatorSettings(CommonSettings):
     kafka_call_limit_seconds: float = Field(default=30.0, gt=0)
     # A member revoked this long ago and still without partitions leaves and rejoins.
     rejoin_after_seconds: float = Field(default=20.0, gt=0)
-    # A failing database transaction is retried this long before the process gives up.
+    # A systemic failure (the database, the dead-letter topic or the code refusing known-good
+    # records too) is retried with backoff this long before the process gives up.
     db_retry_seconds: float = Field(default=300.0, gt=0)
     # Records that cannot be applied go here with the reason; empty: <events_topic>.dead-letters.
     dead_letters_topic: str = ""
-    # More dead letters than this from one batch is not poison but a systemic failure (a bad
-    # deployment, a bug hitting every event): the member stops instead of setting them aside.
-    dead_letters_max_per_batch: int = Field(default=1000, ge=1)
     # Retention (services/aggregator/retention.py), run every retention_interval_seconds
     # (0: never): minute rows and call state older than these many days (0: kept) are dropped.
     # A call's state must outlive the latest event that may still arrive for it.

@@ -1,0 +1,64 @@
+"""What the tables can hold, checked per event before its batch's transaction.
+
+A value the database refuses fails the whole batch's transaction, and the member can find
+the record only by bisecting the batch into smaller transactions: a few dozen transactions
+per refused record. Text the tables cannot store (longer than its column, or with a NUL
+character, which PostgreSQL refuses in any text) is the common case, and is found here
+instead, from the column definitions in ``shared/models.py``, so that a flood of such
+records is set aside as fast as undecodable ones. What this does not catch (a number beyond
+a counter's range) is still found by bisecting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column
+
+from services.aggregator.facts import entity_key
+from shared.models import (
+    agent_state_change,
+    disposition_minute,
+    entity_state,
+    kpi_minute,
+    lead_fact,
+    stage_change,
+)
+
+
+def _length(column: Column[Any]) -> int:
+    return int(column.type.length)  # type: ignore[attr-defined]
+
+
+# Each field of an event that lands in a column of limited length, and the shortest such
+# column.
+FIELD_LENGTHS: dict[str, int] = {
+    "agent_id": _length(kpi_minute.c.agent_id),
+    "team_id": _length(kpi_minute.c.team_id),
+    "campaign_id": _length(kpi_minute.c.campaign_id),
+    "lead_id": _length(lead_fact.c.lead_id),
+    "event_id": min(_length(agent_state_change.c.event_id), _length(stage_change.c.event_id)),
+    "disposition": _length(disposition_minute.c.disposition),
+    "stage": _length(stage_change.c.stage),
+    "state": _length(agent_state_change.c.state),
+}
+# An entity's key names its state and, for a lead's facts, their source.
+KEY_LENGTH = min(_length(entity_state.c.key), _length(lead_fact.c.source))
+
+
+def does_not_fit(event: dict[str, Any]) -> str | None:
+    """Why the tables cannot hold ``event``; ``None`` when they can (as far as text goes)."""
+    for field, limit in FIELD_LENGTHS.items():
+        value = event.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            return f"{field} is longer than the tables take ({len(value)} > {limit} characters)"
+    for field, value in event.items():
+        if isinstance(value, str) and "\x00" in value:
+            return f"{field} holds a NUL character"
+    try:
+        key = entity_key(event)
+    except Exception:
+        return None  # no entity: set aside with its own reason
+    if key is not None and len(key) > KEY_LENGTH:
+        return f"its entity key is longer than the tables take ({len(key)} > {KEY_LENGTH})"
+    return None

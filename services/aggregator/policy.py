@@ -1,0 +1,156 @@
+"""The one place that decides about a batch the aggregator could not apply.
+
+Every failure to apply records ends here, and gets one of three answers:
+
+- **retry**: the system failed, not the records (the database or the dead-letter topic away,
+  read-only, out of disk, refusing permission, or a bug that breaks every record). The same
+  records are tried again after a backoff; nothing is set aside, the member reports itself
+  unhealthy (``callboard_aggregator_healthy`` 0, alert ``CallboardAggregatorUnhealthy``).
+- **set aside**: the records are at fault. The member sets aside the ones that fail (dead
+  letters, with the reason) and the partition moves on, however many there are.
+- **stop**: the member was asked to stop, or a systemic failure outlasted
+  ``db_retry_seconds``: the error ends the process, for its supervisor to start a fresh one.
+
+Errors of the infrastructure say so by their type. Any other error (the merge raising, a
+value the database refuses) may be the records' doing or the system's: a migration gone
+wrong refuses every row, a bad deployment raises on every event. The policy tells them apart
+with a probe: a known-good call applied through the same merge and the same writes, read
+back, and rolled back. When the probe fails too, no record could be applied and the failure
+is systemic; when it passes, the records are to blame. The probe runs at most once per batch
+(``start_batch``), outside the batch's transaction, so that it waits for no lock of its own
+member.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+
+from services.aggregator import metrics
+from services.aggregator.dead_letters import DeadLetterUnavailable
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY_SECONDS = 0.2
+MAX_DELAY_SECONDS = 5.0
+
+
+class Decision(enum.Enum):
+    RETRY = "retry"
+    SET_ASIDE = "set_aside"
+    STOP = "stop"
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Errors that say by their type that the system failed, not the records.
+
+    A value the database refuses (DataError, IntegrityError) and any other exception (a merge
+    that raises) are not among them: the probe decides those. Driver errors come raw from the
+    COPY that the repository runs on the driver's cursor, and wrapped by SQLAlchemy from
+    everything else.
+    """
+    if isinstance(exc, (DeadLetterUnavailable, OSError, MemoryError)):
+        return True
+    if isinstance(exc, SQLAlchemyError):
+        return not isinstance(exc, (DataError, IntegrityError))
+    if isinstance(exc, psycopg.Error):
+        return not isinstance(exc, (psycopg.DataError, psycopg.IntegrityError))
+    return False
+
+
+class ProcessingPolicy:
+    """Decides retry, set aside or stop for each failed attempt to apply records.
+
+    ``probe`` applies a known-good record and raises when that fails too.
+    """
+
+    def __init__(
+        self,
+        probe: Callable[[], None],
+        *,
+        give_up_after_seconds: float,
+        stop: threading.Event,
+    ) -> None:
+        self.probe = probe
+        self.give_up_after_seconds = give_up_after_seconds
+        self.stop = stop
+        self.failing_since: float | None = None
+        self._delay = FIRST_DELAY_SECONDS
+        # The probe passed during the current batch: its failures are the records' doing.
+        self.records_at_fault = False
+        metrics.HEALTHY.set(1)
+
+    def start_batch(self) -> None:
+        self.records_at_fault = False
+
+    def decide(self, exc: Exception) -> Decision:
+        if self.stop.is_set():
+            return Decision.STOP
+        if not is_infrastructure(exc):
+            if self.records_at_fault:
+                return Decision.SET_ASIDE
+            try:
+                self.probe()
+            except Exception as probe_exc:
+                metrics.PROBES.labels("failed").inc()
+                log.error(
+                    "a known-good record fails too: the failure is systemic, not the records'",
+                    extra={
+                        "reason": _describe(exc),
+                        "probe_reason": _describe(probe_exc),
+                    },
+                )
+                return self._systemic(exc)
+            metrics.PROBES.labels("passed").inc()
+            self.records_at_fault = True
+            return Decision.SET_ASIDE
+        return self._systemic(exc)
+
+    def _systemic(self, exc: Exception) -> Decision:
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+            self._delay = FIRST_DELAY_SECONDS
+        self.records_at_fault = False
+        metrics.HEALTHY.set(0)
+        failing_for = now - self.failing_since
+        if failing_for > self.give_up_after_seconds:
+            log.critical(
+                "systemic failure outlasted db_retry_seconds: stopping",
+                extra={"failing_seconds": round(failing_for, 1), "reason": _describe(exc)},
+            )
+            return Decision.STOP
+        log.warning(
+            "batch not applied, retrying",
+            extra={
+                "reason": _describe(exc),
+                "failing_seconds": round(failing_for, 1),
+                "retry_in_seconds": self._delay,
+            },
+        )
+        return Decision.RETRY
+
+    def wait(self) -> None:
+        """The backoff before a retry; returns early when the member is asked to stop."""
+        metrics.DB_RETRIES.inc()
+        self.stop.wait(self._delay)
+        self._delay = min(self._delay * 2, MAX_DELAY_SECONDS)
+
+    def succeeded(self) -> None:
+        if self.failing_since is not None:
+            log.info(
+                "batches apply again",
+                extra={"failed_seconds": round(time.monotonic() - self.failing_since, 1)},
+            )
+        self.failing_since = None
+        metrics.HEALTHY.set(1)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
