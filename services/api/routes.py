@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api import schemas
 from services.api.lag import LagMonitor, worst
+from services.api.numbers import MinVolume
 from services.api.periods import Granularity, Period, TimeRange, resolve_range
 from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
@@ -201,7 +202,7 @@ def get_leaderboard(
     team_id: Annotated[list[str] | None, Query()] = None,
     campaign_id: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    min_volume: Annotated[int | None, Query(ge=0)] = None,
+    min_volume: MinVolume = None,
     order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
 ) -> dict[str, Any]:
     """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
