@@ -19,6 +19,9 @@ class ApiSettings(CommonSettings):
     lag_sample_seconds: float = Field(default=5.0, ge=0)
     lag_window_seconds: float = Field(default=60.0, gt=0)
     lag_stall_seconds: float = Field(default=60.0, gt=0)
+    # An answer of /v1/metrics or /v1/dispositions holds at most this many rows (buckets ×
+    # groups); a request for more is refused with 422 before anything heavy is read.
+    max_answer_rows: int = Field(default=50_000, ge=1)
 
 
 @lru_cache
