@@ -33,6 +33,7 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -45,7 +46,14 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
-from shared.errors import Forbidden, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
+from shared.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from shared.identifiers import identifier_problem, invisible_character_problem
 from shared.models import api_key
 from shared.ratelimit import RateLimiter
@@ -350,6 +358,11 @@ class Authenticator:
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         self._bootstrap_hash = hash_key(admin_key) if admin_key else None
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.refusals = RateLimiter(
+            settings.auth_failures_per_minute / 60,
+            settings.auth_failure_burst,
+            "refused credentials from this address",
+        )
 
     async def _fresh(self) -> KeyCache:
         if self.cache.stale():
@@ -387,31 +400,43 @@ class Authenticator:
         if self.mode == "off" and scope is not Scope.admin:
             principal = Principal(client=f"ip:{address}")
         else:
-            key = credential(request)
-            route_open = await self._is_open(scope)
-            if key is None:
-                if not route_open:
-                    raise Unauthorized(
-                        f"this route needs an API key with the {scope} scope, sent as "
-                        "'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                        headers={"WWW-Authenticate": "Bearer"},
-                    )
-                principal = Principal(client=f"ip:{address}")
-            else:
-                stored = await self._identify(key)
-                if scope in stored.scopes:
-                    principal = Principal(
-                        f"key:{stored.key_id}", stored.key_id, stored.scopes, stored.team_ids
-                    )
-                elif route_open:
-                    principal = Principal(client=f"key:{stored.key_id}")
-                else:
-                    have = ", ".join(sorted(stored.scopes)) or "none"
-                    raise Forbidden(
-                        f"API key {stored.key_id} has the scopes {have}; this route needs {scope}",
-                        details={"key_id": stored.key_id, "required_scope": scope.value},
-                    )
+            # An address that used up its refusals is told nothing about any key it sends,
+            # right or wrong, until its bucket refills.
+            self.refusals.check(f"ip:{address}", take=False)
+            try:
+                principal = await self._decide(request, scope, address)
+            except (Unauthorized, Forbidden):
+                with suppress(RateLimited):
+                    self.refusals.check(f"ip:{address}")
+                raise
         self.limiter.check(principal.client)
+        return principal
+
+    async def _decide(self, request: Request, scope: Scope, address: str) -> Principal:
+        key = credential(request)
+        route_open = await self._is_open(scope)
+        if key is None:
+            if not route_open:
+                raise Unauthorized(
+                    f"this route needs an API key with the {scope} scope, sent as "
+                    "'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            principal = Principal(client=f"ip:{address}")
+        else:
+            stored = await self._identify(key)
+            if scope in stored.scopes:
+                principal = Principal(
+                    f"key:{stored.key_id}", stored.key_id, stored.scopes, stored.team_ids
+                )
+            elif route_open:
+                principal = Principal(client=f"key:{stored.key_id}")
+            else:
+                have = ", ".join(sorted(stored.scopes)) or "none"
+                raise Forbidden(
+                    f"API key {stored.key_id} has the scopes {have}; this route needs {scope}",
+                    details={"key_id": stored.key_id, "required_scope": scope.value},
+                )
         return principal
 
 

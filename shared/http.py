@@ -67,6 +67,9 @@ def _error(status: int, code: str, message: str, details: object = None) -> Json
 
 def install_common(app: FastAPI, service: str) -> None:
     """Error handlers, request-id and latency middleware, and ``/metrics``."""
+    # Starlette answers a path with a stray trailing slash with a redirect built from the
+    # request's Host header, which a caller controls: a plain 404 instead.
+    app.router.redirect_slashes = False
 
     @app.exception_handler(CallboardError)
     async def _callboard_error(_request: Request, exc: CallboardError) -> Response:

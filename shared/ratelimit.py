@@ -19,15 +19,17 @@ _MAX_BUCKETS = 10_000
 
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, what: str = "requests") -> None:
         self.rate = rate
         self.burst = float(burst)
+        self.what = what
         # caller -> (tokens, when they were counted)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, caller: str) -> None:
-        """Take one token for ``caller``, or raise :class:`RateLimited` with Retry-After."""
+    def check(self, caller: str, *, take: bool = True) -> None:
+        """Take one token for ``caller`` (only look, without ``take``), or raise
+        :class:`RateLimited` with Retry-After when there is none."""
         if self.rate <= 0:
             return
         now = time.monotonic()
@@ -38,11 +40,11 @@ class RateLimiter:
                 self._buckets[caller] = (tokens, now)
                 wait = (1.0 - tokens) / self.rate
                 raise RateLimited(
-                    f"too many requests: the limit is {self.rate:g} per second with bursts of "
+                    f"too many {self.what}: the limit is {self.rate:g} per second with bursts of "
                     f"{self.burst:g}; retry after the Retry-After seconds",
                     retry_after=max(1, math.ceil(wait)),
                 )
-            self._buckets[caller] = (tokens - 1.0, now)
+            self._buckets[caller] = (tokens - 1.0 if take else tokens, now)
             if len(self._buckets) > _MAX_BUCKETS:
                 self._forget_full(now)
 

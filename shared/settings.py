@@ -56,6 +56,11 @@ class CommonSettings(BaseSettings):
     # 0 turns rate limiting off. In-process: each worker process has its own buckets.
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     rate_limit_burst: int = Field(default=200, ge=1)
+    # Refused credentials (401 and 403) per client address: past a burst of this many, the
+    # address gets 429 for every request needing a key, right or wrong, until its bucket
+    # refills at auth_failures_per_minute, so keys cannot be guessed at speed. 0 turns it off.
+    auth_failures_per_minute: float = Field(default=30.0, ge=0)
+    auth_failure_burst: int = Field(default=30, ge=1)
 
     # Teams whose days, weeks and hours follow another zone, e.g. {"team-hk": "Asia/Hong_Kong"}:
     # a request scoped to one such team counts its periods and buckets in that zone.

@@ -3,18 +3,19 @@ agent's own place on the leaderboard."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from services.api.analysis import best_time_to_call, driver_model
+from services.api.numbers import MinVolume, parse_decimal
 from services.api.periods import Granularity, Period
 from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
 from services.api.routes import Db, Reader, Settings, filters_for, request_time
 from services.api.service import MetricsService, parse_group_by
-from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, NotFound
+from shared.errors import ERROR_RESPONSES, ErrorBody, NotFound
 from shared.kpis import DISPOSITIONS, DRIVERS
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -50,10 +51,7 @@ def get_drivers(
     for driver in DRIVERS:
         raw = request.query_params.get(f"target_{driver.key}")
         if raw is not None:
-            try:
-                targets[driver.key] = Decimal(raw)
-            except InvalidOperation as exc:
-                raise InvalidInput(f"target_{driver.key}={raw!r} is not a number") from exc
+            targets[driver.key] = parse_decimal(f"target_{driver.key}", raw)
     rng = request_time(settings, Filters(key_teams=reader.team_ids), period, from_, to).range
     # A key limited to some teams reads an agent's records in those teams only: an agent of
     # another team answers as one without calls.
@@ -142,7 +140,7 @@ def get_agent_rank(
     team_id: Ids = None,
     campaign_id: Ids = None,
     around: Annotated[int, Query(ge=0, le=50)] = 2,
-    min_volume: Annotated[int | None, Query(ge=0)] = None,
+    min_volume: MinVolume = None,
 ) -> dict[str, Any]:
     """One agent's rank, with the ``around`` agents ranked just above and below it."""
     filters = filters_for(reader, None, team_id, campaign_id)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from services.api.analysis_routes import router as analysis_router
+from services.api.inflight import InFlightLimit
 from services.api.lag import LagMonitor
 from services.api.management_routes import router as management_router
-from services.api.routes import router
+from services.api.routes import pool_exhausted, router
 from services.api.settings import ApiSettings, api_settings
 from services.api.stream import ChangeFeed
 from services.api.stream import router as stream_router
@@ -26,12 +29,19 @@ from shared.logs import configure_logging
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or api_settings()
     configure_logging("api", settings.log_level)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.database_connections,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
     lag_monitor = LagMonitor(settings, engine)
     change_feed = ChangeFeed(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sized with the requests in flight (services/api/inflight.py), not anyio's 40.
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         lag_monitor.start()
         change_feed.start()
         yield
@@ -51,11 +61,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.lag_monitor = lag_monitor
     app.state.change_feed = change_feed
     app.state.authenticator = Authenticator(settings, lambda: engine)
+    # Added before install_common's middleware, so that it runs inside it: its refusals
+    # carry a request id and are measured like any answer.
+    app.add_middleware(
+        InFlightLimit,
+        total=settings.max_requests_in_flight,
+        per_caller=settings.max_requests_in_flight_per_key,
+    )
     install_common(app, "api")
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, _exc: OperationalError) -> Response:
         error = ServiceUnavailable("the database is not reachable", retry_after=5)
+        return JsonResponse(error.body(), status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_request: Request, _exc: PoolTimeout) -> Response:
+        error = pool_exhausted()
         return JsonResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
     app.include_router(router)

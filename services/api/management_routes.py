@@ -10,7 +10,6 @@ counted from those teams' records (``queries.Filters.key_teams``).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -21,6 +20,7 @@ from services.api import queries
 from services.api.anomalies import find_anomalies
 from services.api.diagnosis import diagnose
 from services.api.funnel import funnel_rows, present_row, target_plan
+from services.api.numbers import AttainmentCap
 from services.api.periods import Period, TimeRange, resolve_range
 from services.api.routes import (
     Admin,
@@ -311,9 +311,7 @@ def get_scorecards(
     scope: Literal["agent", "team"] = "agent",
     period: PeriodKind = PeriodKind.month,
     period_start: str | None = None,
-    cap: Annotated[Decimal, Query(gt=0, description="Attainment cap per KPI")] = (
-        DEFAULT_ATTAINMENT_CAP
-    ),
+    cap: AttainmentCap = DEFAULT_ATTAINMENT_CAP,
     as_of: AsOf = None,
     team_id: Ids = None,
     format: Literal["json", "csv"] = "json",

@@ -106,3 +106,23 @@ def resolve_range(
         return TimeRange(local_midnight(today - timedelta(1), zone), local_midnight(today, zone))
     first = period_start_of(_KIND[period], today, first_weekday)
     return TimeRange(local_midnight(first, zone), local_midnight(today + timedelta(1), zone))
+
+
+def bucket_count(rng: TimeRange, granularity: Granularity, zone: tzinfo) -> int:
+    """The most buckets of ``granularity`` that ``rng`` can touch in ``zone``: known before
+    anything is read, so an answer's size can be judged before it is computed."""
+    if granularity is Granularity.none:
+        return 1
+    if granularity is Granularity.minute:
+        return -(-rng.length // timedelta(minutes=1))
+    if granularity is Granularity.hour:
+        # Zones a quarter or half hour off UTC, and clock changes, add a partial hour.
+        return -(-rng.length // timedelta(hours=1)) + 1
+    first = rng.start.astimezone(zone).date()
+    last = rng.end.astimezone(zone).date()
+    days = (last - first).days + 1
+    if granularity is Granularity.day:
+        return days
+    if granularity is Granularity.week:
+        return days // 7 + 2
+    return (last.year - first.year) * 12 + last.month - first.month + 1

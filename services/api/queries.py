@@ -603,3 +603,37 @@ def agent_teams(connection: Connection, key_teams: KeyTeams) -> dict[str, str]:
 
 def _as_date(value: date | str) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def group_count(connection: Connection, query: Query) -> int:
+    """The most groups (agents, teams, campaigns, or their combinations) an answer to
+    ``query`` can hold: the ids it is filtered to, else what the roster knows (agents and
+    teams) or the campaigns of the days the range touches. Cheap: the roster has one row
+    per agent and the day rollup is read by its first key."""
+    if not query.group_by:
+        return 1
+    filters = dict(query.filters.by_dimension())
+    count = 1
+    if "agent" in query.group_by or "team" in query.group_by:
+        # An agent belongs to one team at a time: agent × team is about one row per agent.
+        dimension = "agent" if "agent" in query.group_by else "team"
+        if filters[dimension]:
+            count = len(filters[dimension])
+        else:
+            column = agent_team.c.agent_id if dimension == "agent" else agent_team.c.team_id
+            stmt = select(func.count(func.distinct(column)))
+            if filters["team"]:
+                stmt = stmt.where(agent_team.c.team_id.in_(filters["team"]))
+            count = max(connection.execute(stmt).scalar_one(), 1)
+    if "campaign" in query.group_by:
+        if filters["campaign"]:
+            campaigns = len(filters["campaign"])
+        else:
+            first = query.range.start.astimezone(query.zone).date() - timedelta(days=1)
+            last = query.range.end.astimezone(query.zone).date() + timedelta(days=1)
+            stmt = select(func.count(func.distinct(kpi_day.c.campaign_id))).where(
+                kpi_day.c.day >= first, kpi_day.c.day <= last
+            )
+            campaigns = max(connection.execute(stmt).scalar_one(), 1)
+        count *= campaigns
+    return count

@@ -13,10 +13,12 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from services.api import schemas
 from services.api.lag import LagMonitor, worst
+from services.api.numbers import MinVolume
 from services.api.periods import Granularity, Period, TimeRange, resolve_range
 from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
@@ -38,14 +40,25 @@ def get_settings(request: Request) -> ApiSettings:
     return settings
 
 
+def pool_exhausted() -> ServiceUnavailable:
+    """Every database connection is in use: answered at once, never after a long wait."""
+    return ServiceUnavailable(
+        "every database connection of the API is in use; retry after the Retry-After seconds",
+        retry_after=1,
+    )
+
+
 def get_connection(request: Request) -> Iterator[Connection]:
-    """One read transaction per request; a database that cannot be reached answers 503."""
+    """One read transaction per request; a database that cannot be reached answers 503, and
+    so does one whose connections are all in use."""
     engine: Engine = request.app.state.engine
     try:
         with engine.connect() as connection:
             yield connection
     except OperationalError as exc:
         raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
+    except PoolTimeout as exc:
+        raise pool_exhausted() from exc
 
 
 Settings = Annotated[ApiSettings, Depends(get_settings)]
@@ -206,7 +219,7 @@ def get_leaderboard(
     team_id: Annotated[list[str] | None, Query()] = None,
     campaign_id: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    min_volume: Annotated[int | None, Query(ge=0)] = None,
+    min_volume: MinVolume = None,
     order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
 ) -> dict[str, Any]:
     """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
@@ -286,6 +299,8 @@ def get_write_connection(request: Request) -> Iterator[Connection]:
             yield connection
     except OperationalError as exc:
         raise ServiceUnavailable("the database is not reachable", retry_after=5) from exc
+    except PoolTimeout as exc:
+        raise pool_exhausted() from exc
 
 
 # The write transaction commits when the route function returns, before the answer leaves:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from services.api import queries
-from services.api.periods import Granularity, TimeRange
+from services.api.periods import Granularity, TimeRange, bucket_count
 from services.api.queries import Bucket, Filters, Query, RowKey
 from services.api.settings import ApiSettings
 from shared.errors import InvalidInput
@@ -34,6 +34,7 @@ from shared.kpis import (
 from shared.timeutil import local_midnight
 
 GROUPS = ("agent", "team", "campaign")
+_GRANULARITY_ORDER = list(Granularity)
 
 
 def parse_metrics(raw: str | None) -> tuple[str, ...]:
@@ -154,9 +155,45 @@ class MetricsService:
             out.append(MetricRow(key, kpis))
         return out
 
+    def check_answer_size(self, connection: Connection, query: Query) -> None:
+        """Refuse, before reading anything heavy, an answer of more buckets × groups than
+        ``CALLBOARD_MAX_ANSWER_ROWS``, saying what to ask for instead."""
+        cap = self.settings.max_answer_rows
+        buckets = bucket_count(query.range, query.granularity, query.zone)
+        if buckets <= cap and buckets * (groups := queries.group_count(connection, query)) <= cap:
+            return
+        groups = 1 if buckets > cap else groups
+        rows = buckets * groups
+        coarser = [
+            g.value
+            for g in Granularity
+            if query.granularity is not Granularity.none
+            and _GRANULARITY_ORDER.index(g) > _GRANULARITY_ORDER.index(query.granularity)
+            and bucket_count(query.range, g, query.zone) * groups <= cap
+        ]
+        instead = [f"a coarser granularity ({', '.join(coarser)})"] if coarser else []
+        if query.granularity is not Granularity.none:
+            most = max(cap // groups, 1)
+            instead.append(f"a shorter range (at most {most:,} {query.granularity.value} buckets)")
+        if query.group_by:
+            instead.append("fewer groups (filter by agent_id, team_id or campaign_id)")
+        raise InvalidInput(
+            f"this answer would hold up to {rows:,} rows ({buckets:,} "
+            f"{query.granularity.value} buckets × {groups:,} groups); an answer holds at most "
+            f"{cap:,} (CALLBOARD_MAX_ANSWER_ROWS): ask for " + " or ".join(instead),
+            details={
+                "max_rows": cap,
+                "rows": rows,
+                "buckets": buckets,
+                "groups": groups,
+                "coarser_granularities": coarser,
+            },
+        )
+
     def metrics(
         self, connection: Connection, metrics: Sequence[str], query: Query
     ) -> list[dict[str, Any]]:
+        self.check_answer_size(connection, query)
         rows = []
         for row in self.metric_rows(connection, metrics, query):
             out: dict[str, Any] = {}

@@ -8,6 +8,11 @@ from pydantic import Field
 
 from shared.settings import CommonSettings
 
+# Beyond the requests in flight: connections and threads for the lag sampler, the key
+# cache's refresh, /readyz and the live streams' shared computations.
+API_EXTRA_CONNECTIONS = 4
+API_EXTRA_THREADS = 8
+
 
 class ApiSettings(CommonSettings):
     group_id: str = "callboard-aggregator"
@@ -19,6 +24,29 @@ class ApiSettings(CommonSettings):
     lag_sample_seconds: float = Field(default=5.0, ge=0)
     lag_window_seconds: float = Field(default=60.0, gt=0)
     lag_stall_seconds: float = Field(default=60.0, gt=0)
+    # An answer of /v1/metrics or /v1/dispositions holds at most this many rows (buckets ×
+    # groups); a request for more is refused with 422 before anything heavy is read.
+    max_answer_rows: int = Field(default=50_000, ge=1)
+    # Requests one API process serves at once (live streams aside); past it, 503 at once.
+    # Its worker threads are this plus API_EXTRA_THREADS, so that a request holding a
+    # database connection always finds a thread to finish on.
+    max_requests_in_flight: int = Field(default=32, ge=1, le=10_000)
+    # Requests one key (or client address on an open route) may have in flight at once;
+    # past it, 429 at once. Live streams do not count.
+    max_requests_in_flight_per_key: int = Field(default=8, ge=1)
+    # Database connections of one API process; default: max_requests_in_flight plus
+    # API_EXTRA_CONNECTIONS for the lag sampler, the key cache and live streams.
+    db_pool_size: int | None = Field(default=None, ge=1, le=10_000)
+    # How long a request waits for a free database connection before 503 with Retry-After.
+    db_pool_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+
+    @property
+    def database_connections(self) -> int:
+        return self.db_pool_size or self.max_requests_in_flight + API_EXTRA_CONNECTIONS
+
+    @property
+    def worker_threads(self) -> int:
+        return self.max_requests_in_flight + API_EXTRA_THREADS
 
 
 @lru_cache

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, insert, select, update
 
 from services.api import queries
+from services.api.numbers import Amount, parse_decimal
 from services.api.periods import Granularity, TimeRange
 from services.api.queries import Filters, KeyTeams, Query
 from services.api.service import MetricsService, money_text
@@ -106,13 +107,13 @@ class NewTarget(BaseModel):
         description="The period's first local day, 2026-11-01, or its local midnight with "
         "the deployment's offset, 2026-11-01T00:00:00+08:00"
     )
-    value: Decimal
+    value: Amount
 
 
 class TargetUpdate(BaseModel):
     """A new value, in force from ``effective_from`` (default: now) to the period's end."""
 
-    value: Decimal
+    value: Amount
     effective_from: str | None = Field(
         default=None, description="RFC 3339 with offset; default now"
     )
@@ -941,10 +942,7 @@ def parse_weights(raw: str) -> dict[str, Decimal]:
             raise InvalidInput(
                 f"weights take kpi:weight pairs, e.g. revenue:0.6,sales:0.4; got {part!r}"
             )
-        try:
-            weights[check_kpi(key)] = Decimal(number)
-        except InvalidOperation as exc:
-            raise InvalidInput(f"weight {number!r} of {key} is not a number") from exc
+        weights[check_kpi(key)] = parse_decimal(f"weights.{key.strip()}", number, high=Decimal(1))
     try:
         check_weights(weights)
     except ValueError as exc:
