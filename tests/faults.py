@@ -216,8 +216,9 @@ def poison_flood(count: int, at: datetime) -> list[tuple[bytes, bytes]]:
 
     Most have an ``occurred_at`` whose UTC instant is before year 1 (the merge overflows);
     the rest: a talk time that is no number, no ``call_id``, not JSON, and (one in a hundred
-    each) an agent id longer than the tables take and a talk time beyond a counter's range,
-    which only the database refuses.
+    each) an agent id longer than the tables take, a talk time beyond a counter's range, and
+    an agent id marked ``refused-`` (for a database rule that refuses it, unknown to the
+    aggregator).
     """
     records: list[tuple[bytes, bytes]] = []
     for n in range(count):
@@ -247,6 +248,8 @@ def poison_flood(count: int, at: datetime) -> list[tuple[bytes, bytes]]:
             call.update(
                 type="call.completed", occurred_at=at.isoformat(), answered=True, talk_seconds=1e20
             )
+        elif shape == 3 and n % 100 == 23:
+            call.update(occurred_at=at.isoformat(), agent_id=f"refused-{n}")
         value = b"\x00 not JSON: flood " + str(n).encode() if shape == 4 else orjson.dumps(call)
         records.append((str(call["agent_id"]).encode(), value))
     return records

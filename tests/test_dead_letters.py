@@ -167,7 +167,7 @@ def _year_zero(n: int) -> bytes:
 
 
 def _poison(n: int, at: datetime) -> bytes:
-    """The ``n``th of a flood of records the aggregator cannot apply, in six shapes."""
+    """The ``n``th of a flood of records the aggregator cannot apply, in seven shapes."""
     call: dict[str, Any] = {
         "event_id": f"poison-{n}",
         "type": "call.completed",
@@ -187,7 +187,9 @@ def _poison(n: int, at: datetime) -> bytes:
     if shape == 3 and n % 100 == 3:
         return orjson.dumps({**call, "agent_id": "x" * 100})  # longer than the tables take
     if shape == 3 and n % 100 == 13:
-        return orjson.dumps({**call, "talk_seconds": 1e20})  # only the database refuses it
+        return orjson.dumps({**call, "talk_seconds": 1e20})  # beyond the counters' range
+    if shape == 3 and n % 100 == 23:
+        return orjson.dumps({**call, "agent_id": f"refused-{n}"})  # see REFUSE_MARKED_AGENTS
     return _year_zero(n)
 
 
@@ -249,6 +251,10 @@ def _rows(engine: Engine, table: str) -> int:
 
 
 REFUSE_EVERY_DAY_ROW = "ALTER TABLE kpi_day ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
+# A rule of the database the aggregator does not know: only the database refuses these.
+REFUSE_MARKED_AGENTS = (
+    "ALTER TABLE kpi_day ADD CONSTRAINT refuse_marked CHECK (agent_id NOT LIKE 'refused-%')"
+)
 
 
 def test_the_policy_blames_the_records_only_when_a_known_good_record_applies(
@@ -378,6 +384,8 @@ def test_a_member_counts_on_through_a_flood_of_poison(
         mixed.extend((f"p-{n % 7}".encode(), poison[n]) for n in range(3 * index, 3 * index + 3))
     mixed.extend((f"p-{n % 7}".encode(), poison[n]) for n in range(3 * len(records), 3000))
     assert len(mixed) == len(events) + 3000
+    with engine.begin() as connection:
+        connection.execute(text(REFUSE_MARKED_AGENTS))
     settings = _member_settings(database_url, kafka_bootstrap_servers, topic)
     member = RunningMember(settings, engine)
     try:
@@ -396,6 +404,8 @@ def test_a_member_counts_on_through_a_flood_of_poison(
         "does not fit the tables",
         "not applied",
     }
+    assert sum(1 for x in letters if "beyond the counters' range" in x.reason) == 30
+    assert sum(1 for x in letters if x.reason.startswith("not applied")) == 30
     assert _healthy() == 1
 
 

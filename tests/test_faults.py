@@ -502,7 +502,7 @@ def _poison_records(at: datetime) -> list[tuple[bytes, bytes]]:
                 }
             ),
         ),
-        # A talk time beyond a counter's range: the database refuses the batch.
+        # A talk time beyond a counter's range: the merge's check raises.
         (
             b"agent-1-2",
             orjson.dumps(
@@ -517,7 +517,26 @@ def _poison_records(at: datetime) -> list[tuple[bytes, bytes]]:
                 }
             ),
         ),
+        # Refused by a rule of the database (REFUSE_MARKED_AGENTS) the aggregator does not know.
+        (
+            b"refused-1",
+            orjson.dumps(
+                {**call, "event_id": "raw-refused", "call_id": "raw-5", "agent_id": "refused-1"}
+            ),
+        ),
     ]
+
+
+REFUSE_MARKED_AGENTS = (
+    "ALTER TABLE kpi_day ADD CONSTRAINT refuse_marked CHECK (agent_id NOT LIKE 'refused-%')"
+)
+
+
+def _refuse_marked_agents(pipeline: Pipeline) -> None:
+    engine = create_engine(pipeline.database_url)
+    with engine.begin() as connection:
+        connection.execute(text(REFUSE_MARKED_AGENTS))
+    engine.dispose()
 
 
 def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -> None:
@@ -532,6 +551,7 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
     # Weeks late: a day three weeks back, posted after the rest.
     late = generate_floor(515, start=_day(9) - timedelta(weeks=3), calls_per_agent=8)
     poison = _poison_records(_day(9))
+    _refuse_marked_agents(pipeline)
 
     pipeline.stop("aggregator")
     pipeline.start_aggregator(
@@ -558,14 +578,15 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
     letters = _dead_letters(pipeline)
     reasons = {letter["event_id"]: letter["reason"] for letter in letters}
     bug_ids = {f"bug-{i}" for i in buggy}
-    raw_ids = {"raw-no-call", "raw-bad-time", "raw-long-agent", "raw-huge-talk"}
+    raw_ids = {"raw-no-call", "raw-bad-time", "raw-long-agent", "raw-huge-talk", "raw-refused"}
     assert set(reasons) == bug_ids | raw_ids | {None}, reasons
     assert sum(1 for letter in letters if letter["event_id"] is None) == 2
     assert all(letter["reason"] for letter in letters)
     assert "no entity" in reasons["raw-no-call"]
     assert "the merge raised" in reasons["raw-bad-time"]
     assert "does not fit the tables" in reasons["raw-long-agent"]
-    assert "not applied" in reasons["raw-huge-talk"]
+    assert "beyond the counters' range" in reasons["raw-huge-talk"]
+    assert "not applied" in reasons["raw-refused"]
     assert "failpoint apply_error" in reasons[sorted(bug_ids)[0]]
     first_letters = len(letters)
     before_fix = check_exactly_once(
@@ -601,7 +622,8 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
         dead_letters=first_letters + len(still_failing),
         faults=(
             f"{len(poison)} poison records (undecodable, not an event, no call_id, bad "
-            f"timestamp, agent id too long for the tables, talk time beyond a counter) and "
+            f"timestamp, agent id too long for the tables, talk time beyond a counter, refused "
+            f"by a database rule) and "
             f"{len(bug_ids)} events the merge raised on (fixed, then replayed); "
             f"{len(late_dialer.acknowledged)} events 3 weeks late ({', '.join(sorted(late_days))})"
         ),
@@ -621,6 +643,7 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
     bursts, burst_size = 4, 1200
     flood = poison_flood(bursts * burst_size, day)
     watch = FloorWatch(pipeline, day.replace(hour=0))
+    _refuse_marked_agents(pipeline)
     dialer = Dialer(_url(pipeline), floor.events, seconds=30)
     dialer.start()
     wait_progress(pipeline, 0)
@@ -663,7 +686,7 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
             f"{len(flood)} poison records in {bursts} bursts of {burst_size} over "
             f"{flood_ended - flood_started:.1f} s (occurred_at before year 1, talk time no "
             "number, no call_id, not JSON, agent id too long for the tables, talk time beyond "
-            "a counter's range) among "
+            "a counter's range, refused by a database rule) among "
             f"{len(dialer.acknowledged)} posted events"
         ),
         recovery=(

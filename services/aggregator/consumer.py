@@ -37,7 +37,7 @@ from services.aggregator import metrics, repository
 from services.aggregator.batch import BatchBuilder, BatchDelta
 from services.aggregator.dead_letters import DeadLetter, DeadLetterSink, KafkaDeadLetters
 from services.aggregator.facts import State, entity_key
-from services.aggregator.limits import does_not_fit
+from services.aggregator.limits import counter_out_of_range, does_not_fit
 from services.aggregator.policy import Decision, ProcessingPolicy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.watch import CallWatch, ClientStalled
@@ -191,7 +191,11 @@ class BatchApplier:
             for event in events:
                 if str(event.get("event_id", "")).startswith(self._failpoint[1]):
                     raise RuntimeError(f"failpoint apply_error: {event['event_id']}")
-        return self.builder.build(events, stored)
+        delta = self.builder.build(events, stored)
+        beyond = counter_out_of_range(delta)
+        if beyond is not None:
+            raise OverflowError(beyond)
+        return delta
 
     def probe(self) -> None:
         """Apply a known-good call as a batch would, read it back, and roll it all back.

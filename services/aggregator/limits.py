@@ -3,18 +3,21 @@
 A value the database refuses fails the whole batch's transaction, and the member can find
 the record only by bisecting the batch into smaller transactions: a few dozen transactions
 per refused record. Text the tables cannot store (longer than its column, or with a NUL
-character, which PostgreSQL refuses in any text) is the common case, and is found here
-instead, from the column definitions in ``shared/models.py``, so that a flood of such
-records is set aside as fast as undecodable ones. What this does not catch (a number beyond
-a counter's range) is still found by bisecting.
+character, which PostgreSQL refuses in any text) and numbers beyond the counters' range are
+the common cases, and are found here instead, from the column definitions in
+``shared/models.py``, so that a flood of such records is set aside as fast as undecodable
+ones: text per event, counters in the merged batch (the merge's in-memory bisection then
+finds the events). What the database refuses otherwise is still found by bisecting
+transactions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column
+from sqlalchemy import BigInteger, Column
 
+from services.aggregator.batch import BatchDelta
 from services.aggregator.facts import entity_key
 from shared.models import (
     agent_state_change,
@@ -44,6 +47,9 @@ FIELD_LENGTHS: dict[str, int] = {
 }
 # An entity's key names its state and, for a lead's facts, their source.
 KEY_LENGTH = min(_length(entity_state.c.key), _length(lead_fact.c.source))
+# Counters are BigInteger columns, in the stored units of shared.kpis.STORAGE_SCALE.
+assert isinstance(kpi_minute.c.dials.type, BigInteger)
+COUNTER_MAX = 2**63 - 1
 
 
 def does_not_fit(event: dict[str, Any]) -> str | None:
@@ -61,4 +67,14 @@ def does_not_fit(event: dict[str, Any]) -> str | None:
         return None  # no entity: set aside with its own reason
     if key is not None and len(key) > KEY_LENGTH:
         return f"its entity key is longer than the tables take ({len(key)} > {KEY_LENGTH})"
+    return None
+
+
+def counter_out_of_range(delta: BatchDelta) -> str | None:
+    """Why the tables cannot hold the counters of ``delta``; ``None`` when they can."""
+    for rows in (delta.minute_counters, delta.day_counters):
+        for values in rows.values():
+            for name, value in values.items():
+                if not -COUNTER_MAX <= value <= COUNTER_MAX:
+                    return f"{name} beyond the counters' range ({value} stored units)"
     return None
