@@ -30,8 +30,10 @@ class TrueCall:
     contact_reached: bool
     talk_seconds: int
     wrap_seconds: int
-    disposition: str
+    disposition: str | None
     survey: int | None = None
+    # A call the dialer connected that no agent took: its events name no agent.
+    no_agent: bool = False
 
 
 @dataclass
@@ -81,8 +83,14 @@ def generate_floor(
     leads: int = 400,
     duplicate_share: float = 0.1,
     effective_threshold: int = 60,
+    flag_codes: bool = False,
 ) -> Floor:
-    """A floor inside ``[start, start + hours)``; every call starts at least 10 min early."""
+    """A floor inside ``[start, start + hours)``; every call starts at least 10 min early.
+
+    With ``flag_codes`` the calls also carry codes of every flag (drops, machines, do not
+    call, callbacks, codes the table does not know), some calls no agent took and some with
+    no code at all; the wrong first code that a later one corrects is then ``DNC``.
+    """
     rng = random.Random(seed)
     floor = Floor()
     span = int(hours * 3600) - 900
@@ -123,9 +131,13 @@ def generate_floor(
                     disposition=rng.choice(["NI", "CALLBK", "SALE", "B"]) if human else "NA",
                     survey=rng.randint(1, 5) if human and rng.random() < 0.2 else None,
                 )
+                if flag_codes:
+                    _flag_codes(call, rng)
                 floor.calls.append(call)
-                floor.events.extend(_call_events(call, rng, next_id))
-                if contact and rng.random() < 0.4:
+                floor.events.extend(
+                    _call_events(call, rng, next_id, "DNC" if flag_codes else "WRONG")
+                )
+                if contact and not call.no_agent and rng.random() < 0.4:
                     quote = TrueQuote(
                         next_id("quote"),
                         agent_id,
@@ -170,8 +182,31 @@ def generate_floor(
     return floor
 
 
-def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[str, Any]]:
-    common = {"agent_id": call.agent_id, "call_id": call.call_id}
+def _flag_codes(call: TrueCall, rng: random.Random) -> None:
+    """Codes of every flag for ``call``, and now and then no agent or no code."""
+    if call.answered and call.answered_by == "human":
+        call.disposition = rng.choice(
+            ["NI", "CALLBK", "SALE", "B", "DNC", "DEC", "ZZZ", "A", "DROP", "PDROP"]
+        )
+    elif call.answered:
+        call.disposition = rng.choice(["NA", "AA", "AM", "NI"])
+    elif call.direction == "inbound":
+        call.disposition = rng.choice(["TIMEOT", "NA"])
+    else:
+        call.disposition = rng.choice(["NA", "B", "DNCL"])
+    if rng.random() < 0.1:
+        call.disposition = None
+    if call.answered and rng.random() < 0.05:
+        call.no_agent = True
+        call.survey = None
+
+
+def _call_events(
+    call: TrueCall, rng: random.Random, next_id: Any, wrong_code: str = "WRONG"
+) -> list[dict[str, Any]]:
+    common = {"call_id": call.call_id}
+    if not call.no_agent:
+        common["agent_id"] = call.agent_id
     first = {
         **common,
         "team_id": call.team_id,
@@ -185,7 +220,7 @@ def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[
         "type": "call.dispositioned",
         "occurred_at": _iso(call.start + timedelta(seconds=call.talk_seconds + 5)),
         **common,
-        "disposition": "WRONG",
+        "disposition": wrong_code,
     }
     final_disposition = {
         "event_id": next_id("ev"),
@@ -208,8 +243,10 @@ def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[
             "talk_seconds": call.talk_seconds,
             "wrap_seconds": call.wrap_seconds,
         }
-        if rng.random() < 0.5:
-            completed["disposition"] = "WRONG"
+        if call.disposition is None:
+            pass
+        elif rng.random() < 0.5:
+            completed["disposition"] = wrong_code
             events.append(final_disposition)
         else:
             completed["disposition"] = call.disposition
@@ -245,9 +282,10 @@ def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[
                 "wrap_seconds": call.wrap_seconds,
             }
         )
-        if style < 0.6:
-            events.append(wrong)
-        events.append(final_disposition)
+        if call.disposition is not None:
+            if style < 0.6:
+                events.append(wrong)
+            events.append(final_disposition)
     if call.survey is not None:
         events.append(
             {
