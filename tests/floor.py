@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tests.reference import CODE_FLAGS
+
 
 @dataclass
 class TrueCall:
@@ -340,23 +342,38 @@ def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str,
     out: dict[str, dict[str, Any]] = defaultdict(new_row)
     lead_sets: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for call in floor.calls:
-        row = out[call.agent_id]
-        human = call.answered and call.answered_by == "human"
+        agent_id = "" if call.no_agent else call.agent_id
+        row = out[agent_id]
+        flags = CODE_FLAGS.get(call.disposition or "", set())
+        machine = "answering_machine" in flags or (
+            call.answered and call.answered_by == "machine" and "human_answered" not in flags
+        )
+        drop = not machine and ("drop" in flags or (call.answered and call.no_agent))
+        human = not machine and (call.answered or drop)
+        contact = human and not drop and call.contact_reached
         if call.direction == "outbound":
             row["dials"] += 1
-            lead_sets[call.agent_id]["dialed"].add(call.lead_id)
+            lead_sets[agent_id]["dialed"].add(call.lead_id)
         else:
             row["inbound_calls"] += 1
+            # Every call of the floor ends: abandoned unless an agent answered.
+            row["abandoned"] += int(not (human and not drop))
         row["connects"] += int(human)
-        row["contacts"] += int(human and call.contact_reached)
-        if human and call.contact_reached:
-            lead_sets[call.agent_id]["reached"].add(call.lead_id)
+        row["contacts"] += int(contact)
+        row["drops"] += int(drop)
+        row["machine_answers"] += int(machine)
+        row["dnc_marks"] += int("dnc" in flags)
+        row["callbacks_scheduled"] += int("callback" in flags)
+        row["not_interested"] += int("not_interested" in flags)
+        if contact:
+            lead_sets[agent_id]["reached"].add(call.lead_id)
         effective = human and call.talk_seconds >= effective_threshold
         row["effective_calls"] += int(effective)
         row["effective_talk_seconds"] += call.talk_seconds if effective else 0
         row["talk_seconds"] += call.talk_seconds
         row["wrap_seconds"] += call.wrap_seconds
-        row["dispositions"][call.disposition] += 1
+        if call.disposition is not None:
+            row["dispositions"][call.disposition] += 1
         if call.survey is not None:
             row["csat_responses"] += 1
             row["csat_sum"] += call.survey
