@@ -136,15 +136,14 @@ def _call(
 
 
 def _floor() -> list[dict[str, Any]]:
-    t1 = {"team": "T1"}
     return [
-        *_call("k1", 0, agent="a1", **t1, campaign="spring", answered_by="human", talk=120,
+        *_call("k1", 0, agent="a1", team="T1", campaign="spring", answered_by="human", talk=120,
                codes=("SALE",)),
-        *_call("k2", 5, agent="a1", **t1, campaign="spring", answered_by="human", talk=40,
+        *_call("k2", 5, agent="a1", team="T1", campaign="spring", answered_by="human", talk=40,
                codes=("NI",)),
-        *_call("k3", 10, agent="a1", **t1, campaign="renewals", answered_by="human", talk=30,
+        *_call("k3", 10, agent="a1", team="T1", campaign="renewals", answered_by="human", talk=30,
                codes=("NI",)),
-        *_call("k12", 15, agent="a1", **t1, campaign="spring", answered_by="human", talk=50,
+        *_call("k12", 15, agent="a1", team="T1", campaign="spring", answered_by="human", talk=50,
                codes=("DNC", "APPT")),
         {
             "event_id": "k4-done",
@@ -158,12 +157,12 @@ def _floor() -> list[dict[str, Any]]:
             "talk_seconds": 0,
             "disposition": "DROP",
         },
-        *_call("k5", 25, agent="a2", **t1, campaign="spring", answered_by="human", talk=15,
+        *_call("k5", 25, agent="a2", team="T1", campaign="spring", answered_by="human", talk=15,
                codes=("AA",)),
-        *_call("k6", 30, agent="a2", **t1, campaign="spring", answered_by="machine"),
-        *_call("k7", 35, agent="a2", **t1, campaign="spring", answered_by="human", talk=20,
+        *_call("k6", 30, agent="a2", team="T1", campaign="spring", answered_by="machine"),
+        *_call("k7", 35, agent="a2", team="T1", campaign="spring", answered_by="human", talk=20,
                codes=("DNC",)),
-        *_call("k14", 40, agent="a2", **t1, campaign="spring", answered_by="human",
+        *_call("k14", 40, agent="a2", team="T1", campaign="spring", answered_by="human",
                codes=("DROP",)),
         *_call("k8", 45, agent=None, team="T2", campaign="renewals", direction="inbound"),
         *_call("k9", 50, agent="a3", team="T2", campaign="renewals", direction="inbound",
