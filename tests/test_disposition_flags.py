@@ -347,3 +347,30 @@ def test_a_bad_dispositions_file_stops_the_service_at_start(tmp_path: Path) -> N
     # The message as printed may be wrapped to the terminal's width.
     printed = "".join((result.stderr + result.stdout).split())
     assert f"{bad},line5:code'NI'hasunknownflag'nope'" in printed
+
+
+def test_dispositions_read_as_other_reads_with_a_keys_team_filter(
+    make_pipeline: MakePipeline, dispositions_file: Path
+) -> None:
+    admin = "bootstrap-admin-key-for-the-tests-0123456789"
+    pipeline = make_pipeline(
+        CALLBOARD_DISPOSITIONS_FILE=str(dispositions_file), CALLBOARD_ADMIN_KEY=admin
+    )
+    pipeline.post(_floor())
+    pipeline.wait_caught_up()
+    created = pipeline.api.post(
+        "/v1/admin/keys",
+        json={"name": "lead T2", "scopes": ["read"], "team_ids": ["T2"]},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert created.status_code == 201, created.text
+    lead = {"Authorization": f"Bearer {created.json()['key']}"}
+    # A read key exists: the route needs one now.
+    assert pipeline.api.get("/v1/dispositions", params=_day()).status_code == 401
+    body = pipeline.api.get("/v1/dispositions", params=_day(), headers=lead).json()
+    # T2's calls with a code: k10 TIMEOT, k11 ZZZ, k13 APPT.
+    assert [(r["dispositions"], r["calls"]) for r in body["rows"]] == [
+        ({"APPT": 1, "TIMEOT": 1, "ZZZ": 1}, 3)
+    ]
+    other = pipeline.api.get("/v1/dispositions", params=_day(team_id="T1"), headers=lead)
+    assert other.status_code == 403
