@@ -51,6 +51,9 @@ NI = ["human_answered", "not_interested"]
     assert table.flags("APPT") == {F.human_answered, F.contact, F.callback}
     assert table.flags("APPT", "renewals-q4") == table.flags("APPT")
     assert table.name("SALE") == "Sold"
+    # An override without a name keeps the default's; a new code without one is its code.
+    assert table.name("NI", "renewals-q4") == "Not Interested"
+    assert table.name("APPT") == "APPT"
     # The campaign's own NI wins there, and only there; its flags replace, not merge.
     assert table.flags("NI", "renewals-q4") == {F.human_answered, F.not_interested}
     assert table.flags("NI", "spring") == {F.human_answered, F.contact, F.not_interested}
