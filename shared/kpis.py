@@ -78,6 +78,23 @@ COUNTERS: tuple[Counter, ...] = (
     ),
     Counter("csat_responses", "满意度调查数", Unit.count, "survey.completed, one per call"),
     Counter("csat_sum", "满意度总分", Unit.score, "sum of survey scores"),
+    # From the flags of each call's latest disposition code (shared/dispositions.py).
+    Counter(
+        "drops",
+        "掉线",
+        Unit.count,
+        "calls with a drop code, or answered with no agent; not machine answers",
+    ),
+    Counter("abandoned", "放弃", Unit.count, "inbound calls ended with no agent having answered"),
+    Counter(
+        "machine_answers",
+        "答录机",
+        Unit.count,
+        "calls answered by a machine: answered_by = machine or an answering_machine code",
+    ),
+    Counter("dnc_marks", "拒访", Unit.count, "calls whose latest code has the dnc flag"),
+    Counter("callbacks_scheduled", "预约回访", Unit.count, "calls whose latest code has callback"),
+    Counter("not_interested", "无意向", Unit.count, "calls whose latest code has not_interested"),
 )
 COUNTER_KEYS: tuple[str, ...] = tuple(c.key for c in COUNTERS)
 MONEY_COUNTERS = frozenset(c.key for c in COUNTERS if c.unit is Unit.money)
@@ -205,6 +222,15 @@ RATIOS: tuple[Ratio, ...] = (
         "inbound_connects",
         Unit.ratio,
         "resolved_first_call / inbound_connects",
+    ),
+    Ratio("drop_rate", "掉线率", ("drops",), "connects", Unit.ratio, "drops / connects"),
+    Ratio(
+        "abandon_rate",
+        "放弃率",
+        ("abandoned",),
+        "inbound_calls",
+        Unit.ratio,
+        "abandoned / inbound_calls",
     ),
     Ratio(
         "csat_avg",

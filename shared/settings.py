@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.dispositions import load_dispositions
 
 DEFAULT_DATABASE_URL = "sqlite:///./callboard.db"
 
@@ -66,6 +69,10 @@ class CommonSettings(BaseSettings):
     # a request scoped to one such team counts its periods and buckets in that zone.
     team_timezones: dict[str, str] = Field(default_factory=dict)
 
+    # Disposition codes added to or overriding the default table, per campaign (TOML; the
+    # format is in shared/dispositions.py). Read once at start: a bad file stops the service.
+    dispositions_file: Path | None = None
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -82,6 +89,12 @@ class CommonSettings(BaseSettings):
             cls._known_timezone(name)
             if not team:
                 raise ValueError("a team time zone needs a team id")
+        return value
+
+    @field_validator("dispositions_file")
+    @classmethod
+    def _usable_dispositions_file(cls, value: Path | None) -> Path | None:
+        load_dispositions(value)  # raises a ValueError naming the line and code
         return value
 
     def timezone_for(self, team_ids: Sequence[str]) -> str:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.batch import BatchBuilder
+from shared.dispositions import DEFAULT_TABLE, DispositionCode, Flag
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
@@ -21,7 +22,8 @@ def _ts(minutes: int) -> str:
 
 @st.composite
 def call_events(draw: st.DrawFn, call: int) -> list[dict[str, Any]]:
-    base = {"call_id": f"c{call}", "agent_id": draw(st.sampled_from(["a1", "a2"]))}
+    # No agent: a call the dialer connected that no agent took (a drop when answered).
+    base = {"call_id": f"c{call}", "agent_id": draw(st.sampled_from(["a1", "a2", None]))}
     start = draw(st.integers(0, 120))
     events: list[dict[str, Any]] = []
     kinds = draw(
@@ -46,6 +48,9 @@ def call_events(draw: st.DrawFn, call: int) -> list[dict[str, Any]]:
             **base,
             "lead_id": f"L{draw(st.integers(0, 3))}",
         }
+        campaign = draw(st.sampled_from([None, "renewals", "spring"]))
+        if campaign is not None:
+            event["campaign_id"] = campaign
         if kind in ("call.started", "call.completed"):
             event["direction"] = draw(st.sampled_from(["outbound", "inbound"]))
         if kind in ("call.answered", "call.completed"):
@@ -57,8 +62,8 @@ def call_events(draw: st.DrawFn, call: int) -> list[dict[str, Any]]:
             event["talk_seconds"] = str(draw(st.integers(0, 200)))
             event["wrap_seconds"] = str(draw(st.integers(0, 30)))
         if kind in ("call.dispositioned", "call.completed"):
-            event["disposition"] = draw(st.sampled_from(["NI", "SALE", "CALLBK"]))
-        events.append(event)
+            event["disposition"] = draw(st.sampled_from(CODES))
+        events.append({k: v for k, v in event.items() if v is not None})
     if draw(st.booleans()):
         events.append(
             {
@@ -66,6 +71,7 @@ def call_events(draw: st.DrawFn, call: int) -> list[dict[str, Any]]:
                 "type": "survey.completed",
                 "occurred_at": _ts(start + 10),
                 **base,
+                "agent_id": base["agent_id"] or "a1",
                 "score": draw(st.integers(1, 5)),
             }
         )
@@ -133,9 +139,22 @@ def floors(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
+# Codes of every kind of flag, one the table does not know, and one whose flags the campaign
+# "renewals" overrides: a call moving between campaigns changes its flags.
+CODES = ["NI", "SALE", "CALLBK", "DROP", "AA", "A", "DNC", "XDROP", "NA", "NOPE"]
+TABLE = DEFAULT_TABLE.with_rows(
+    [
+        DispositionCode(
+            "NI", "renewals", "Not now", frozenset({Flag.human_answered, Flag.callback})
+        ),
+        DispositionCode("NA", "renewals", "No answer", frozenset({Flag.answering_machine})),
+    ]
+)
+
+
 def totals(events: list[dict[str, Any]], cuts: list[int]) -> dict[str, Any]:
     """Apply ``events`` in batches cut at ``cuts``, carrying state like the database does."""
-    builder = BatchBuilder(UTC, effective_call_seconds=60)
+    builder = BatchBuilder(UTC, effective_call_seconds=60, dispositions=TABLE)
     stored: dict[str, Any] = {}
     minute: dict[Any, int] = defaultdict(int)
     day: dict[Any, int] = defaultdict(int)
@@ -211,3 +230,135 @@ def test_a_cancelled_sale_counts_nowhere_whichever_arrives_first() -> None:
     }
     for events in ([sale, cancel], [cancel, sale]):
         assert totals(events, [1]) == {"minute": {}, "day": {}, "dispositions": {}, "facts": {}}
+
+
+FLAG_COUNTERS = (
+    "dials",
+    "inbound_calls",
+    "connects",
+    "contacts",
+    "talk_seconds",
+    "drops",
+    "abandoned",
+    "machine_answers",
+    "dnc_marks",
+    "callbacks_scheduled",
+    "not_interested",
+)
+
+
+def _counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    """The day totals of the counters the flags touch, summed over every scope."""
+    out = dict.fromkeys(FLAG_COUNTERS, 0)
+    for (_, _, name), value in totals(events, [1]).get("day", {}).items():
+        if name in out:
+            out[name] += value
+    return out
+
+
+def _completed(call: str, **fields: Any) -> dict[str, Any]:
+    event = {
+        "event_id": f"{call}-done",
+        "type": "call.completed",
+        "occurred_at": _ts(0),
+        "call_id": call,
+        "answered": True,
+        **fields,
+    }
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def _dispo(call: str, code: str, minute: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{call}-{code}-{minute}",
+        "type": "call.dispositioned",
+        "occurred_at": _ts(minute),
+        "call_id": call,
+        "disposition": code,
+        **fields,
+    }
+
+
+def test_the_flags_of_the_latest_code_count_each_call_once() -> None:
+    zero = dict.fromkeys(FLAG_COUNTERS, 0)
+    # A drop code on an answered call no agent took: a drop and a connect, never a contact.
+    dropped = _counts([_completed("c", disposition="DROP")])
+    assert dropped == zero | {"dials": 1, "connects": 1, "drops": 1}
+    # Answered with no agent and no code at all: a drop as well.
+    assert _counts([_completed("c")]) == dropped
+    # An agent, a human by the event, a machine by the agent's code: the code wins, and the
+    # machine's talk still counts.
+    machine = _completed("c", agent_id="a1", talk_seconds="12", disposition="A")
+    assert _counts([machine]) == zero | {"dials": 1, "talk_seconds": 12_000, "machine_answers": 1}
+    # A machine by the dialer's guess, a human by the code (not interested): a contact.
+    guessed = _completed("c", agent_id="a1", answered_by="machine", disposition="NI")
+    assert _counts([guessed]) == zero | {
+        "dials": 1,
+        "connects": 1,
+        "contacts": 1,
+        "not_interested": 1,
+    }
+
+
+def test_abandoned_is_an_inbound_call_ended_before_an_agent_answered() -> None:
+    zero = dict.fromkeys(FLAG_COUNTERS, 0)
+    started = {
+        "event_id": "s",
+        "type": "call.started",
+        "occurred_at": _ts(0),
+        "call_id": "c",
+        "direction": "inbound",
+    }
+    ended = {
+        "event_id": "e",
+        "type": "call.ended",
+        "occurred_at": _ts(2),
+        "call_id": "c",
+        "talk_seconds": "0",
+    }
+    answered = {
+        "event_id": "a",
+        "type": "call.answered",
+        "occurred_at": _ts(1),
+        "call_id": "c",
+        "agent_id": "a1",
+    }
+    # Still ringing: offered, not abandoned yet.
+    assert _counts([started]) == zero | {"inbound_calls": 1}
+    assert _counts([ended, started]) == zero | {"inbound_calls": 1, "abandoned": 1}
+    assert _counts([ended, answered, started]) == zero | {
+        "inbound_calls": 1,
+        "connects": 1,
+        "contacts": 1,
+    }
+    # An inbound queue timeout code: the caller was dropped, and abandoned.
+    assert _counts([started, _dispo("c", "TIMEOT", 3)]) == zero | {
+        "inbound_calls": 1,
+        "connects": 1,
+        "drops": 1,
+        "abandoned": 1,
+    }
+
+
+def test_a_campaign_override_and_a_correction_change_the_flags() -> None:
+    zero = dict.fromkeys(FLAG_COUNTERS, 0)
+    call = _completed("c", agent_id="a1", contact_reached=False, campaign_id="renewals")
+    # NI is "not now, call back" in the renewals campaign, not interested elsewhere.
+    assert _counts([call, _dispo("c", "NI", 1)]) == zero | {
+        "dials": 1,
+        "connects": 1,
+        "callbacks_scheduled": 1,
+    }
+    elsewhere = {**call, "campaign_id": "spring"}
+    assert _counts([elsewhere, _dispo("c", "NI", 1)]) == zero | {
+        "dials": 1,
+        "connects": 1,
+        "not_interested": 1,
+    }
+    # DNC corrected to a callback a minute later, in either order: only the callback counts.
+    events = [elsewhere, _dispo("c", "DNC", 1), _dispo("c", "CALLBK", 2)]
+    expected = zero | {"dials": 1, "connects": 1, "callbacks_scheduled": 1}
+    assert _counts(events) == expected
+    assert _counts(events[::-1]) == expected
+    # A code the table does not know: counted by code, no flags.
+    assert _counts([elsewhere, _dispo("c", "ZZZ", 1)]) == zero | {"dials": 1, "connects": 1}

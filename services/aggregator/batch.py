@@ -24,6 +24,7 @@ from services.aggregator.facts import (
     event_time,
     merge,
 )
+from shared.dispositions import DEFAULT_TABLE, DispositionTable
 from shared.timeutil import floor_local_hour, parse_minute_text
 from shared.timeutil import week_start as week_start_of
 
@@ -106,9 +107,16 @@ class BatchDelta:
 class BatchBuilder:
     """Folds decoded events into a :class:`BatchDelta`."""
 
-    def __init__(self, zone: tzinfo, effective_call_seconds: int, week_start: int = 0) -> None:
+    def __init__(
+        self,
+        zone: tzinfo,
+        effective_call_seconds: int,
+        week_start: int = 0,
+        dispositions: DispositionTable = DEFAULT_TABLE,
+    ) -> None:
         self._calendar = calendar_for(zone, week_start)
         self._effective = effective_call_seconds
+        self._dispositions = dispositions
         self.week_start = week_start
         self._by_minute: dict[datetime, Calendar] = {}
 
@@ -135,8 +143,8 @@ class BatchBuilder:
             delta.states[key] = state
             self._apply(
                 key,
-                contribution(before, self._effective),
-                contribution(state, self._effective),
+                contribution(before, self._effective, self._dispositions),
+                contribution(state, self._effective, self._dispositions),
                 delta,
             )
         return delta

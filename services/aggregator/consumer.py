@@ -42,6 +42,7 @@ from services.aggregator.policy import Decision, ProcessingPolicy
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.watch import CallWatch, ClientStalled
 from shared.db import transaction
+from shared.dispositions import cached_dispositions
 from shared.kafka import close_in_background, ensure_topic
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,10 @@ class BatchApplier:
         self.engine = engine
         self.topic = settings.events_topic
         self.builder = BatchBuilder(
-            settings.zone, settings.effective_call_seconds, settings.week_start
+            settings.zone,
+            settings.effective_call_seconds,
+            settings.week_start,
+            cached_dispositions(settings.dispositions_file),
         )
         self.dead_letters = dead_letters
         self.after_commit: list[Callable[[BatchResult], None]] = []

@@ -8,7 +8,10 @@ cancellation is a flag that once set stays set. So the final state, and with it 
 depends only on the set of events, never on their order or on repeats.
 
 The aggregator applies an event by taking the entity's contribution before and after the
-merge and adding the difference to the tables.
+merge and adding the difference to the tables. A call's contribution also reads the flags of
+its latest disposition code (``shared.dispositions``): they are looked up when the
+contribution is taken, so a changed dispositions file restates history only through
+``callboard rebuild``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.dispositions import DEFAULT_TABLE, DispositionTable, Flag
 from shared.kpis import to_stored
 
 State = dict[str, Any]
@@ -112,6 +116,8 @@ def merge(state: State | None, event: dict[str, Any], *, in_place: bool = False)
             _set(registers, name, event.get(name), ts, event_id)
         if kind == "call.answered":
             _set(registers, "answered", True, ts, event_id)
+        elif kind in ("call.ended", "call.completed"):
+            _set(registers, "ended", True, ts, event_id)
     elif kind == "survey.completed":
         new["start"] = min(new.get("start") or ts, ts)
         survey = [event["score"], *(event.get(n) or "" for n in _SCOPE_FIELDS[:3]), ts]
@@ -183,14 +189,18 @@ def _scope(registers: dict[str, Register]) -> Scope:
     )
 
 
-def contribution(state: State | None, effective_call_seconds: int) -> Contribution:
+def contribution(
+    state: State | None,
+    effective_call_seconds: int,
+    dispositions: DispositionTable = DEFAULT_TABLE,
+) -> Contribution:
     """Everything the entity in ``state`` counts for, at its attribution time and scope."""
     out = Contribution()
     if state is None:
         return out
     registers: dict[str, Register] = state.get("r", {})
     if state.get("call"):
-        _call_contribution(state, registers, effective_call_seconds, out)
+        _call_contribution(state, registers, effective_call_seconds, dispositions, out)
     elif "survey" in registers:
         score, agent, team, campaign, ts = _value(registers, "survey")
         out.add(ts, (agent, team, campaign), "csat_responses", 1)
@@ -213,15 +223,35 @@ def contribution(state: State | None, effective_call_seconds: int) -> Contributi
 
 
 def _call_contribution(
-    state: State, registers: dict[str, Register], effective_call_seconds: int, out: Contribution
+    state: State,
+    registers: dict[str, Register],
+    effective_call_seconds: int,
+    dispositions: DispositionTable,
+    out: Contribution,
 ) -> None:
     ts: str = state["start"]
     scope = _scope(registers)
     inbound = _value(registers, "direction", "outbound") == "inbound"
-    connected = bool(_value(registers, "answered", False)) and (
-        _value(registers, "answered_by", "human") == "human"
+    disposition = _value(registers, "disposition")
+    flags = (
+        dispositions.flags(disposition, scope[2] or None)
+        if disposition is not None
+        else frozenset()
     )
-    contact = connected and bool(_value(registers, "contact_reached", True))
+    answered = bool(_value(registers, "answered", False))
+    # The code is the dialer's or agent's last word on the call: a machine code makes it a
+    # machine answer, a code a human answered overrides a machine guess.
+    machine = Flag.answering_machine in flags or (
+        answered
+        and _value(registers, "answered_by", "human") == "machine"
+        and Flag.human_answered not in flags
+    )
+    # The customer answered and no agent took the call: a drop, and a connect.
+    drop = not machine and (Flag.drop in flags or (answered and not scope[0]))
+    connected = not machine and (answered or drop)
+    contact = connected and not drop and bool(_value(registers, "contact_reached", True))
+    ended = bool(_value(registers, "ended", False)) or disposition is not None
+    abandoned = inbound and ended and not (connected and not drop)
     talk = Decimal(_value(registers, "talk_seconds", 0))
     wrap = Decimal(_value(registers, "wrap_seconds", 0) or 0)
     effective = connected and talk >= effective_call_seconds
@@ -234,11 +264,16 @@ def _call_contribution(
     out.add(ts, scope, "talk_seconds", talk)
     out.add(ts, scope, "effective_talk_seconds", talk if effective else 0)
     out.add(ts, scope, "wrap_seconds", wrap)
+    out.add(ts, scope, "drops", int(drop))
+    out.add(ts, scope, "abandoned", int(abandoned))
+    out.add(ts, scope, "machine_answers", int(machine))
+    out.add(ts, scope, "dnc_marks", int(Flag.dnc in flags))
+    out.add(ts, scope, "callbacks_scheduled", int(Flag.callback in flags))
+    out.add(ts, scope, "not_interested", int(Flag.not_interested in flags))
     if "survey" in registers:
         score = _value(registers, "survey")[0]
         out.add(ts, scope, "csat_responses", 1)
         out.add(ts, scope, "csat_sum", score)
-    disposition = _value(registers, "disposition")
     if disposition is not None:
         out.dispositions[(ts, scope, disposition)] = 1
     lead_id = _value(registers, "lead_id")
