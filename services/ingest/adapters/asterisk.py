@@ -151,9 +151,26 @@ def parse_line(line: str) -> Cdr:
         raise TranslationError(
             "(line)", f"has {len(columns)} columns; a Master.csv CDR has at least {MIN_COLUMNS}"
         )
-    if _TIME.match(columns[9]) or columns[9] == "":
-        if not _TIME.match(columns[9]):
-            raise TranslationError("start", "column 10 must be a time")
+    # cdr_csv's column 9 is lastdata, never a bare time: a time there is cdr_custom's start.
+    if _TIME.match(columns[8]):
+        # cdr_custom's sample: clid, src, dst, dcontext, channel, dstchannel, lastapp,
+        # lastdata, start, answer, end, duration, billsec, disposition, amaflags,
+        # accountcode, uniqueid, userfield, sequence
+        return Cdr(
+            src=columns[1],
+            dst=columns[2],
+            channel=columns[4],
+            dstchannel=columns[5],
+            start=columns[8],
+            answer=columns[9],
+            end=columns[10],
+            billsec=columns[12],
+            disposition=columns[13],
+            uniqueid=columns[16] if len(columns) > 16 else "",
+            linkedid="",
+            sequence=columns[18] if len(columns) > 18 else "",
+        )
+    if _TIME.match(columns[9]):
         # cdr_csv: accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp,
         # lastdata, start, answer, end, duration, billsec, disposition, amaflags,
         # [uniqueid, userfield, [peeraccount, linkedid, sequence]]
@@ -174,24 +191,6 @@ def parse_line(line: str) -> Cdr:
             uniqueid=uniqueid,
             linkedid=linkedid,
             sequence=sequence,
-        )
-    if _TIME.match(columns[8]):
-        # cdr_custom's sample: clid, src, dst, dcontext, channel, dstchannel, lastapp,
-        # lastdata, start, answer, end, duration, billsec, disposition, amaflags,
-        # accountcode, uniqueid, userfield, sequence
-        return Cdr(
-            src=columns[1],
-            dst=columns[2],
-            channel=columns[4],
-            dstchannel=columns[5],
-            start=columns[8],
-            answer=columns[9],
-            end=columns[10],
-            billsec=columns[12],
-            disposition=columns[13],
-            uniqueid=columns[16] if len(columns) > 16 else "",
-            linkedid="",
-            sequence=columns[18] if len(columns) > 18 else "",
         )
     raise TranslationError("start", "no time in column 10 (cdr_csv) or 9 (cdr_custom)")
 
