@@ -132,8 +132,19 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
         ) and amd not in _NOT_ANSWERED
     talk = seconds(agent.get("AgentInteractionDuration"), "Agent.AgentInteractionDuration")
     wrap = seconds(agent.get("AfterContactWorkDuration"), "Agent.AfterContactWorkDuration")
-    contact = answered and has_agent and not machine and amd != "FAX_MACHINE_DETECTED"
     disposition = _string(attributes.get("disposition"))
+    # A known code says whether the decision-maker was reached; without one, an agent did.
+    contact = (
+        answered
+        and has_agent
+        and not machine
+        and amd != "FAX_MACHINE_DETECTED"
+        and (
+            disposition is None
+            or not context.dispositions.known(disposition, campaign)
+            or Flag.contact in context.dispositions.flags(disposition, campaign)
+        )
+    )
     ident = event_id(SYSTEM, contact_id, "ctr", version)
 
     events: list[RawEvent]

@@ -15,12 +15,13 @@ import gzip
 import time
 from functools import partial
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from services.ingest.adapters import connect, freeswitch, twilio, vicidial
@@ -114,10 +115,21 @@ def public_url(request: Request, base_url: str | None) -> str:
     return f"{prefix}{path}" + (f"?{query}" if query else "")
 
 
-def _merged(query: Any, form: FormData | None) -> dict[str, str]:
+async def _form(request: Request, adapters: AdapterService) -> ImmutableMultiDict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body, every value of a repeated name kept."""
+    body = await request.body()
+    adapters.ingest.check_size(None, len(body))
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("the form body is not UTF-8") from exc
+    return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True))
+
+
+def _merged(query: Any, form: ImmutableMultiDict[str, str] | None) -> dict[str, str]:
     params = {k: str(v) for k, v in query.items()}
     if form is not None:
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        params.update(form.items())
     return params
 
 
@@ -135,7 +147,7 @@ async def twilio_status(request: Request, adapters: Adapters, _dialer: Dialer) -
             "Twilio callbacks are refused until CALLBOARD_TWILIO_AUTH_TOKEN is set to the "
             "Twilio account's Auth Token (Console > Account > API keys & tokens)"
         )
-    form = await request.form() if request.method == "POST" else None
+    form = await _form(request, adapters) if request.method == "POST" else None
     signature = request.headers.get("x-twilio-signature")
     if not signature:
         raise Forbidden("the request has no X-Twilio-Signature header; only Twilio may call")
@@ -201,8 +213,7 @@ async def freeswitch_cdr(request: Request, adapters: Adapters, _dialer: Dialer) 
     body = await request.body()
     adapters.ingest.check_size(None, len(body))
     if media == "application/x-www-form-urlencoded":
-        form = await request.form()
-        cdr = form.get("cdr")
+        cdr = (await _form(request, adapters)).get("cdr")
         if not isinstance(cdr, str):
             raise InvalidInput("the form has no field cdr", details=[{"field": "cdr"}])
         raw: bytes = cdr.encode()
