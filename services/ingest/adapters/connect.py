@@ -23,6 +23,8 @@ copies arrive in, and a repeated copy changes nothing.
 - Who: ``Attributes`` ``agent_id``, ``team_id``, ``campaign_id``, ``lead_id`` when set; else
   ``Agent.Username`` (its part before ``@`` when it is an e-mail address) and
   ``Queue.Name`` as the campaign; the lead from a keyed hash of ``CustomerEndpoint.Address``.
+- Contact: an agent took the call, not a machine or fax, and the code (when the table knows
+  it) has the ``contact`` flag.
 - ``Attributes.disposition``: the call's result code; one with the ``sale`` flag adds a
   ``sale.closed`` (``order_id`` ``connect:<ContactId>``, amount ``Attributes.amount`` or 0).
 """
