@@ -514,3 +514,57 @@ def test_no_personal_data_in_kafka_database_or_logs(
         assert value not in kafka_text, value
         assert value not in database_text, value
         assert value not in logs, value
+
+
+def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
+    make_pipeline: MakePipeline,
+) -> None:
+    from shared.auth import NewKey, Scope, create_key
+
+    pipeline = make_pipeline(
+        **ENV, CALLBOARD_AUTH_MODE="required", CALLBOARD_AUTH_CACHE_SECONDS="0"
+    )
+    engine = create_engine(pipeline.database_url)
+    with engine.begin() as connection:
+        key = create_key(connection, NewKey(name="dialer", scopes=[Scope.ingest])).key
+        read_key = create_key(connection, NewKey(name="board", scopes=[Scope.read])).key
+    engine.dispose()
+    dispo = {
+        "uniqueid": "5.5",
+        "epoch": "1762045200",
+        "dispo": "NI",
+        "talk_time": "60",
+        "user": "a-1",
+        "lead_id": "L5",
+    }
+    route = "/v1/adapters/vicidial/dispo"
+    assert pipeline.ingest.get(route, params=dispo).status_code == 401
+    assert pipeline.ingest.get(route, params={**dispo, "key": key}).status_code == 200
+    assert pipeline.ingest.get(route, params={**dispo, "key": read_key}).status_code == 403
+    assert pipeline.ingest.get(route, params=dispo, auth=("vicidial", key)).status_code == 200
+    assert pipeline.ingest.get(route, params=dispo, auth=("vicidial", "wrong")).status_code == 401
+    assert pipeline.ingest.get(route, params=dispo, headers={"X-API-Key": key}).status_code == 200
+    # The query parameter is for adapter routes only.
+    event = {
+        "event_id": "e-1",
+        "type": "call.started",
+        "occurred_at": "2026-11-02T09:00:00+08:00",
+        "agent_id": "a-1",
+        "call_id": "c-1",
+    }
+    assert pipeline.ingest.post("/v1/events", params={"key": key}, json=event).status_code == 401
+    c1 = (SAMPLES / "connect_c1.json").read_bytes()
+    request = {
+        "requestId": "r-9",
+        "timestamp": 1,
+        "records": [{"data": base64.b64encode(c1).decode()}],
+    }
+    refused = pipeline.ingest.post(
+        "/v1/adapters/connect/firehose", json=request, headers={"X-Amz-Firehose-Request-Id": "r-9"}
+    )
+    assert refused.status_code == 401
+    assert refused.json()["requestId"] == "r-9" and refused.json()["errorMessage"]
+    taken = pipeline.ingest.post(
+        "/v1/adapters/connect/firehose", json=request, headers={"X-Amz-Firehose-Access-Key": key}
+    )
+    assert taken.status_code == 200, taken.text
