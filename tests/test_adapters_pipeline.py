@@ -381,8 +381,45 @@ def test_bad_inputs_get_their_answers(make_pipeline: MakePipeline) -> None:
     )
     assert only_bad.status_code == 200 and only_bad.json()["requestId"] == "r-2"
 
+    # A record whose events ingest refuses (a lead id shaped like a phone number) is set
+    # aside alone; the records around it are stored.
+    def contact(number: int, lead: str) -> dict[str, Any]:
+        return {
+            "ContactId": f"fh-{number}",
+            "Channel": "VOICE",
+            "InitiationMethod": "OUTBOUND",
+            "InitiationTimestamp": DAY_START.isoformat(),
+            "LastUpdateTimestamp": DAY_START.isoformat(),
+            "Agent": {"Username": "fh-agent", "AgentInteractionDuration": 30},
+            "ConnectedToSystemTimestamp": DAY_START.isoformat(),
+            "Attributes": {"lead_id": lead},
+        }
+
+    mixed = floor.firehose_request(
+        [contact(1, "L-1"), contact(2, "+8613812345678"), contact(3, "L-3")], "r-3"
+    )
+    response = pipeline.ingest.post("/v1/adapters/connect/firehose", json=mixed)
+    assert response.status_code == 200, response.text
+
     pipeline.wait_caught_up()
+    set_aside = [
+        entry
+        for entry in (
+            json.loads(line) for line in pipeline.log("ingest").splitlines() if line[:1] == "{"
+        )
+        if entry.get("message") == "native record set aside" and entry.get("record_index") == 1
+    ]
+    assert any(e["reason"].startswith("lead_id: looks like a phone number") for e in set_aside)
     day = DAY_START.replace(hour=0)
+    fh = pipeline.metrics(
+        **{
+            "from": day.isoformat(),
+            "to": (day + timedelta(days=1)).isoformat(),
+            "agent_id": "fh-agent",
+            "metrics": "dials,connects",
+        }
+    )
+    assert fh["rows"][0]["dials"] == 2 and fh["rows"][0]["connects"] == 2
     dispositions = pipeline.api.get(
         "/v1/dispositions",
         params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},

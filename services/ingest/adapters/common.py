@@ -28,6 +28,9 @@ RawEvent = dict[str, Any]
 # v1's limits: event and call ids 128 characters, other identifiers 64.
 _ID_LIMIT = 128
 _SCOPE_LIMIT = 64
+# Beyond these a native value is garbage, not a call (and would overflow a datetime).
+_LATEST_EPOCH = Decimal(253_402_214_400)  # 9999-12-31
+_LONGEST_CALL = Decimal(10_000_000)
 
 
 class TranslationError(ValueError):
@@ -140,6 +143,8 @@ def from_epoch(value: str | int | float | None, field: str) -> datetime | None:
         seconds = Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise TranslationError(field, "must be a Unix time in seconds") from exc
+    if not seconds.is_finite() or seconds > _LATEST_EPOCH:
+        raise TranslationError(field, "must be a Unix time in seconds")
     if seconds <= 0:
         return None
     return datetime.fromtimestamp(float(seconds), UTC)
@@ -179,8 +184,8 @@ def seconds(value: Any, field: str) -> int:
         number = Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise TranslationError(field, "must be a number of seconds") from exc
-    if number < 0 or not number.is_finite():
-        raise TranslationError(field, "must be a number of seconds, 0 or more")
+    if not number.is_finite() or number < 0 or number > _LONGEST_CALL:
+        raise TranslationError(field, "must be a number of seconds, 0 to 10,000,000")
     return int(number)
 
 

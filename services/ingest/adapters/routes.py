@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import time
+import zlib
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -30,6 +30,7 @@ from shared.auth import Principal, Scope
 from shared.errors import (
     ERROR_RESPONSES,
     CallboardError,
+    ErrorBody,
     Forbidden,
     InvalidInput,
     UnsupportedMediaType,
@@ -137,7 +138,7 @@ def _merged(query: Any, form: ImmutableMultiDict[str, str] | None) -> dict[str, 
     "/v1/adapters/twilio/status",
     methods=["GET", "POST"],
     response_model=AdapterResponse,
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Body over the limit"}},
 )
 async def twilio_status(request: Request, adapters: Adapters, _dialer: Dialer) -> AdapterResponse:
     """A Twilio status callback (form POST, or GET), signed with the account's Auth Token."""
@@ -205,7 +206,13 @@ async def vicidial_no_agent(
 
 
 @router.post(
-    "/v1/adapters/freeswitch/cdr", response_model=AdapterResponse, responses=ERROR_RESPONSES
+    "/v1/adapters/freeswitch/cdr",
+    response_model=AdapterResponse,
+    responses={
+        **ERROR_RESPONSES,
+        413: {"model": ErrorBody, "description": "Body over the limit"},
+        415: {"model": ErrorBody, "description": "Not a mod_json_cdr body"},
+    },
 )
 async def freeswitch_cdr(request: Request, adapters: Adapters, _dialer: Dialer) -> AdapterResponse:
     """A ``mod_json_cdr`` leg: a JSON body, or the form field ``cdr`` (``encode=true``)."""
@@ -218,8 +225,11 @@ async def freeswitch_cdr(request: Request, adapters: Adapters, _dialer: Dialer) 
             raise InvalidInput("the form has no field cdr", details=[{"field": "cdr"}])
         raw: bytes = cdr.encode()
     elif media == "application/x-www-form-base64-encoded":
-        text = body.decode("latin-1")
-        raw = base64.b64decode(text.removeprefix("cdr=") + "==")
+        text = body.decode("latin-1").removeprefix("cdr=")
+        try:
+            raw = base64.b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("the CDR is not base64", details=[{"field": "cdr"}]) from exc
     elif media in ("application/json", "text/plain", ""):
         raw = body
     else:
@@ -238,6 +248,15 @@ async def freeswitch_cdr(request: Request, adapters: Adapters, _dialer: Dialer) 
     return AdapterResponse(accepted=len(events))
 
 
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """A gzip body, inflated to at most one byte over ``limit`` (enough to refuse it)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        return inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput("the body is not valid gzip") from exc
+
+
 def _firehose_answer(request_id: str, status: int, message: str | None = None) -> JsonResponse:
     body: dict[str, Any] = {"requestId": request_id, "timestamp": int(time.time() * 1000)}
     if message is not None:
@@ -252,6 +271,9 @@ def _firehose_answer(request_id: str, status: int, message: str | None = None) -
     responses={
         400: {"model": FirehoseResponse, "description": "The body is not a Firehose request"},
         401: {"model": FirehoseResponse, "description": "No or a wrong access key"},
+        403: {"model": FirehoseResponse, "description": "The key has no ingest scope"},
+        413: {"model": FirehoseResponse, "description": "Body over the limit"},
+        429: {"model": FirehoseResponse, "description": "Too many requests for this key"},
         503: {"model": FirehoseResponse, "description": "Kafka cannot take the records now"},
     },
 )
@@ -268,10 +290,8 @@ async def connect_firehose(request: Request, adapters: Adapters) -> JsonResponse
         body = await request.body()
         adapters.ingest.check_size(None, len(body))
         if request.headers.get("content-encoding", "").lower() == "gzip":
-            try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError) as exc:
-                raise InvalidInput("the body is not valid gzip") from exc
+            body = _gunzip(body, adapters.ingest.settings.max_body_bytes)
+            adapters.ingest.check_size(None, len(body))
         try:
             envelope = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

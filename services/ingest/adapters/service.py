@@ -81,23 +81,35 @@ class AdapterService:
     def check_many(
         self, system: str, records: Sequence[Callable[[], list[RawEvent]]]
     ) -> tuple[list[BaseEvent], list[RecordRejection]]:
-        """The events of the records that translate and validate; the others, with reasons."""
-        events: list[BaseEvent] = []
-        rejections: list[RecordRejection] = []
+        """The events of the records that translate and validate; the others, with reasons.
+
+        The events of all records are validated in one pass, then a record with any event
+        refused is set aside whole.
+        """
+        raw: list[RawEvent] = []
+        origins: list[int] = []
+        rejections: dict[int, RecordRejection] = {}
         for index, translate in enumerate(records):
             try:
-                raw = translate()
+                translated = translate()
             except TranslationError as exc:
-                rejections.append(RecordRejection(index, str(exc), _field_errors(exc)))
+                rejections[index] = RecordRejection(index, str(exc), _field_errors(exc))
                 continue
-            accepted, rejected = self.ingest.validate(raw)
-            if rejected:
-                errors = [e for r in rejected for e in r.errors]
-                reason = "; ".join(f"{e.field}: {e.message}" for e in errors)
-                rejections.append(RecordRejection(index, reason, errors))
-                continue
-            events.extend(accepted)
-        return events, rejections
+            raw.extend(translated)
+            origins.extend([index] * len(translated))
+        accepted, rejected = self.ingest.validate(raw) if raw else ([], [])
+        for rejection in rejected:
+            index = origins[rejection.index]
+            reason = "; ".join(f"{e.field}: {e.message}" for e in rejection.errors)
+            if index not in rejections:
+                rejections[index] = RecordRejection(index, reason, list(rejection.errors))
+        if not rejected:
+            return accepted, list(rejections.values())
+        # validate() keeps the accepted events in order: pair them back with their records.
+        refused_positions = {r.index for r in rejected}
+        kept_origins = [o for i, o in enumerate(origins) if i not in refused_positions]
+        events = [e for e, o in zip(accepted, kept_origins, strict=True) if o not in rejections]
+        return events, sorted(rejections.values(), key=lambda r: r.index)
 
     def set_aside(self, system: str, index: int, reason: str, record: bytes) -> None:
         """Log a record that cannot be used, by its digest: its content may be personal."""
