@@ -8,8 +8,8 @@ process (one worker) and counts what it acknowledged (stored in Kafka):
 - native v1 in batches of 500 events, beside Firehose requests of 500 contact records and
   the Asterisk importer (``callboard import --format asterisk-cdr``, 1,000 events a batch).
 
-Kafka and PostgreSQL come from ``CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS`` and
-``CALLBOARD_BENCH_DATABASE_URL`` (unused: auth is off, ingest reads no key table).
+Kafka comes from ``CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS`` when set, else is started
+locally like the tests do. Auth is off: ingest reads no key table, so no database is needed.
 
     python -m bench.adapters --calls 2000 --batch-calls 20000
 """
@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from services.devstack.kafka import KafkaBroker
 from services.devstack.processes import free_port
 from shared.kafka import ensure_topic
 from tests import adapter_floor as floor
@@ -115,8 +116,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="one record per request")
     parser.add_argument("--batch-calls", type=int, default=20000, help="batched cases")
     args = parser.parse_args()
-    bootstrap = os.environ["CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS"]
-    database_url = os.environ["CALLBOARD_BENCH_DATABASE_URL"]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-adapters-"))
+    bootstrap = os.environ.get("CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS")
+    broker: KafkaBroker | None = None
+    if not bootstrap:
+        broker = KafkaBroker(workdir / "kafka", port=free_port(), num_partitions=6)
+        broker.start(timeout=120)
+        bootstrap = broker.bootstrap_servers
+    try:
+        _with_broker(bootstrap, workdir, args.calls, args.batch_calls)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _with_broker(bootstrap: str, workdir: Path, calls: int, batch_calls: int) -> None:
     topic = f"bench-adapters-{uuid.uuid4().hex[:8]}"
     ensure_topic([bootstrap], topic, 6)
     port = free_port()
@@ -124,7 +138,6 @@ def main() -> None:
     env = {
         **os.environ,
         "CALLBOARD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "CALLBOARD_DATABASE_URL": database_url,
         "CALLBOARD_EVENTS_TOPIC": topic,
         "CALLBOARD_LOG_LEVEL": "WARNING",
         "CALLBOARD_AUTH_MODE": "off",
@@ -132,7 +145,6 @@ def main() -> None:
         "CALLBOARD_LEAD_ID_SECRET": SECRET,
         "CALLBOARD_TWILIO_AUTH_TOKEN": TOKEN,
     }
-    workdir = Path(tempfile.mkdtemp(prefix="bench-adapters-"))
     with (workdir / "ingest.log").open("ab") as log:
         ingest = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "ingest", "--port", str(port)],
@@ -150,7 +162,7 @@ def main() -> None:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        _bench(base, env, args.calls, args.batch_calls, workdir)
+        _bench(base, env, calls, batch_calls, workdir)
     finally:
         ingest.terminate()
         ingest.wait(timeout=20)

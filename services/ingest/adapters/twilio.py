@@ -80,9 +80,10 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
     occurred = _timestamp(params.get("Timestamp"))
     inbound = (text(params, "Direction") or "").lower() == "inbound" and parent is None
     customer_field = "From" if inbound else "To"
-    lead_id = text(params, "lead_id") or context.lead_from_number(
-        SYSTEM, text(params, customer_field), customer_field
-    )
+    customer = text(params, customer_field)
+    if customer is not None and customer.lower().startswith("client:"):
+        customer = None  # a Twilio Client (an agent's app), not the customer
+    lead_id = text(params, "lead_id") or context.lead_from_number(SYSTEM, customer, customer_field)
     base: RawEvent = {
         "source": SYSTEM,
         "call_id": native_id(SYSTEM, parent or sid),
