@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -43,20 +44,20 @@ def _records(system: str) -> list[Record]:
     for call in CALLS:
         if system == "twilio":
             for query, form in floor.twilio_callbacks(call, rng):
-                out.append(lambda p={**query, **form}: twilio.translate(p, CONTEXT))
+                out.append(partial(twilio.translate, {**query, **form}, CONTEXT))
         elif system == "vicidial":
             for route, query in floor.vicidial_urls(call):
-                out.append(lambda r=route, q=query: vicidial.translate(r, q, CONTEXT))
+                out.append(partial(vicidial.translate, route, query, CONTEXT))
         elif system == "connect":
             for record in floor.connect_records(call):
-                out.append(lambda r=record: connect.translate(r, CONTEXT))
+                out.append(partial(connect.translate, record, CONTEXT))
         elif system == "freeswitch" and call.outcome in CDR_OUTCOMES:
             for leg in floor.freeswitch_legs(call):
                 encoded = {"variables": {k: quote(v) for k, v in leg["variables"].items()}}
-                out.append(lambda d=encoded: freeswitch.translate(d, CONTEXT))
+                out.append(partial(freeswitch.translate, encoded, CONTEXT))
         elif system == "asterisk" and call.outcome in CDR_OUTCOMES:
             for line in floor.asterisk_lines(call, ZONE, 4):
-                out.append(lambda text=line: asterisk.translate(text, CONTEXT, ROSTER))
+                out.append(partial(asterisk.translate, line, CONTEXT, ROSTER))
     return out
 
 
