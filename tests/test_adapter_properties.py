@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -47,7 +47,7 @@ def _records(system: str) -> list[Record]:
                 out.append(partial(twilio.translate, {**query, **form}, CONTEXT))
         elif system == "vicidial":
             for route, query in floor.vicidial_urls(call):
-                out.append(partial(vicidial.translate, route, query, CONTEXT))
+                out.append(partial(vicidial.translate, cast(vicidial.Kind, route), query, CONTEXT))
         elif system == "connect":
             for record in floor.connect_records(call):
                 out.append(partial(connect.translate, record, CONTEXT))
