@@ -22,10 +22,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import create_engine, inspect, text
 
+from services.devstack.processes import free_port
 from tests import adapter_floor as floor
 from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
 
@@ -610,3 +612,54 @@ def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
         "/v1/adapters/connect/firehose", json=request, headers={"X-Amz-Firehose-Access-Key": key}
     )
     assert taken.status_code == 200, taken.text
+
+
+def test_without_kafka_adapters_answer_503_with_retry_after(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str
+) -> None:
+    pipeline = Pipeline(
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
+        database_url=database_url,
+        topic="unreachable",
+        workdir=tmp_path_factory.mktemp("no-kafka"),
+        extra_env=ENV,
+    )
+    try:
+        pipeline.start("ingest", "ingest", "--port", str(pipeline.ingest_port))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                pipeline.ingest.get("/healthz")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, pipeline.log("ingest")
+                time.sleep(0.2)
+        dispo = {
+            "uniqueid": "5.5",
+            "epoch": "1762045200",
+            "dispo": "NI",
+            "talk_time": "60",
+            "user": "a-1",
+            "lead_id": "L5",
+        }
+        refused = pipeline.ingest.get("/v1/adapters/vicidial/dispo", params=dispo)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "5"
+        sample = dict(parse_qsl((SAMPLES / "twilio_t1.txt").read_text().strip()))
+        twilio_refused = signed_post(pipeline, {"agent_id": "a-1"}, sample)
+        assert twilio_refused.status_code == 503
+        c1 = (SAMPLES / "connect_c1.json").read_bytes()
+        firehose = pipeline.ingest.post(
+            "/v1/adapters/connect/firehose",
+            json={
+                "requestId": "r-5",
+                "timestamp": 1,
+                "records": [{"data": base64.b64encode(c1).decode()}],
+            },
+        )
+        # Firehose's error shape, so that Firehose retries the batch later.
+        assert firehose.status_code == 503
+        assert firehose.headers["Retry-After"] == "5"
+        assert firehose.json()["requestId"] == "r-5" and firehose.json()["errorMessage"]
+    finally:
+        pipeline.__exit__(None, None, None)
