@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from services.ingest.adapters import connect, freeswitch, twilio, vicidial
 from services.ingest.adapters.service import AdapterService
-from shared.auth import Principal, Scope
+from shared.auth import Authenticator, Principal, Scope
 from shared.errors import (
     ERROR_RESPONSES,
     CallboardError,
@@ -61,7 +61,8 @@ Adapters = Annotated[AdapterService, Depends(get_adapters)]
 
 
 def _presented_key(request: Request) -> str | None:
-    """An ingest key given where only adapters look: ``?key=`` or HTTP Basic's password."""
+    """An ingest key given where only adapters look: HTTP Basic's password, Firehose's
+    access key header, or ``?key=``."""
     authorization = request.headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "basic" and value.strip():
@@ -91,9 +92,9 @@ async def adapter_dialer(request: Request) -> Principal:
         ]
         headers.append((b"x-api-key", key.encode()))
         target = Request({**request.scope, "headers": headers})
-    principal = await request.app.state.authenticator.authenticate(target, Scope.ingest)
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.authenticate(target, Scope.ingest)
     request.state.principal = principal
-    assert isinstance(principal, Principal)
     return principal
 
 
@@ -107,8 +108,7 @@ def public_url(request: Request, base_url: str | None) -> str:
     path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
     path = path.split("?", 1)[0]
     if base_url:
-        root = base_url.rstrip("/")
-        prefix = root
+        prefix = base_url.rstrip("/")
     else:
         scheme = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0]
         host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
