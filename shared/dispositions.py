@@ -199,7 +199,8 @@ def _header_line(text: str, campaign_id: str) -> int:
 def _parse_row(where: str, code: Any, value: Any, campaign_id: str | None) -> DispositionCode:
     if not isinstance(code, str) or not _CODE.match(code):
         raise DispositionsFileError(f"{where}: code {code!r} must be 1 to 32 printable characters")
-    name = code
+    # Without a name of its own, a code keeps the default table's name for it.
+    name = DEFAULT_TABLE.name(code) or code
     if isinstance(value, Mapping):
         unknown_keys = set(value) - {"name", "flags"}
         if unknown_keys:

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tests.reference import CODE_FLAGS
+
 
 @dataclass
 class TrueCall:
@@ -30,8 +32,10 @@ class TrueCall:
     contact_reached: bool
     talk_seconds: int
     wrap_seconds: int
-    disposition: str
+    disposition: str | None
     survey: int | None = None
+    # A call the dialer connected that no agent took: its events name no agent.
+    no_agent: bool = False
 
 
 @dataclass
@@ -81,8 +85,14 @@ def generate_floor(
     leads: int = 400,
     duplicate_share: float = 0.1,
     effective_threshold: int = 60,
+    flag_codes: bool = False,
 ) -> Floor:
-    """A floor inside ``[start, start + hours)``; every call starts at least 10 min early."""
+    """A floor inside ``[start, start + hours)``; every call starts at least 10 min early.
+
+    With ``flag_codes`` the calls also carry codes of every flag (drops, machines, do not
+    call, callbacks, codes the table does not know), some calls no agent took and some with
+    no code at all; the wrong first code that a later one corrects is then ``DNC``.
+    """
     rng = random.Random(seed)
     floor = Floor()
     span = int(hours * 3600) - 900
@@ -123,9 +133,13 @@ def generate_floor(
                     disposition=rng.choice(["NI", "CALLBK", "SALE", "B"]) if human else "NA",
                     survey=rng.randint(1, 5) if human and rng.random() < 0.2 else None,
                 )
+                if flag_codes:
+                    _flag_codes(call, rng)
                 floor.calls.append(call)
-                floor.events.extend(_call_events(call, rng, next_id))
-                if contact and rng.random() < 0.4:
+                floor.events.extend(
+                    _call_events(call, rng, next_id, "DNC" if flag_codes else "WRONG")
+                )
+                if contact and not call.no_agent and rng.random() < 0.4:
                     quote = TrueQuote(
                         next_id("quote"),
                         agent_id,
@@ -170,8 +184,31 @@ def generate_floor(
     return floor
 
 
-def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[str, Any]]:
-    common = {"agent_id": call.agent_id, "call_id": call.call_id}
+def _flag_codes(call: TrueCall, rng: random.Random) -> None:
+    """Codes of every flag for ``call``, and now and then no agent or no code."""
+    if call.answered and call.answered_by == "human":
+        call.disposition = rng.choice(
+            ["NI", "CALLBK", "SALE", "B", "DNC", "DEC", "ZZZ", "A", "DROP", "PDROP"]
+        )
+    elif call.answered:
+        call.disposition = rng.choice(["NA", "AA", "AM", "NI"])
+    elif call.direction == "inbound":
+        call.disposition = rng.choice(["TIMEOT", "NA"])
+    else:
+        call.disposition = rng.choice(["NA", "B", "DNCL"])
+    if rng.random() < 0.1:
+        call.disposition = None
+    if call.answered and rng.random() < 0.05:
+        call.no_agent = True
+        call.survey = None
+
+
+def _call_events(
+    call: TrueCall, rng: random.Random, next_id: Any, wrong_code: str = "WRONG"
+) -> list[dict[str, Any]]:
+    common = {"call_id": call.call_id}
+    if not call.no_agent:
+        common["agent_id"] = call.agent_id
     first = {
         **common,
         "team_id": call.team_id,
@@ -185,7 +222,7 @@ def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[
         "type": "call.dispositioned",
         "occurred_at": _iso(call.start + timedelta(seconds=call.talk_seconds + 5)),
         **common,
-        "disposition": "WRONG",
+        "disposition": wrong_code,
     }
     final_disposition = {
         "event_id": next_id("ev"),
@@ -208,8 +245,10 @@ def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[
             "talk_seconds": call.talk_seconds,
             "wrap_seconds": call.wrap_seconds,
         }
-        if rng.random() < 0.5:
-            completed["disposition"] = "WRONG"
+        if call.disposition is None:
+            pass
+        elif rng.random() < 0.5:
+            completed["disposition"] = wrong_code
             events.append(final_disposition)
         else:
             completed["disposition"] = call.disposition
@@ -245,9 +284,10 @@ def _call_events(call: TrueCall, rng: random.Random, next_id: Any) -> list[dict[
                 "wrap_seconds": call.wrap_seconds,
             }
         )
-        if style < 0.6:
-            events.append(wrong)
-        events.append(final_disposition)
+        if call.disposition is not None:
+            if style < 0.6:
+                events.append(wrong)
+            events.append(final_disposition)
     if call.survey is not None:
         events.append(
             {
@@ -302,23 +342,38 @@ def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str,
     out: dict[str, dict[str, Any]] = defaultdict(new_row)
     lead_sets: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for call in floor.calls:
-        row = out[call.agent_id]
-        human = call.answered and call.answered_by == "human"
+        agent_id = "" if call.no_agent else call.agent_id
+        row = out[agent_id]
+        flags = CODE_FLAGS.get(call.disposition or "", set())
+        machine = "answering_machine" in flags or (
+            call.answered and call.answered_by == "machine" and "human_answered" not in flags
+        )
+        drop = not machine and ("drop" in flags or (call.answered and call.no_agent))
+        human = not machine and (call.answered or drop)
+        contact = human and not drop and call.contact_reached
         if call.direction == "outbound":
             row["dials"] += 1
-            lead_sets[call.agent_id]["dialed"].add(call.lead_id)
+            lead_sets[agent_id]["dialed"].add(call.lead_id)
         else:
             row["inbound_calls"] += 1
+            # Every call of the floor ends: abandoned unless an agent answered.
+            row["abandoned"] += int(not (human and not drop))
         row["connects"] += int(human)
-        row["contacts"] += int(human and call.contact_reached)
-        if human and call.contact_reached:
-            lead_sets[call.agent_id]["reached"].add(call.lead_id)
+        row["contacts"] += int(contact)
+        row["drops"] += int(drop)
+        row["machine_answers"] += int(machine)
+        row["dnc_marks"] += int("dnc" in flags)
+        row["callbacks_scheduled"] += int("callback" in flags)
+        row["not_interested"] += int("not_interested" in flags)
+        if contact:
+            lead_sets[agent_id]["reached"].add(call.lead_id)
         effective = human and call.talk_seconds >= effective_threshold
         row["effective_calls"] += int(effective)
         row["effective_talk_seconds"] += call.talk_seconds if effective else 0
         row["talk_seconds"] += call.talk_seconds
         row["wrap_seconds"] += call.wrap_seconds
-        row["dispositions"][call.disposition] += 1
+        if call.disposition is not None:
+            row["dispositions"][call.disposition] += 1
         if call.survey is not None:
             row["csat_responses"] += 1
             row["csat_sum"] += call.survey

@@ -30,6 +30,12 @@ COUNTERS = (
     "existing_customer_sales",
     "csat_responses",
     "csat_sum",
+    "drops",
+    "abandoned",
+    "machine_answers",
+    "dnc_marks",
+    "callbacks_scheduled",
+    "not_interested",
 )
 LEADS = ("leads_dialed", "leads_reached", "leads_quoted", "leads_won")
 MONEY = ("revenue", "margin")
@@ -43,10 +49,31 @@ RATIOS = {
     "avg_talk_seconds": ("talk_seconds", "connects"),
     "margin_rate": ("margin", "revenue"),
     "csat_avg": ("csat_sum", "csat_responses"),
+    "drop_rate": ("drops", "connects"),
+    "abandon_rate": ("abandoned", "inbound_calls"),
 }
 
 # Every KPI the comparisons ask the API for.
 METRICS = ",".join((*COUNTERS, *LEADS, *MONEY, *RATIOS, "dispositions"))
+
+# The flags of the codes the test floors use, copied from VICIdial's status table with the
+# corrections kpis.md states (SALE is a contact, AA a machine, the drop statuses drops).
+CODE_FLAGS: dict[str, set[str]] = {
+    "SALE": {"human_answered", "sale", "contact"},
+    "NI": {"human_answered", "contact", "not_interested"},
+    "DEC": {"human_answered", "contact"},
+    "CALLBK": {"human_answered", "contact", "callback"},
+    "DNC": {"human_answered", "dnc"},
+    "DNCL": {"dnc"},
+    "A": {"answering_machine"},
+    "AA": {"answering_machine"},
+    "AM": {"answering_machine"},
+    "DROP": {"human_answered", "drop"},
+    "PDROP": {"human_answered", "drop"},
+    "TIMEOT": {"human_answered", "drop"},
+    "B": set(),
+    "NA": set(),
+}
 
 CALL = ("call.started", "call.answered", "call.ended", "call.dispositioned", "call.completed")
 
@@ -128,21 +155,40 @@ def reference_cells(
             if e["type"] == "call.completed"
         ]
         answered = max(answered_values)[2] if answered_values else False
-        human = answered and (_latest(call_only, "answered_by") or "human") == "human"
-        reached = human and _latest(call_only, "contact_reached") is not False
+        disposition = _latest(call_only, "disposition")
+        flags = CODE_FLAGS.get(disposition, set())
+        by_machine = (_latest(call_only, "answered_by") or "human") == "machine"
+        # The code is the last word: a machine code is a machine, a code a human answered a
+        # human; a customer answered and no agent: a drop, a connect but never a contact.
+        machine = "answering_machine" in flags or (
+            answered and by_machine and "human_answered" not in flags
+        )
+        drop = not machine and (
+            "drop" in flags or (answered and not _latest(call_only, "agent_id"))
+        )
+        human = not machine and (answered or drop)
+        reached = human and not drop and _latest(call_only, "contact_reached") is not False
+        ended = disposition is not None or any(
+            e["type"] in ("call.ended", "call.completed") for e in call_only
+        )
         talk = Decimal(str(_latest(call_only, "talk_seconds") or 0))
         wrap = Decimal(str(_latest(call_only, "wrap_seconds") or 0))
         lead = _latest(call_only, "lead_id")
         counts = target.counts
         counts["dials" if direction == "outbound" else "inbound_calls"] += 1
         counts["connects"] += human
+        counts["drops"] += drop
+        counts["machine_answers"] += machine
+        counts["abandoned"] += direction == "inbound" and ended and not (human and not drop)
+        counts["dnc_marks"] += "dnc" in flags
+        counts["callbacks_scheduled"] += "callback" in flags
+        counts["not_interested"] += "not_interested" in flags
         counts["contacts"] += reached
         counts["talk_seconds"] += talk
         counts["wrap_seconds"] += wrap
         if human and talk >= effective_seconds:
             counts["effective_calls"] += 1
             counts["effective_talk_seconds"] += talk
-        disposition = _latest(call_only, "disposition")
         if disposition is not None:
             counts[f"disposition:{disposition}"] += 1
         if survey:

@@ -544,7 +544,13 @@ def test_best_time_to_call(floor: Pipeline) -> None:
 
 def test_dispositions_endpoint(floor: Pipeline) -> None:
     body = floor.api.get("/v1/dispositions", params=_day(DAY1, group_by="agent")).json()
-    assert body["rows"] == [{"agent_id": "a1", "dispositions": {"NA": 1, "SALE": 1}, "calls": 2}]
+    assert [(r["agent_id"], r["dispositions"], r["calls"]) for r in body["rows"]] == [
+        ("a1", {"NA": 1, "SALE": 1}, 2)
+    ]
+    # SALE: a human answered, a contact (VICIdial ships it without), a sale; NA: no flags.
+    on = {flag for flag, calls in body["rows"][0]["flag_calls"].items() if calls}
+    assert on == {"human_answered", "contact", "sale"}
+    assert body["rows"][0]["unknown_calls"] == 0
 
 
 def test_an_agents_own_rank_with_its_neighbours(floor: Pipeline) -> None:

@@ -604,7 +604,8 @@ def test_rebuild_switches_while_the_api_serves(
     pipeline.post(first)
     pipeline.wait_caught_up()
     # A bug shipped: effective calls were never counted, and satisfaction scores were summed
-    # wrong by a lot (so that which tables the API reads shows in every answer). The rebuild
+    # wrong by a lot (so that which tables the API reads shows in every answer); and the
+    # flag counters are 0 as migration 0005 leaves the rows stored before it. The rebuild
     # must recompute them.
     engine = create_engine(pipeline.database_url)
     with engine.begin() as connection:
@@ -612,7 +613,9 @@ def test_rebuild_switches_while_the_api_serves(
             connection.execute(
                 text(
                     f"UPDATE {table} SET effective_calls = 0, effective_talk_seconds = 0, "
-                    "csat_sum = csat_sum - 1000000"
+                    "csat_sum = csat_sum - 1000000, drops = 0, abandoned = 0, "
+                    "machine_answers = 0, dnc_marks = 0, callbacks_scheduled = 0, "
+                    "not_interested = 0"
                 )
             )
     day = _day(10).replace(hour=0)

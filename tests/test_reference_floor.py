@@ -1,5 +1,5 @@
 """A generated floor of over 50,000 events: the API agrees with an independent reference for
-every KPI, scope and granularity tested."""
+every KPI, scope and granularity tested, the disposition flags' KPIs among them."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ START = datetime(2026, 11, 5, 20, 0, tzinfo=ZONE)
 @pytest.fixture(scope="module")
 def big_floor() -> Any:
     floor = generate_floor(
-        2026, start=START, hours=8, teams=4, agents_per_team=10, calls_per_agent=340, leads=3000
+        2026,
+        start=START,
+        hours=8,
+        teams=4,
+        agents_per_team=10,
+        calls_per_agent=340,
+        leads=3000,
+        flag_codes=True,
     )
     assert len(floor.events) >= 50_000
     return floor

@@ -8,15 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from services.api import queries
+from services.api import queries, schemas
 from services.api.analysis import best_time_to_call, driver_model
+from services.api.dispositions import disposition_rows, published_table
 from services.api.periods import Granularity, Period
 from services.api.queries import Filters
 from services.api.queries import Query as MetricsQuery
 from services.api.routes import Db, Reader, Settings, filters_for, request_time
 from services.api.service import MetricsService, parse_group_by
+from shared.dispositions import Flag, cached_dispositions
 from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, NotFound
-from shared.kpis import DISPOSITIONS, DRIVERS
+from shared.kpis import DRIVERS
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -89,7 +91,12 @@ def get_best_time(
     return {**when.bounds(), "cells": cells}
 
 
-@router.get("/v1/dispositions", tags=["metrics"])
+@router.get(
+    "/v1/dispositions",
+    response_model=schemas.DispositionsResponse,
+    response_model_by_alias=True,
+    tags=["metrics"],
+)
 def get_dispositions(
     reader: Reader,
     settings: Settings,
@@ -103,7 +110,15 @@ def get_dispositions(
     team_id: Ids = None,
     campaign_id: Ids = None,
 ) -> dict[str, Any]:
-    """Calls per disposition code (the latest code of each call) for any scope and period."""
+    """The disposition table, and calls per code and per flag for any scope and period.
+
+    ``table`` publishes every code with its flags: the rows for every campaign, then each
+    campaign's overrides (``CALLBOARD_DISPOSITIONS_FILE``). Each row counts the calls by
+    their latest code; a code's ``flags`` are those of the row's campaign when the row is one
+    campaign's (grouped or filtered by one), else those for every campaign. ``flag_calls``
+    counts each call with the flags of its own campaign. A code the table does not know is
+    counted, ``known: false``, every flag off.
+    """
     filters = filters_for(reader, agent_id, team_id, campaign_id)
     when = request_time(settings, filters, period, from_, to)
     query = MetricsQuery(
@@ -115,10 +130,14 @@ def get_dispositions(
         settings.week_start,
         native=when.native,
     )
-    rows = MetricsService(settings).metrics(connection, [DISPOSITIONS], query)
-    for row in rows:
-        row["calls"] = sum(row[DISPOSITIONS].values())
-    return {**when.bounds(), "granularity": granularity.value, "rows": rows}
+    table = cached_dispositions(settings.dispositions_file)
+    return {
+        **when.bounds(),
+        "granularity": granularity.value,
+        "flags": [flag.value for flag in Flag],
+        "table": published_table(table),
+        "rows": disposition_rows(connection, query, table),
+    }
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class MetricsResponse(BaseModel):
@@ -62,3 +62,45 @@ class LagResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: str
     database: bool
+
+
+class DispositionCodeOut(BaseModel):
+    """A row of the disposition table: ``campaign_id`` null is the row for every campaign."""
+
+    code: str
+    campaign_id: str | None
+    name: str
+    flags: dict[str, bool]
+
+
+class DispositionCountOut(BaseModel):
+    """Calls whose latest code is ``code``; an unknown code has every flag off."""
+
+    code: str
+    calls: int
+    known: bool
+    name: str | None
+    flags: dict[str, bool]
+
+
+class DispositionRowOut(BaseModel):
+    """One row: the group's ids (``agent_id``, ``team_id``, ``campaign_id``) and ``bucket``
+    as grouped, the calls with a code, per code and per flag."""
+
+    model_config = ConfigDict(extra="allow")
+
+    calls: int
+    dispositions: dict[str, int]
+    codes: list[DispositionCountOut]
+    flag_calls: dict[str, int]
+    unknown_calls: int
+
+
+class DispositionsResponse(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    granularity: str
+    flags: list[str]
+    table: list[DispositionCodeOut]
+    rows: list[DispositionRowOut]

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-DISPOSITIONS = ("NI", "CALLBK", "NA", "B", "AM", "DNC")
+# Codes whose flags (shared/dispositions.py) agree with what happened on the call; six of
+# each (some twice), so that a seed draws the same floor whatever the codes.
+CONTACT_CODES = ("NI", "CALLBK", "DNC", "DEC", "NI", "CALLBK")
+ANSWERED_CODES = ("AM", "NP", "AM", "NP", "AM", "NP")  # a machine, or not the customer
+UNANSWERED_CODES = ("NA", "B", "NA", "B", "NA", "NA")
 
 
 @dataclass
@@ -74,7 +78,8 @@ class FloorSimulator:
         wrap = rng.randrange(5, 60) if answered else 0
         quoted = contact and rng.random() < min(shape.quote_rate * skill, 0.95)
         sold = quoted and rng.random() < min(shape.close_rate * skill, 0.95)
-        disposition = "SALE" if sold else rng.choice(DISPOSITIONS)
+        codes = CONTACT_CODES if contact else ANSWERED_CODES if answered else UNANSWERED_CODES
+        disposition = "SALE" if sold else rng.choice(codes)
         base = {"agent_id": agent_id, "team_id": team_id, "campaign_id": campaign_id}
         events: list[dict[str, Any]]
         if rng.random() < 0.3:

@@ -1,0 +1,43 @@
+"""The published contract in docs/ says what the code does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from shared.kpis import ALL_KPI_KEYS, COUNTERS, LEAD_COUNTS, RATIOS
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _documented_keys() -> list[str]:
+    """The key of every table row of docs/kpis.md whose first cell is a backticked key."""
+    text = (DOCS / "kpis.md").read_text(encoding="utf-8")
+    return re.findall(r"^\|\s*`([a-z_]+)`\s*\|", text, flags=re.MULTILINE)
+
+
+def test_kpis_md_lists_exactly_the_keys_of_the_code() -> None:
+    documented = _documented_keys()
+    assert len(documented) == len(set(documented)), "a key is documented twice"
+    assert set(documented) == set(ALL_KPI_KEYS)
+
+
+def test_kpis_md_gives_each_key_a_chinese_name_formula_denominator_and_null_rule() -> None:
+    text = (DOCS / "kpis.md").read_text(encoding="utf-8")
+    for key in _documented_keys():
+        row = re.search(rf"^\|\s*`{key}`\s*\|(.*)\|\s*$", text, flags=re.MULTILINE)
+        assert row is not None
+        cells = [c.strip() for c in row.group(1).split("|")]
+        name_zh, formula, denominator, null_rule = cells
+        assert re.search(r"[\u4e00-\u9fff]", name_zh), key
+        assert formula and denominator and null_rule, key
+
+
+def test_kpis_md_names_each_key_as_the_code_does() -> None:
+    text = (DOCS / "kpis.md").read_text(encoding="utf-8")
+    names = {k.key: k.name_zh for k in COUNTERS} | {k.key: k.name_zh for k in LEAD_COUNTS}
+    names |= {k.key: k.name_zh for k in RATIOS}
+    for key, name_zh in names.items():
+        row = re.search(rf"^\|\s*`{key}`\s*\|([^|]*)\|", text, flags=re.MULTILINE)
+        if row is not None:  # a missing key is the first test's failure
+            assert row.group(1).strip() == name_zh, key
