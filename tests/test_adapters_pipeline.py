@@ -432,7 +432,14 @@ def test_bad_inputs_get_their_answers(make_pipeline: MakePipeline) -> None:
         params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
     )
     assert dispositions.status_code == 200, dispositions.text
-    assert "ZZTOP" in dispositions.text
+    (zztop,) = [
+        code
+        for row in dispositions.json()["rows"]
+        for code in row["codes"]
+        if code["code"] == "ZZTOP"
+    ]
+    assert zztop["calls"] == 1 and zztop["known"] is False
+    assert not any(zztop["flags"].values())
     totals = pipeline.metrics(
         **{
             "from": day.isoformat(),
