@@ -25,7 +25,7 @@ help:
 	@echo "make up     - run Kafka, PostgreSQL and the three services in the background"
 	@echo "make down   - stop everything 'make up' started"
 	@echo "make demo   - run the demo against a local stack"
-	@echo "make bench  - run the pipeline benchmark"
+	@echo "make bench  - run the pipeline and adapter benchmarks"
 	@echo "make clean  - stop the stack, remove the virtualenv, local state and caches"
 
 $(VENV_STAMP): pyproject.toml
@@ -80,6 +80,7 @@ demo: venv deps
 
 bench: venv deps
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.adapters
 
 clean:
 	if [ -x $(BIN)/callboard ]; then $(BIN)/callboard down; fi

@@ -111,35 +111,46 @@ class Importer:
     def _send(
         self, batch: list[dict[str, Any]], origins: list[int], summary: ImportSummary
     ) -> None:
-        deadline = time.monotonic() + self.retry_seconds
-        while True:
-            try:
-                response = self.client.post("/v1/events", json=batch)
-            except httpx.TransportError as exc:
-                if time.monotonic() > deadline:
-                    raise IngestUnavailable(f"ingest did not answer: {exc}") from exc
-                time.sleep(2)
-                continue
-            if response.status_code == 503 and time.monotonic() < deadline:
-                time.sleep(float(response.headers.get("Retry-After", "5")))
-                continue
-            break
-        summary.events_sent += len(batch)
-        if response.status_code in (202, 422):
-            body = response.json()
-            rejected = body.get("rejected", [])
-            summary.events_accepted += int(body.get("accepted", 0))
-            summary.events_rejected += len(rejected)
-            for item in rejected:
-                row = origins[item["index"]]
-                for error in item["errors"]:
-                    summary.reject(row, f"{error['field']}: {error['message']}")
-            return
-        message = response.json().get("error", {}).get("message", response.text)
-        raise IngestUnavailable(f"ingest answered {response.status_code}: {message}")
+        post_batch(self.client, batch, origins, summary, self.retry_seconds)
 
     def close(self) -> None:
         self.client.close()
+
+
+def post_batch(
+    client: httpx.Client,
+    batch: list[dict[str, Any]],
+    origins: list[int],
+    summary: ImportSummary,
+    retry_seconds: float = 300.0,
+) -> None:
+    """Post one batch to ingest, retrying while it answers 503; count what it says."""
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            response = client.post("/v1/events", json=batch)
+        except httpx.TransportError as exc:
+            if time.monotonic() > deadline:
+                raise IngestUnavailable(f"ingest did not answer: {exc}") from exc
+            time.sleep(2)
+            continue
+        if response.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(float(response.headers.get("Retry-After", "5")))
+            continue
+        break
+    summary.events_sent += len(batch)
+    if response.status_code in (202, 422):
+        body = response.json()
+        rejected = body.get("rejected", [])
+        summary.events_accepted += int(body.get("accepted", 0))
+        summary.events_rejected += len(rejected)
+        for item in rejected:
+            row = origins[item["index"]]
+            for error in item["errors"]:
+                summary.reject(row, f"{error['field']}: {error['message']}")
+        return
+    message = response.json().get("error", {}).get("message", response.text)
+    raise IngestUnavailable(f"ingest answered {response.status_code}: {message}")
 
 
 def _count_rows(path: Path, encoding: str) -> int:

@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from services.ingest.adapters.routes import router as adapter_router
+from services.ingest.adapters.service import AdapterService
 from services.ingest.producer import EventProducer
 from services.ingest.routes import event_schema_components, router
 from services.ingest.service import IngestService
@@ -38,10 +40,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         default_response_class=JsonResponse,
     )
     app.state.ingest = IngestService(settings, producer)
+    app.state.adapters = AdapterService(settings, app.state.ingest)
     # Ingest reads the key table only (through a cache), and only when auth is on.
     app.state.authenticator = Authenticator(settings, lambda: engine_for(settings.database_url))
     install_common(app, "ingest")
     app.include_router(router)
+    app.include_router(adapter_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,0 +1,312 @@
+"""Adapter benchmark: native records per second on one ingest worker, beside native v1.
+
+Each case posts a generated floor's records with 4 concurrent clients to one ingest
+process (one worker) and counts what it acknowledged (stored in Kafka):
+
+- native v1, one event per request, beside the adapters that get one record per request
+  (Twilio callbacks, VICIdial URLs, FreeSWITCH CDRs);
+- native v1 in batches of 500 events, beside Firehose requests of 500 contact records and
+  the Asterisk importer (``callboard import --format asterisk-cdr``, 1,000 events a batch).
+
+Kafka comes from ``CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS`` when set, else is started
+locally like the tests do. Auth is off: ingest reads no key table, so no database is needed.
+
+    python -m bench.adapters --calls 2000 --batch-calls 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from services.devstack.kafka import KafkaBroker
+from services.devstack.processes import free_port
+from shared.kafka import ensure_topic
+from tests import adapter_floor as floor
+
+REPO = Path(__file__).resolve().parent.parent
+ZONE = ZoneInfo("Asia/Shanghai")
+START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)
+TOKEN = "bench-twilio-token"
+SECRET = "bench-lead-id-secret-0123456789"
+CLIENTS = 4
+
+Request = Callable[[httpx.Client], int]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _run(requests: Sequence[Request]) -> float:
+    """Seconds to send every request with ``CLIENTS`` clients; each must succeed."""
+    chunks = [list(requests[i::CLIENTS]) for i in range(CLIENTS)]
+
+    def work(chunk: list[Request]) -> None:
+        with httpx.Client(timeout=60) as client:
+            for request in chunk:
+                status = request(client)
+                if status not in (200, 202):
+                    raise RuntimeError(f"answered {status}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(work, chunks))
+    return time.perf_counter() - started
+
+
+def _post(url: str, **kwargs: Any) -> Request:
+    def request(client: httpx.Client) -> int:
+        return client.post(url, **kwargs).status_code
+
+    return request
+
+
+def _get(url: str, **kwargs: Any) -> Request:
+    def request(client: httpx.Client) -> int:
+        return client.get(url, **kwargs).status_code
+
+    return request
+
+
+JSON = {"content-type": "application/json"}
+
+
+def _json(value: Any) -> bytes:
+    """A body encoded before the clock starts: the clients share the machine's cores."""
+    return json.dumps(value).encode()
+
+
+def _native_events(calls: list[floor.Call]) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": f"bench-{uuid.uuid4().hex}",
+            "type": "call.completed",
+            "occurred_at": c.start.isoformat(),
+            "agent_id": c.agent,
+            "team_id": c.team,
+            "call_id": f"bench-{c.index}-{uuid.uuid4().hex[:8]}",
+            "lead_id": f"L{c.index}",
+            "answered": c.talk > 0,
+            "talk_seconds": c.talk,
+        }
+        for c in calls
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=2000, help="one record per request")
+    parser.add_argument("--batch-calls", type=int, default=20000, help="batched cases")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-adapters-"))
+    bootstrap = os.environ.get("CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS")
+    broker: KafkaBroker | None = None
+    if not bootstrap:
+        broker = KafkaBroker(workdir / "kafka", port=free_port(), num_partitions=6)
+        broker.start(timeout=120)
+        bootstrap = broker.bootstrap_servers
+    try:
+        _with_broker(bootstrap, workdir, args.calls, args.batch_calls)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _with_broker(bootstrap: str, workdir: Path, calls: int, batch_calls: int) -> None:
+    topic = f"bench-adapters-{uuid.uuid4().hex[:8]}"
+    ensure_topic([bootstrap], topic, 6)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CALLBOARD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CALLBOARD_EVENTS_TOPIC": topic,
+        "CALLBOARD_LOG_LEVEL": "WARNING",
+        "CALLBOARD_AUTH_MODE": "off",
+        "CALLBOARD_RATE_LIMIT_PER_SECOND": "0",
+        "CALLBOARD_LEAD_ID_SECRET": SECRET,
+        "CALLBOARD_TWILIO_AUTH_TOKEN": TOKEN,
+    }
+    with (workdir / "ingest.log").open("ab") as log:
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "ingest", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        _bench(base, env, calls, batch_calls, workdir)
+    finally:
+        ingest.terminate()
+        ingest.wait(timeout=20)
+
+
+def _line(name: str, records: int, events: int, seconds: float, unit: str) -> float:
+    rate = records / seconds
+    _say(
+        f"{name:<40} {records:>7,} {unit:<9} {seconds:6.2f} s  {rate:>9,.0f} {unit}/s"
+        f"  {events / seconds:>9,.0f} events/s"
+    )
+    return events / seconds
+
+
+def _bench(base: str, env: dict[str, str], count: int, batch_count: int, workdir: Path) -> None:
+    calls = floor.generate(7, START, count)
+    rng = random.Random(7)
+
+    # One record per request.
+    native = _native_events(calls)
+    single: list[Request] = [_post(f"{base}/v1/events", json=e) for e in native]
+    native_single = _line(
+        "native v1, 1 event/request", len(single), len(single), _run(single), "events"
+    )
+
+    callbacks = [cb for call in calls for cb in floor.twilio_callbacks(call, rng)]
+    callbacks = callbacks[:count]
+    twilio: list[Request] = []
+    for query, form in callbacks:
+        url = f"{base}/v1/adapters/twilio/status?{urlencode(query)}"
+        signature = floor.twilio_signature(TOKEN, url, form)
+        twilio.append(_post(url, data=form, headers={"X-Twilio-Signature": signature}))
+    twilio_rate = _line(
+        "Twilio status callbacks", len(twilio), len(twilio), _run(twilio), "callbacks"
+    )
+
+    urls = [u for call in calls for u in floor.vicidial_urls(call)][:count]
+    vicidial: list[Request] = [_get(f"{base}/v1/adapters/vicidial/{r}", params=q) for r, q in urls]
+    # Every VICIdial URL gives two events (its call's start and its result).
+    vicidial_rate = _line("VICIdial URLs", len(vicidial), 2 * len(vicidial), _run(vicidial), "URLs")
+
+    legs = [
+        leg
+        for call in calls
+        if call.outcome not in ("machine", "drop")
+        for leg in floor.freeswitch_legs(call)
+    ][:count]
+    freeswitch: list[Request] = [
+        _post(f"{base}/v1/adapters/freeswitch/cdr", json=leg) for leg in legs
+    ]
+    freeswitch_rate = _line(
+        "FreeSWITCH CDRs", len(freeswitch), len(freeswitch), _run(freeswitch), "CDRs"
+    )
+
+    # Batches: a larger floor, so that each case runs for seconds.
+    calls = floor.generate(8, START, batch_count)
+    native = _native_events(calls)
+    batches = [native[i : i + 500] for i in range(0, len(native), 500)]
+    fresh = [[{**e, "event_id": f"bench-{uuid.uuid4().hex}"} for e in b] for b in batches]
+    native_batch = _line(
+        "native v1, 500 events/request",
+        len(native),
+        len(native),
+        _run([_post(f"{base}/v1/events", content=_json(b), headers=JSON) for b in fresh]),
+        "events",
+    )
+
+    records = [r for call in calls for r in floor.connect_records(call)][::2]
+    requests: list[Request] = []
+    for i in range(0, len(records), 500):
+        body = {
+            "requestId": str(uuid.uuid4()),
+            "timestamp": 0,
+            "records": [
+                {"data": base64.b64encode(json.dumps(r).encode()).decode()}
+                for r in records[i : i + 500]
+            ],
+        }
+        requests.append(
+            _post(f"{base}/v1/adapters/connect/firehose", content=_json(body), headers=JSON)
+        )
+    firehose_rate = _line(
+        "Firehose contact records, 500/request",
+        len(records),
+        len(records),
+        _run(requests),
+        "records",
+    )
+
+    agents = 4
+    lines = [
+        line
+        for call in calls
+        if call.outcome
+        in ("human", "busy", "no_answer", "failed", "inbound_human", "inbound_abandoned")
+        for line in floor.asterisk_lines(call, ZONE, agents)
+    ]
+    master = workdir / "Master.csv"
+    master.write_text("\n".join(lines) + "\n")
+    roster = workdir / "roster.toml"
+    roster.write_text(
+        "[extensions]\n" + "".join(f'"10{n:02d}" = "agent-{n}"\n' for n in range(agents))
+    )
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "import",
+            "--format",
+            "asterisk-cdr",
+            str(master),
+            "--roster",
+            str(roster),
+            "--ingest-url",
+            base,
+        ],
+        cwd=REPO,
+        env={**env, "CALLBOARD_TIMEZONE": "Asia/Shanghai"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    # Each line gives two events (the CDR's start and its result); the time includes the
+    # importer's own start (about a second of Python imports).
+    asterisk_rate = _line(
+        "Asterisk Master.csv lines (importer)", len(lines), 2 * len(lines), seconds, "lines"
+    )
+
+    _say("")
+    _say("cost per event against native v1 (events/s ratio; above 1 is slower):")
+    for name, rate, reference in (
+        ("Twilio", twilio_rate, native_single),
+        ("VICIdial", vicidial_rate, native_single),
+        ("FreeSWITCH", freeswitch_rate, native_single),
+        ("Firehose", firehose_rate, native_batch),
+        ("Asterisk", asterisk_rate, native_batch),
+    ):
+        _say(f"  {name:<11} {reference / rate:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
