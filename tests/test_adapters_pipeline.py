@@ -670,3 +670,44 @@ def test_without_kafka_adapters_answer_503_with_retry_after(
         assert firehose.json()["requestId"] == "r-5" and firehose.json()["errorMessage"]
     finally:
         pipeline.__exit__(None, None, None)
+
+
+def test_an_ingest_key_limited_to_teams_is_held_to_them_on_adapter_routes(
+    make_pipeline: MakePipeline,
+) -> None:
+    from shared.auth import NewKey, Scope, create_key
+
+    pipeline = make_pipeline(
+        **ENV, CALLBOARD_AUTH_MODE="required", CALLBOARD_AUTH_CACHE_SECONDS="0"
+    )
+    engine = create_engine(pipeline.database_url)
+    with engine.begin() as connection:
+        key = create_key(
+            connection, NewKey(name="t-1 dialer", scopes=[Scope.ingest], team_ids=["t-1"])
+        ).key
+    engine.dispose()
+    dispo = {
+        "uniqueid": "7.7",
+        "epoch": "1762045200",
+        "dispo": "NI",
+        "talk_time": "60",
+        "user": "a-7",
+        "lead_id": "L7",
+        "key": key,
+    }
+    route = "/v1/adapters/vicidial/dispo"
+    outside = pipeline.ingest.get(route, params={**dispo, "user_group": "t-2"})
+    assert outside.status_code == 403, outside.text
+    assert "t-2" not in outside.json()["error"]["message"]
+    unnamed = pipeline.ingest.get(route, params=dispo)  # no team: the roster would decide
+    assert unnamed.status_code == 403, unnamed.text
+    inside = pipeline.ingest.get(route, params={**dispo, "user_group": "t-1"})
+    assert inside.status_code == 200, inside.text
+    pipeline.wait_caught_up()
+    engine = create_engine(pipeline.database_url)
+    with engine.connect() as connection:
+        counted = connection.execute(
+            text("SELECT team_id, sum(dials) FROM kpi_day WHERE agent_id = 'a-7' GROUP BY team_id")
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in counted] == [("t-1", 1)]

@@ -140,7 +140,7 @@ def _merged(query: Any, form: ImmutableMultiDict[str, str] | None) -> dict[str, 
     response_model=AdapterResponse,
     responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Body over the limit"}},
 )
-async def twilio_status(request: Request, adapters: Adapters, _dialer: Dialer) -> AdapterResponse:
+async def twilio_status(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
     """A Twilio status callback (form POST, or GET), signed with the account's Auth Token."""
     token = adapters.settings.twilio_auth_token
     if token is None:
@@ -164,45 +164,49 @@ async def twilio_status(request: Request, adapters: Adapters, _dialer: Dialer) -
         )
     params = _merged(request.query_params, form)
     events = adapters.check_one(twilio.SYSTEM, lambda: twilio.translate(params, adapters.context))
-    await run_in_threadpool(adapters.publish, twilio.SYSTEM, events, 1, request.state.request_id)
+    await run_in_threadpool(
+        adapters.publish, twilio.SYSTEM, events, 1, request.state.request_id, dialer
+    )
     return AdapterResponse(accepted=len(events))
 
 
 async def _vicidial(
-    kind: vicidial.Kind, request: Request, adapters: AdapterService
+    kind: vicidial.Kind, request: Request, adapters: AdapterService, dialer: Principal
 ) -> AdapterResponse:
     params = {k: v for k, v in request.query_params.items()}
     events = adapters.check_one(
         vicidial.SYSTEM, lambda: vicidial.translate(kind, params, adapters.context)
     )
-    await run_in_threadpool(adapters.publish, vicidial.SYSTEM, events, 1, request.state.request_id)
+    await run_in_threadpool(
+        adapters.publish, vicidial.SYSTEM, events, 1, request.state.request_id, dialer
+    )
     return AdapterResponse(accepted=len(events))
 
 
 @router.get(
     "/v1/adapters/vicidial/dispo", response_model=AdapterResponse, responses=ERROR_RESPONSES
 )
-async def vicidial_dispo(request: Request, adapters: Adapters, _dialer: Dialer) -> AdapterResponse:
+async def vicidial_dispo(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
     """VICIdial's Dispo Call URL: the agent set the call's status."""
-    return await _vicidial("dispo", request, adapters)
+    return await _vicidial("dispo", request, adapters, dialer)
 
 
 @router.get(
     "/v1/adapters/vicidial/start", response_model=AdapterResponse, responses=ERROR_RESPONSES
 )
-async def vicidial_start(request: Request, adapters: Adapters, _dialer: Dialer) -> AdapterResponse:
+async def vicidial_start(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
     """VICIdial's Start Call URL: the call was sent to an agent."""
-    return await _vicidial("start", request, adapters)
+    return await _vicidial("start", request, adapters, dialer)
 
 
 @router.get(
     "/v1/adapters/vicidial/no-agent", response_model=AdapterResponse, responses=ERROR_RESPONSES
 )
 async def vicidial_no_agent(
-    request: Request, adapters: Adapters, _dialer: Dialer
+    request: Request, adapters: Adapters, dialer: Dialer
 ) -> AdapterResponse:
     """VICIdial's No Agent Call URL: a drop, no answer, busy or machine no agent took."""
-    return await _vicidial("no-agent", request, adapters)
+    return await _vicidial("no-agent", request, adapters, dialer)
 
 
 @router.post(
@@ -214,7 +218,7 @@ async def vicidial_no_agent(
         415: {"model": ErrorBody, "description": "Not a mod_json_cdr body"},
     },
 )
-async def freeswitch_cdr(request: Request, adapters: Adapters, _dialer: Dialer) -> AdapterResponse:
+async def freeswitch_cdr(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
     """A ``mod_json_cdr`` leg: a JSON body, or the form field ``cdr`` (``encode=true``)."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     body = await request.body()
@@ -243,7 +247,7 @@ async def freeswitch_cdr(request: Request, adapters: Adapters, _dialer: Dialer) 
         freeswitch.SYSTEM, lambda: freeswitch.translate(document, adapters.context, uuid)
     )
     await run_in_threadpool(
-        adapters.publish, freeswitch.SYSTEM, events, 1, request.state.request_id
+        adapters.publish, freeswitch.SYSTEM, events, 1, request.state.request_id, dialer
     )
     return AdapterResponse(accepted=len(events))
 
@@ -286,7 +290,7 @@ async def connect_firehose(request: Request, adapters: Adapters) -> JsonResponse
     """
     request_id = request.headers.get("x-amz-firehose-request-id", "")
     try:
-        await adapter_dialer(request)
+        dialer = await adapter_dialer(request)
         body = await request.body()
         adapters.ingest.check_size(None, len(body))
         if request.headers.get("content-encoding", "").lower() == "gzip":
@@ -328,7 +332,7 @@ async def connect_firehose(request: Request, adapters: Adapters) -> JsonResponse
             adapters.set_aside(connect.SYSTEM, index, rejection.reason, raw)
         stored = len(decoded) - len(rejections)
         await run_in_threadpool(
-            adapters.publish, connect.SYSTEM, events, stored, request.state.request_id
+            adapters.publish, connect.SYSTEM, events, stored, request.state.request_id, dialer
         )
     except CallboardError as exc:
         status = exc.status_code if exc.status_code in (401, 403, 413, 429, 503) else 400

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from services.ingest.adapters.common import AdapterContext, RawEvent, TranslationError
 from services.ingest.service import IngestService
 from services.ingest.settings import IngestSettings
+from shared.auth import Principal
 from shared.dispositions import cached_dispositions
 from shared.errors import InvalidInput
 from shared.events import BaseEvent, FieldError
@@ -125,8 +126,17 @@ class AdapterService:
             },
         )
 
-    def publish(self, system: str, events: list[BaseEvent], records: int, request_id: str) -> None:
-        """Blocking: returns once Kafka acknowledged every event (503 otherwise)."""
+    def publish(
+        self,
+        system: str,
+        events: list[BaseEvent],
+        records: int,
+        request_id: str,
+        dialer: Principal,
+    ) -> None:
+        """Blocking: returns once Kafka acknowledged every event (503 otherwise); a key
+        limited to teams is held to them as on ``POST /v1/events`` (403, nothing stored)."""
         if events:
+            self.ingest.check_teams(dialer, events, [], len(events))
             self.ingest.publish(events, request_id)
         RECORDS.labels(system, "stored").inc(records)
