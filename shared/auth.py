@@ -346,7 +346,9 @@ class Authenticator:
             )
         return stored
 
-    async def authenticate(self, request: Request, scope: Scope) -> Principal:
+    async def authenticate(
+        self, request: Request, scope: Scope, *, rate_limited: bool = True
+    ) -> Principal:
         address = request.client.host if request.client else "unknown"
         if self.mode == "off" and scope is not Scope.admin:
             principal = Principal(client=f"ip:{address}")
@@ -375,19 +377,33 @@ class Authenticator:
                         f"API key {stored.key_id} has the scopes {have}; this route needs {scope}",
                         details={"key_id": stored.key_id, "required_scope": scope.value},
                     )
-        self.limiter.check(principal.client)
+        if rate_limited:
+            self.limiter.check(principal.client)
         return principal
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether the key a long-lived request was let in with is still good: not revoked,
+        not deleted (read from a key table at most the cache time old)."""
+        if principal.key_id is None or principal.key_id == BOOTSTRAP_KEY_ID:
+            return True
+        stored = (await self._fresh()).get(principal.key_id)
+        return stored is not None and stored.revoked_at is None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: the caller, allowed ``scope`` (401/403/429 otherwise)."""
+def require(
+    scope: Scope, *, rate_limited: bool = True
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller, allowed ``scope`` (401/403/429 otherwise).
+
+    ``rate_limited=False`` is for long-lived streams: a floor's boards share one key and
+    reconnect together, so they are bounded by open streams per key instead."""
 
     async def dependency(request: Request) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await authenticator.authenticate(request, scope)
+        principal = await authenticator.authenticate(request, scope, rate_limited=rate_limited)
         request.state.principal = principal
         return principal
 

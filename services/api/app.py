@@ -14,7 +14,7 @@ from services.api.lag import LagMonitor
 from services.api.management_routes import router as management_router
 from services.api.routes import router
 from services.api.settings import ApiSettings, api_settings
-from services.api.stream import ChangeFeed
+from services.api.stream import ChangeFeed, StreamSlots
 from services.api.stream import router as stream_router
 from shared.auth import Authenticator
 from shared.db import make_engine
@@ -50,6 +50,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.lag_monitor = lag_monitor
     app.state.change_feed = change_feed
+    app.state.stream_slots = StreamSlots(settings.streams_per_key)
     app.state.authenticator = Authenticator(settings, lambda: engine)
     install_common(app, "api")
 

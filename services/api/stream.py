@@ -20,19 +20,22 @@ from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
 from services.api.anomalies import find_anomalies
+from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
-from services.api.routes import Reader, Settings, filters_for, parse_timestamp
-from services.api.service import MetricsService, parse_group_by, parse_metrics
+from services.api.routes import Settings, filters_for, parse_timestamp
+from services.api.service import MetricsService, check_rankable, parse_group_by, parse_metrics
+from shared.auth import Authenticator, Principal, Scope, require
 from shared.db import COMMITS_CHANNEL
-from shared.errors import ERROR_RESPONSES
+from shared.errors import ERROR_RESPONSES, InvalidInput, RateLimited
 from shared.models import consumer_offset
+from shared.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 5.0
@@ -51,6 +54,9 @@ class ChangeFeed:
         self._thread: threading.Thread | None = None
         self._cache: dict[Any, tuple[int, Any]] = {}
         self._cache_lock = threading.Lock()
+        self._computing: dict[Any, threading.Lock] = {}
+        # Views computed (one per distinct view and change): the benchmark reads it.
+        self.computations = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -118,21 +124,120 @@ class ChangeFeed:
         return True
 
     def shared(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
-        """One computation per view and change, however many streams show that view."""
+        """One computation per view and change, however many streams show that view: the
+        first stream computes, the others that arrive meanwhile wait for its result."""
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None and cached[0] == version:
                 return cached[1]
-        value = compute()
-        with self._cache_lock:
-            self._cache[key] = (version, value)
-            if len(self._cache) > 1000:
-                self._cache.pop(next(iter(self._cache)))
+            lock = self._computing.setdefault(key, threading.Lock())
+        with lock:
+            with self._cache_lock:
+                cached = self._cache.get(key)
+                if cached is not None and cached[0] == version:
+                    return cached[1]
+            value = compute()
+            self.computations += 1
+            with self._cache_lock:
+                self._cache[key] = (version, value)
+                if len(self._cache) > 1000:
+                    oldest = next(iter(self._cache))
+                    self._cache.pop(oldest)
+                    self._computing.pop(oldest, None)
         return value
+
+
+class StreamSlots:
+    """Open streams per caller, bounded (``CALLBOARD_STREAMS_PER_KEY``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> None:
+        with self._lock:
+            count = self._open.get(client, 0)
+            if count >= self.limit:
+                raise RateLimited(
+                    f"this API key has {count} streams open, the most it may "
+                    "(CALLBOARD_STREAMS_PER_KEY); close one or retry later",
+                    retry_after=5,
+                )
+            self._open[client] = count + 1
+
+    def release(self, client: str) -> None:
+        with self._lock:
+            count = self._open.get(client, 0) - 1
+            if count > 0:
+                self._open[client] = count
+            else:
+                self._open.pop(client, None)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._open.values())
+
+
+class EventStream(StreamingResponse):
+    """A streaming response that gives its stream slot back however the stream ends,
+    even when the client leaves before the first byte."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 router = APIRouter(responses=ERROR_RESPONSES)
 Ids = Annotated[list[str] | None, Query()]
+# Streams are long-lived: bounded per key by open streams, not by the request rate.
+StreamReader = Annotated[Principal, Depends(require(Scope.read, rate_limited=False))]
+
+VIEWS = ("metrics", "leaderboard", "anomalies", "agents", "sale", "pace", "status")
+# How often the key of an open stream is checked against the key table (itself read at
+# most CALLBOARD_AUTH_CACHE_SECONDS ago), and how often status and agents are sent at least.
+KEY_CHECK_SECONDS = 1.0
+
+
+def parse_views(raw: str | None, leaderboard: str | None, anomalies: bool) -> tuple[str, ...]:
+    """The events a stream sends: ``views`` as given, or (without it) metrics, the
+    leaderboard when one is asked, and anomalies when asked."""
+    if raw is None:
+        return tuple(
+            v
+            for v, wanted in (
+                ("metrics", True),
+                ("leaderboard", bool(leaderboard)),
+                ("anomalies", anomalies),
+            )
+            if wanted
+        )
+    views = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown or not views:
+        raise InvalidInput(
+            f"unknown view {', '.join(unknown) or '(none)'}; views takes {', '.join(VIEWS)}",
+            details={"unknown": unknown, "valid": list(VIEWS)},
+        )
+    if "leaderboard" in views and not leaderboard:
+        raise InvalidInput("the leaderboard view needs a leaderboard KPI")
+    return views
+
+
+def _event(name: str, event_id: int, stamp: str, data: bytes) -> bytes:
+    return (
+        f'event: {name}\nid: {event_id}\ndata: {{"as_of": {stamp}, "data": {data.decode()}}}\n\n'
+    ).encode()
 
 
 @router.get(
@@ -143,7 +248,7 @@ Ids = Annotated[list[str] | None, Query()]
 )
 async def stream(
     request: Request,
-    reader: Reader,
+    reader: StreamReader,
     settings: Settings,
     metrics: str | None = None,
     group_by: str | None = None,
@@ -156,22 +261,37 @@ async def stream(
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     anomalies: Annotated[bool, Query(description="Also send today's anomalies")] = False,
+    views: Annotated[
+        str | None,
+        Query(description="Comma-separated events to send: " + ", ".join(VIEWS)),
+    ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
     ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
-    sent at once and again after every aggregator commit that changes them. After 5 s
-    without a change a comment keeps proxies from closing the connection and the view is
-    read once more."""
+    sent at once and again after every aggregator commit that changes them; ``status``
+    (``last_commit_at``, ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects
+    the events. After 5 s without a change a comment keeps proxies from closing the
+    connection and the view is read once more. Every parameter is checked, and the first
+    view computed, before the stream starts: a bad one answers 422, not a broken stream. A
+    key revoked while its stream is open ends the stream with an ``error`` event
+    (``unauthorized``) within the key cache time."""
     keys = parse_metrics(metrics)
     groups = parse_group_by(group_by)
+    leaderboard = leaderboard.strip() if leaderboard else None
+    selected = parse_views(views, leaderboard, anomalies)
+    if leaderboard and "leaderboard" in selected:
+        check_rankable(leaderboard)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
     start, end = parse_timestamp("from", from_), parse_timestamp("to", to)
     if start is not None or end is not None:
         resolve_range(None, start, end, settings.zone)  # reject a bad range before streaming
     feed: ChangeFeed = request.app.state.change_feed
+    slots: StreamSlots = request.app.state.stream_slots
+    authenticator: Authenticator = request.app.state.authenticator
+    lag_monitor: LagMonitor = request.app.state.lag_monitor
     engine: Engine = request.app.state.engine
     service = MetricsService(settings)
-    view = (keys, groups, period, leaderboard, limit, filters, from_, to, anomalies)
+    view = (keys, groups, period, leaderboard, limit, filters, from_, to, selected)
 
     def compute() -> dict[str, bytes]:
         rng = resolve_range(
@@ -190,46 +310,111 @@ async def stream(
         }
         out: dict[str, bytes] = {}
         with engine.connect() as connection:
-            rows = service.metrics(connection, keys, query)
-            out["metrics"] = orjson.dumps({**bounds, "rows": rows})
-            if leaderboard:
+            if "metrics" in selected:
+                rows = service.metrics(connection, keys, query)
+                out["metrics"] = orjson.dumps({**bounds, "rows": rows})
+            if "leaderboard" in selected and leaderboard:
                 _, ranked = service.leaderboard(
                     connection, leaderboard, rng, filters, limit=limit, min_volume=None
                 )
                 out["leaderboard"] = orjson.dumps(
                     {**bounds, "metric": leaderboard, "rows": ranked}, default=str
                 )
-            if anomalies:
+            if "anomalies" in selected:
                 found = find_anomalies(connection, settings, datetime.now(UTC), filters)
                 out["anomalies"] = orjson.dumps(found, default=str)
         return out
 
+    def compute_status() -> bytes:
+        with engine.connect() as connection:
+            last = connection.execute(
+                select(func.max(consumer_offset.c.updated_at)).where(
+                    consumer_offset.c.topic == settings.events_topic
+                )
+            ).scalar()
+        return orjson.dumps(
+            {
+                "last_commit_at": as_utc(last).isoformat() if last is not None else None,
+                "lag_status": lag_monitor.current_status(),
+            }
+        )
+
+    async def views_now(version: int, quiet: bool) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        if {"metrics", "leaderboard", "anomalies"} & set(selected):
+            # Nothing announced for a while: look once anyway, so a missed notice (or a
+            # rolling window moving on) cannot leave a wallboard behind for good; once per
+            # view and quiet interval, however many streams show it.
+            key: Any = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
+            out.update(await run_in_threadpool(feed.shared, key, version, compute))
+        if "status" in selected:
+            # Shared per second: sent whenever a stream wakes, so at least every 5 s.
+            status = await run_in_threadpool(
+                feed.shared, ("status", int(time.time())), version, compute_status
+            )
+            out["status"] = status[:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
+        return out
+
+    # The first computation answers errors (a KPI that cannot be computed, the database
+    # down) with their status before the stream starts.
+    first_version = feed.version
+    first = await views_now(first_version, quiet=False)
+    slots.acquire(reader.client)
+
     async def events() -> AsyncIterator[bytes]:
         sent: dict[str, bytes] = {}
+        payloads: dict[str, bytes] | None = first
         quiet = False
-        while not await request.is_disconnected():
-            version = feed.version
-            # Nothing announced for a while: look once anyway, so a missed notice (or a rolling
-            # window moving on) cannot leave a wallboard behind for good; once per view and
-            # quiet interval, however many streams show it.
-            key = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
-            payloads = await run_in_threadpool(feed.shared, key, version, compute)
+        while True:
+            if payloads is None:
+                version = feed.version
+                payloads = await views_now(version, quiet)
+            else:
+                version = first_version
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()
             for name, data in payloads.items():
                 if sent.get(name) != data:
-                    yield (
-                        f"event: {name}\nid: {version}\n"
-                        f'data: {{"as_of": {stamp}, "data": {data.decode()}}}\n\n'
-                    ).encode()
-            sent = payloads
-            quiet = not await feed.wait(version, KEEPALIVE_SECONDS)
+                    yield _event(name, version, stamp, data)
+            sent, payloads = payloads, None
+            outcome = await _wait(request, feed, authenticator, reader, version)
+            if outcome == "gone":
+                return
+            if outcome == "revoked":
+                message = "the API key was revoked or removed; ask for a new key"
+                data = orjson.dumps({"code": "unauthorized", "message": message})
+                yield _event("error", version, stamp, data)
+                return
+            quiet = outcome == "quiet"
             if quiet:
                 yield b": keepalive\n\n"
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(events(), lambda: slots.release(reader.client))
+
+
+async def _wait(
+    request: Request,
+    feed: ChangeFeed,
+    authenticator: Authenticator,
+    reader: Principal,
+    version: int,
+) -> str:
+    """Until a commit (``changed``), KEEPALIVE_SECONDS without one (``quiet``), the client
+    leaving (``gone``) or the key no longer valid (``revoked``)."""
+    deadline = time.monotonic() + KEEPALIVE_SECONDS
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "quiet"
+        changed = await feed.wait(version, min(left, KEY_CHECK_SECONDS))
+        if await request.is_disconnected():
+            return "gone"
+        if not await authenticator.still_valid(reader):
+            return "revoked"
+        if changed:
+            return "changed"
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat()
