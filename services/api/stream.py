@@ -20,12 +20,13 @@ from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
 from services.api.anomalies import find_anomalies
+from services.api.board.service import agents_now, recent_sales, utc_now
 from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
@@ -265,12 +266,24 @@ async def stream(
         str | None,
         Query(description="Comma-separated events to send: " + ", ".join(VIEWS)),
     ] = None,
+    since: Annotated[
+        str | None,
+        Query(description="sale events: only sales counted after this time (RFC 3339)"),
+    ] = None,
+    last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
     ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
-    sent at once and again after every aggregator commit that changes them; ``status``
-    (``last_commit_at``, ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects
-    the events. After 5 s without a change a comment keeps proxies from closing the
+    sent at once and again after every aggregator commit that changes them; ``agents`` (as
+    ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
+    within a second of the commit that counts it; ``status`` (``last_commit_at``,
+    ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects the events.
+
+    Sales: a new stream sends those counted from now on; one that resumes (the
+    ``Last-Event-ID`` an event stream sends back, or ``since``) those counted after that
+    point, within the last two minutes; never one sale twice on a stream.
+
+    After 5 s without a change a comment keeps proxies from closing the
     connection and the view is read once more. Every parameter is checked, and the first
     view computed, before the stream starts: a bad one answers 422, not a broken stream. A
     key revoked while its stream is open ends the stream with an ``error`` event
@@ -282,6 +295,7 @@ async def stream(
     if leaderboard and "leaderboard" in selected:
         check_rankable(leaderboard)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
+    resume = _resume_cursor(last_event_id, parse_timestamp("since", since))
     start, end = parse_timestamp("from", from_), parse_timestamp("to", to)
     if start is not None or end is not None:
         resolve_range(None, start, end, settings.zone)  # reject a bad range before streaming
@@ -339,8 +353,16 @@ async def stream(
             }
         )
 
-    async def views_now(version: int, quiet: bool) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+    def compute_agents() -> bytes:
+        with engine.connect() as connection:
+            return orjson.dumps(agents_now(connection, settings, filters, utc_now()))
+
+    def compute_sales() -> list[dict[str, Any]]:
+        with engine.connect() as connection:
+            return recent_sales(connection, filters, utc_now())
+
+    async def views_now(version: int, quiet: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         if {"metrics", "leaderboard", "anomalies"} & set(selected):
             # Nothing announced for a while: look once anyway, so a missed notice (or a
             # rolling window moving on) cannot leave a wallboard behind for good; once per
@@ -353,6 +375,15 @@ async def stream(
                 feed.shared, ("status", int(time.time())), version, compute_status
             )
             out["status"] = status[:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
+        if "agents" in selected:
+            # Per filters and second: its timers move, so it is sent at every wake.
+            out["agents"] = await run_in_threadpool(
+                feed.shared, ("agents", filters, int(time.time())), version, compute_agents
+            )
+        if "sale" in selected:
+            out["sale"] = await run_in_threadpool(
+                feed.shared, ("sale", filters), version, compute_sales
+            )
         return out
 
     # The first computation answers errors (a KPI that cannot be computed, the database
@@ -361,9 +392,18 @@ async def stream(
     first = await views_now(first_version, quiet=False)
     slots.acquire(reader.client)
 
+    # Sales counted up to the first look are not news to a new stream.
+    cursor = (
+        resume
+        if resume is not None
+        else max((s["cursor"] for s in first.get("sale", [])), default=0)
+    )
+
     async def events() -> AsyncIterator[bytes]:
         sent: dict[str, bytes] = {}
-        payloads: dict[str, bytes] | None = first
+        payloads: dict[str, Any] | None = first
+        sales_sent: set[int] = set()
+        newest = cursor
         quiet = False
         while True:
             if payloads is None:
@@ -374,9 +414,18 @@ async def stream(
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()
+            sales = payloads.pop("sale", [])
+            for sale in sales:
+                if sale["cursor"] > cursor and sale["seq"] not in sales_sent:
+                    sales_sent.add(sale["seq"])
+                    newest = max(newest, sale["cursor"])
+                    yield _event("sale", newest, stamp, orjson.dumps(sale["sale"]))
+            # Remember only what the window still shows.
+            sales_sent &= {sale["seq"] for sale in sales}
+            event_id = newest if "sale" in selected else version
             for name, data in payloads.items():
                 if sent.get(name) != data:
-                    yield _event(name, version, stamp, data)
+                    yield _event(name, event_id, stamp, data)
             sent, payloads = payloads, None
             outcome = await _wait(request, feed, authenticator, reader, version)
             if outcome == "gone":
@@ -384,7 +433,7 @@ async def stream(
             if outcome == "revoked":
                 message = "the API key was revoked or removed; ask for a new key"
                 data = orjson.dumps({"code": "unauthorized", "message": message})
-                yield _event("error", version, stamp, data)
+                yield _event("error", newest if "sale" in selected else version, stamp, data)
                 return
             quiet = outcome == "quiet"
             if quiet:
@@ -414,6 +463,24 @@ async def _wait(
             return "revoked"
         if changed:
             return "changed"
+
+
+def _resume_cursor(last_event_id: str | None, since: datetime | None) -> int | None:
+    """Where a resumed stream's sales start: the id of the last event it received (with the
+    ``sale`` view, the counting time of its newest sale, in microseconds), or ``since``."""
+    if last_event_id is not None and last_event_id.strip():
+        text = last_event_id.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 20:
+            raise InvalidInput(
+                f"Last-Event-ID {text[:40]!r} is not an id this stream sent",
+                details=[{"field": "Last-Event-ID", "message": "a whole number"}],
+            )
+        return int(text)
+    if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInput("since needs a UTC offset, e.g. 2026-12-04T09:30:00+08:00")
+        return int(since.timestamp() * 1_000_000)
+    return None
 
 
 def _now_text() -> str:
