@@ -441,3 +441,79 @@ def test_agents_on_the_stream(board: tuple[Pipeline, Floor]) -> None:
     finally:
         listener.close()
     assert floor.at["b4 wrap_up"] < datetime.now(UTC)
+
+
+def test_pace_by_hour_with_the_targets_that_apply(board: tuple[Pipeline, Floor]) -> None:
+    pipeline, floor = board
+    admin = bearer(ADMIN_KEY)
+    local_now = floor.now.astimezone(ZONE)
+    today = local_now.date()
+    yesterday_sale = floor.now - timedelta(days=1)
+    pipeline.post(
+        [
+            {**sale("o-y", "b2", "T1", "300"), "occurred_at": yesterday_sale.isoformat()},
+            sale("o-t2", "b4", "T2", "50"),
+        ]
+    )
+    pipeline.wait_caught_up()
+    # T1 works every day 09:00-21:00: 12 hours a day, 84 a week.
+    calendar = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "day_start": "09:00", "day_end": "21:00"}
+    assert pipeline.api.put("/v1/working-calendars/T1", json=calendar, headers=admin).is_success
+    monday = today - timedelta(days=today.weekday())
+    for kpi, period, start, value in (
+        ("sales", "day", today, "24"),  # 2 an hour
+        ("revenue", "week", monday, "8400"),  # 100 an hour
+        ("revenue", "month", today.replace(day=1), "999999"),  # the week's applies
+    ):
+        created = pipeline.api.post(
+            "/v1/targets",
+            json={
+                "scope": "team",
+                "scope_id": "T1",
+                "kpi": kpi,
+                "period": period,
+                "period_start": start.isoformat(),
+                "value": value,
+            },
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+    t1 = create_key(pipeline, name="t1", scopes=["read"], team_ids=["T1"])["key"]
+    response = pipeline.api.get("/v1/pace/hourly", headers=bearer(t1))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["date"], body["timezone"]) == (today.isoformat(), TIMEZONE)
+    assert body["target"] == {"sales": 24.0, "revenue": "1200.00"}
+    hours = body["hours"]
+    assert [h["hour"] for h in hours] == list(range(24))
+    working = range(9, 21)
+    assert [h["needed_sales"] for h in hours] == [2.0 if h in working else 0.0 for h in range(24)]
+    assert [h["needed_revenue"] for h in hours] == [
+        "100.00" if h in working else "0.00" for h in range(24)
+    ]
+    # T1's sales: o-b1 (1234.50, 8 minutes ago) today if after midnight, o-y yesterday.
+    sold = floor.at["b1 sale"].astimezone(ZONE)
+    expected_today = {sold.hour: (1, "1234.50")} if sold.date() == today else {}
+    expected_yesterday = {yesterday_sale.astimezone(ZONE).hour: (1, "300.00")}
+    if sold.date() != today:
+        expected_yesterday[sold.hour] = (1, "1234.50")
+    for hour in hours:
+        assert (hour["sales"], hour["revenue"]) == expected_today.get(hour["hour"], (0, "0.00"))
+        assert (hour["yesterday_sales"], hour["yesterday_revenue"]) == expected_yesterday.get(
+            hour["hour"], (0, "0.00")
+        ), hour
+    # The whole floor has no target: no pace, but every team's sales.
+    full = create_key(pipeline, name="all", scopes=["read"])["key"]
+    floor_body = pipeline.api.get("/v1/pace/hourly", headers=bearer(full)).json()
+    assert floor_body["target"] == {"sales": None, "revenue": None}
+    assert all(h["needed_sales"] is None for h in floor_body["hours"])
+    assert sum(h["sales"] for h in floor_body["hours"]) == sum(h["sales"] for h in hours) + 1
+    refused = pipeline.api.get("/v1/pace/hourly", params={"team_id": "T2"}, headers=bearer(t1))
+    assert refused.status_code == 403
+    # On the stream, the same body.
+    listener = Listener(pipeline, t1, {"views": "pace"})
+    try:
+        streamed = listener.next("pace")[3]["data"]
+        assert streamed == body
+    finally:
+        listener.close()

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
 from services.api.anomalies import find_anomalies
-from services.api.board.service import agents_now, recent_sales, utc_now
+from services.api.board.service import agents_now, pace_hourly, recent_sales, utc_now
 from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
@@ -276,7 +276,8 @@ async def stream(
     ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
     sent at once and again after every aggregator commit that changes them; ``agents`` (as
     ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
-    within a second of the commit that counts it; ``status`` (``last_commit_at``,
+    within a second of the commit that counts it; ``pace`` (as ``/v1/pace/hourly``) on
+    change; ``status`` (``last_commit_at``,
     ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects the events.
 
     Sales: a new stream sends those counted from now on; one that resumes (the
@@ -357,6 +358,10 @@ async def stream(
         with engine.connect() as connection:
             return orjson.dumps(agents_now(connection, settings, filters, utc_now()))
 
+    def compute_pace() -> bytes:
+        with engine.connect() as connection:
+            return orjson.dumps(pace_hourly(connection, settings, filters, utc_now()))
+
     def compute_sales() -> list[dict[str, Any]]:
         with engine.connect() as connection:
             return recent_sales(connection, filters, utc_now())
@@ -379,6 +384,10 @@ async def stream(
             # Per filters and second: its timers move, so it is sent at every wake.
             out["agents"] = await run_in_threadpool(
                 feed.shared, ("agents", filters, int(time.time())), version, compute_agents
+            )
+        if "pace" in selected:
+            out["pace"] = await run_in_threadpool(
+                feed.shared, ("pace", filters), version, compute_pace
             )
         if "sale" in selected:
             out["sale"] = await run_in_threadpool(
