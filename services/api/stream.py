@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
+from services.api import metrics as api_metrics
 from services.api.anomalies import find_anomalies
 from services.api.board.service import agents_now, pace_hourly, recent_sales, utc_now
 from services.api.lag import LagMonitor
@@ -53,11 +54,9 @@ class ChangeFeed:
         self._changed: asyncio.Event | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Touched only on the event loop: no lock needed.
         self._cache: dict[Any, tuple[int, Any]] = {}
-        self._cache_lock = threading.Lock()
-        self._computing: dict[Any, threading.Lock] = {}
-        # Views computed (one per distinct view and change): the benchmark reads it.
-        self.computations = 0
+        self._pending: dict[tuple[Any, int], asyncio.Task[Any]] = {}
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -74,6 +73,7 @@ class ChangeFeed:
     def _bump(self, commit_at: str | None) -> None:
         def bump() -> None:
             self.version += 1
+            api_metrics.STREAM_COMMITS.inc()
             self.last_commit = commit_at
             assert self._changed is not None
             self._changed.set()
@@ -124,28 +124,31 @@ class ChangeFeed:
             return False
         return True
 
-    def shared(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
+    async def view(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
         """One computation per view and change, however many streams show that view: the
-        first stream computes, the others that arrive meanwhile wait for its result."""
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            lock = self._computing.setdefault(key, threading.Lock())
-        with lock:
-            with self._cache_lock:
-                cached = self._cache.get(key)
-                if cached is not None and cached[0] == version:
-                    return cached[1]
-            value = compute()
-            self.computations += 1
-            with self._cache_lock:
-                self._cache[key] = (version, value)
-                if len(self._cache) > 1000:
-                    oldest = next(iter(self._cache))
-                    self._cache.pop(oldest)
-                    self._computing.pop(oldest, None)
-        return value
+        first stream to ask computes it in a worker thread, the others await the same
+        result, and later ones take it from the cache without leaving the event loop."""
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        pending = self._pending.get((key, version))
+        if pending is None:
+            pending = asyncio.get_running_loop().create_task(self._compute(key, version, compute))
+            # Read the outcome even when every stream waiting for it has gone.
+            pending.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._pending[(key, version)] = pending
+        return await asyncio.shield(pending)
+
+    async def _compute(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
+        try:
+            value = await run_in_threadpool(compute)
+            api_metrics.STREAM_COMPUTATIONS.inc()
+            self._cache[key] = (version, value)
+            if len(self._cache) > 1000:
+                self._cache.pop(next(iter(self._cache)))
+            return value
+        finally:
+            self._pending.pop((key, version), None)
 
 
 class StreamSlots:
@@ -166,6 +169,7 @@ class StreamSlots:
                     retry_after=5,
                 )
             self._open[client] = count + 1
+        api_metrics.OPEN_STREAMS.inc()
 
     def release(self, client: str) -> None:
         with self._lock:
@@ -174,6 +178,7 @@ class StreamSlots:
                 self._open[client] = count
             else:
                 self._open.pop(client, None)
+        api_metrics.OPEN_STREAMS.dec()
 
     def total(self) -> int:
         with self._lock:
@@ -236,9 +241,8 @@ def parse_views(raw: str | None, leaderboard: str | None, anomalies: bool) -> tu
 
 
 def _event(name: str, event_id: int, stamp: str, data: bytes) -> bytes:
-    return (
-        f'event: {name}\nid: {event_id}\ndata: {{"as_of": {stamp}, "data": {data.decode()}}}\n\n'
-    ).encode()
+    head = f'event: {name}\nid: {event_id}\ndata: {{"as_of": {stamp}, "data": '
+    return b"".join((head.encode(), data, b"}\n\n"))
 
 
 @router.get(
@@ -367,32 +371,30 @@ async def stream(
             return recent_sales(connection, filters, utc_now())
 
     async def views_now(version: int, quiet: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        wanted: dict[str, Awaitable[Any]] = {}
+        if "sale" in selected:
+            wanted["sale"] = feed.view(("sale", filters), version, compute_sales)
         if {"metrics", "leaderboard", "anomalies"} & set(selected):
             # Nothing announced for a while: look once anyway, so a missed notice (or a
             # rolling window moving on) cannot leave a wallboard behind for good; once per
             # view and quiet interval, however many streams show it.
             key: Any = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
-            out.update(await run_in_threadpool(feed.shared, key, version, compute))
+            wanted["classic"] = feed.view(key, version, compute)
         if "status" in selected:
             # Shared per second: sent whenever a stream wakes, so at least every 5 s.
-            status = await run_in_threadpool(
-                feed.shared, ("status", int(time.time())), version, compute_status
-            )
-            out["status"] = status[:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
+            wanted["status"] = feed.view(("status", int(time.time())), version, compute_status)
         if "agents" in selected:
             # Per filters and second: its timers move, so it is sent at every wake.
-            out["agents"] = await run_in_threadpool(
-                feed.shared, ("agents", filters, int(time.time())), version, compute_agents
+            wanted["agents"] = feed.view(
+                ("agents", filters, int(time.time())), version, compute_agents
             )
         if "pace" in selected:
-            out["pace"] = await run_in_threadpool(
-                feed.shared, ("pace", filters), version, compute_pace
-            )
-        if "sale" in selected:
-            out["sale"] = await run_in_threadpool(
-                feed.shared, ("sale", filters), version, compute_sales
-            )
+            wanted["pace"] = feed.view(("pace", filters), version, compute_pace)
+        # The views are computed side by side: a board waits for the slowest, not the sum.
+        out = dict(zip(wanted, await asyncio.gather(*wanted.values()), strict=True))
+        out.update(out.pop("classic", {}))
+        if "status" in out:
+            out["status"] = out["status"][:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
         return out
 
     # The first computation answers errors (a KPI that cannot be computed, the database
