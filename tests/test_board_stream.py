@@ -4,8 +4,8 @@ sharing one key all let in at once, a revoked key's stream ended, status every f
 from __future__ import annotations
 
 import itertools
-import math
 import json
+import math
 import subprocess
 import sys
 import threading
