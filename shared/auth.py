@@ -24,6 +24,8 @@ open route (``shared.ratelimit``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -363,6 +365,7 @@ class Authenticator:
             settings.auth_failure_burst,
             "refused credentials from this address",
         )
+        self._refreshing: asyncio.Future[None] | None = None
 
     async def _fresh(self) -> KeyCache:
         if self.cache.stale():
@@ -395,7 +398,9 @@ class Authenticator:
             )
         return stored
 
-    async def authenticate(self, request: Request, scope: Scope) -> Principal:
+    async def authenticate(
+        self, request: Request, scope: Scope, *, rate_limited: bool = True
+    ) -> Principal:
         address = request.client.host if request.client else "unknown"
         if self.mode == "off" and scope is not Scope.admin:
             principal = Principal(client=f"ip:{address}")
@@ -409,7 +414,8 @@ class Authenticator:
                 with suppress(RateLimited):
                     self.refusals.check(f"ip:{address}")
                 raise
-        self.limiter.check(principal.client)
+        if rate_limited:
+            self.limiter.check(principal.client)
         return principal
 
     async def _decide(self, request: Request, scope: Scope, address: str) -> Principal:
@@ -439,16 +445,35 @@ class Authenticator:
                 )
         return principal
 
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether the key a long-lived request was let in with is still good: not revoked,
+        not deleted (read from a key table at most the cache time old)."""
+        if principal.key_id is None or principal.key_id == BOOTSTRAP_KEY_ID:
+            return True
+        if self.cache.stale():
+            # Hundreds of open streams ask together: one read of the key table for all.
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.ensure_future(run_in_threadpool(self.cache.refresh))
+            with contextlib.suppress(ServiceUnavailable):
+                await asyncio.shield(self._refreshing)
+        stored = self.cache.get(principal.key_id)
+        return stored is not None and stored.revoked_at is None
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: the caller, allowed ``scope`` (401/403/429 otherwise)."""
+def require(
+    scope: Scope, *, rate_limited: bool = True
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller, allowed ``scope`` (401/403/429 otherwise).
+
+    ``rate_limited=False`` is for long-lived streams: a floor's boards share one key and
+    reconnect together, so they are bounded by open streams per key instead."""
 
     async def dependency(request: Request) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await authenticator.authenticate(request, scope)
+        principal = await authenticator.authenticate(request, scope, rate_limited=rate_limited)
         request.state.principal = principal
         return principal
 

@@ -80,6 +80,7 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 # Every identifier and free-text field (``shared.identifiers`` says what they may hold).
 _ID_FIELDS = (
+    "reason",
     "event_id",
     "source",
     "agent_id",
@@ -306,6 +307,10 @@ class SurveyCompleted(AgentEvent):
 class AgentStateChanged(AgentEvent):
     type: Literal["agent.state_changed"]
     state: AgentState
+    # Why (a pause's reason code, e.g. "lunch", "training"): shown on wallboards.
+    reason: (
+        Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=PRINTABLE)] | None
+    ) = None
 
 
 CALL_TYPES = frozenset(

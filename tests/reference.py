@@ -300,3 +300,39 @@ def value_pairs(row: dict[str, Any], truth: dict[str, Any]) -> list[tuple[str, A
     dispositions = {k.split(":", 1)[1]: v for k, v in truth.items() if k.startswith("disposition:")}
     pairs.append(("dispositions", row["dispositions"], dispositions))
     return pairs
+
+
+# Rates per hour logged in (kpis.md): the count over the time in any state but logged_out.
+PER_LOGGED_IN_HOUR = {
+    "dials_per_hour": "dials",
+    "sales_per_hour": "sales",
+    "contacts_per_hour": "contacts",
+}
+
+
+def logged_in_seconds(
+    events: list[dict[str, Any]], agent: str, start: datetime, end: datetime
+) -> Decimal:
+    """Seconds of ``[start, end)`` the agent spent in a state other than logged_out: each
+    ``agent.state_changed`` holds until the agent's next one (or ``end``)."""
+    changes = sorted(
+        (datetime.fromisoformat(e["occurred_at"]), e["event_id"], e["state"])
+        for e in events
+        if e["type"] == "agent.state_changed" and e.get("agent_id") == agent
+    )
+    total = Decimal(0)
+    for i, (at, _, state) in enumerate(changes):
+        until = changes[i + 1][0] if i + 1 < len(changes) else end
+        if state == "logged_out":
+            continue
+        overlap = (min(until, end) - max(at, start)).total_seconds()
+        if overlap > 0:
+            total += Decimal(str(overlap))
+    return total
+
+
+def per_logged_in_hour(count: int, seconds: Decimal) -> float | None:
+    """A count per hour logged in, rounded as the API shows ratios."""
+    if seconds == 0:
+        return None
+    return float((Decimal(count) * 3600 / seconds).quantize(Decimal("0.000001")))

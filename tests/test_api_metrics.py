@@ -306,7 +306,8 @@ def test_every_number_of_the_hand_worked_floor(floor: Pipeline) -> None:
         "dials,inbound_calls,connects,contacts,effective_calls,talk_seconds,wrap_seconds,"
         "quotes,sales,revenue,margin,leads_dialed,leads_reached,leads_quoted,leads_won,"
         "connect_rate,contact_rate,close_rate,avg_order_value,margin_rate,csat_avg,"
-        "logged_in_seconds,dials_per_hour,occupancy,resolved_first_call,fcr_rate,dispositions"
+        "logged_in_seconds,dials_per_hour,occupancy,resolved_first_call,fcr_rate,dispositions,"
+        "sales_per_hour,contacts_per_hour"
     )
     rows = _rows(floor.metrics(**_day(DAY1, metrics=metrics, group_by="agent")), "agent_id")
     assert rows["a1"] | {} == rows["a1"]
@@ -328,12 +329,17 @@ def test_every_number_of_the_hand_worked_floor(floor: Pipeline) -> None:
     assert a1["csat_avg"] == 4.0
     assert a1["logged_in_seconds"] == 4 * 3600
     assert a1["dials_per_hour"] == 0.75
+    # One sale (o1) and two contacts (c1, c3) in four hours logged in.
+    assert a1["sales_per_hour"] == 0.25
+    assert a1["contacts_per_hour"] == 0.5
     assert a1["occupancy"] == round(130 / 14400, 6)
     assert a1["dispositions"] == {"SALE": 1, "NA": 1}
 
     assert (a2["dials"], a2["connects"], a2["contacts"], a2["talk_seconds"]) == (2, 1, 1, 200)
     assert (a2["sales"], a2["revenue"], a2["leads_dialed"], a2["leads_won"]) == (1, "200.00", 2, 1)
     assert a2["close_rate"] is None and a2["avg_order_value"] == "200.00"
+    # a2 never logged in: no time to divide by.
+    assert a2["sales_per_hour"] is None and a2["contacts_per_hour"] is None
 
     assert (a3["dials"], a3["inbound_calls"], a3["connects"]) == (0, 2, 2)
     assert a3["connect_rate"] is None
@@ -374,11 +380,13 @@ def test_first_call_resolution_counts_the_leads_first_inbound_call(floor: Pipeli
 
 
 def test_time_logged_in_belongs_to_agents_not_campaigns(floor: Pipeline) -> None:
-    keys = "logged_in_seconds,occupancy,dials_per_hour,dials"
+    keys = "logged_in_seconds,occupancy,dials_per_hour,sales_per_hour,contacts_per_hour,dials"
     for params in ({"campaign_id": "k1"}, {"group_by": "campaign"}):
         body = floor.metrics(**_day(DAY1, metrics=keys, **params))
         assert all(row["logged_in_seconds"] is None for row in body["rows"]), body
         assert all(row["occupancy"] is None for row in body["rows"]), body
+        assert all(row["sales_per_hour"] is None for row in body["rows"]), body
+        assert all(row["contacts_per_hour"] is None for row in body["rows"]), body
     board = floor.api.get(
         "/v1/leaderboard",
         params={**_day(DAY1), "metric": "logged_in_seconds", "campaign_id": "k1"},

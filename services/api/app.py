@@ -12,12 +12,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from services.api.analysis_routes import router as analysis_router
+from services.api.board.routes import router as board_router
 from services.api.inflight import InFlightLimit
 from services.api.lag import LagMonitor
 from services.api.management_routes import router as management_router
+from services.api.metrics import count_queries
 from services.api.routes import pool_exhausted, router
 from services.api.settings import ApiSettings, api_settings
-from services.api.stream import ChangeFeed
+from services.api.stream import ChangeFeed, StreamSlots
 from services.api.stream import router as stream_router
 from shared.auth import Authenticator
 from shared.db import make_engine
@@ -35,6 +37,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
     )
+    count_queries(engine)
     lag_monitor = LagMonitor(settings, engine)
     change_feed = ChangeFeed(engine)
 
@@ -60,6 +63,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.lag_monitor = lag_monitor
     app.state.change_feed = change_feed
+    app.state.stream_slots = StreamSlots(settings.streams_per_key)
     app.state.authenticator = Authenticator(settings, lambda: engine)
     # Added before install_common's middleware, so that it runs inside it: its refusals
     # carry a request id and are measured like any answer.
@@ -84,4 +88,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(analysis_router)
     app.include_router(management_router)
     app.include_router(stream_router)
+    app.include_router(board_router)
     return app

@@ -136,6 +136,8 @@ class LagMonitor:
         self._windows: dict[int, deque[Observation]] = {}
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
+        # The topic's status at the newest observation, and when (time.time()) it was made.
+        self.latest: tuple[str, float] | None = None
 
     # -- Kafka clients, made on first use so that the API starts while Kafka is down.
 
@@ -226,7 +228,24 @@ class LagMonitor:
                     )
                 )
         metrics.observe_lag(topic, out, SEVERITY)
+        self.latest = (worst(p.status for p in out), now)
         return out
+
+    def current_status(self) -> str:
+        """The topic's status at the newest observation: ``error`` when it cannot be
+        observed or the sampler has not managed to for three of its intervals."""
+        interval = self.settings.lag_sample_seconds
+        latest = self.latest
+        if latest is None or interval <= 0:
+            try:
+                self.observe()
+            except Exception:
+                return "error"
+            latest = self.latest
+            assert latest is not None
+        if time.time() - latest[1] > 3 * max(interval, 5.0):
+            return "error"
+        return latest[0]
 
     def _window(self, partition: int, observation: Observation) -> list[Observation]:
         window = self._windows.setdefault(partition, deque(maxlen=MAX_OBSERVATIONS))

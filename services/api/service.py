@@ -65,6 +65,15 @@ def parse_group_by(raw: str | None) -> tuple[str, ...]:
     return tuple(g for g in GROUPS if g in groups)
 
 
+def check_rankable(metric: str) -> None:
+    """Refuse (422) a leaderboard KPI agents cannot be ranked by."""
+    if metric == DISPOSITIONS or metric not in ALL_KPI_KEYS:
+        raise InvalidInput(
+            f"cannot rank by {metric!r}; use a KPI key from kpis.md",
+            details={"valid": [k for k in ALL_KPI_KEYS if k != DISPOSITIONS]},
+        )
+
+
 def money_text(amount: Decimal) -> str:
     """Money as a decimal string with at least two places: ``"1250.00"``."""
     exponent = amount.as_tuple().exponent
@@ -217,11 +226,7 @@ class MetricsService:
         ascending: bool = False,
     ) -> tuple[int, list[dict[str, Any]]]:
         """The effective minimum volume and the ranked rows."""
-        if metric == DISPOSITIONS or metric not in ALL_KPI_KEYS:
-            raise InvalidInput(
-                f"cannot rank by {metric!r}; use a KPI key from kpis.md",
-                details={"valid": [k for k in ALL_KPI_KEYS if k != DISPOSITIONS]},
-            )
+        check_rankable(metric)
         if min_volume is None:
             min_volume = self.settings.leaderboard_min_volume if metric in RATIO_BY_KEY else 0
         zone_name = self.settings.timezone_for(filters.team_ids)

@@ -24,6 +24,12 @@ class ApiSettings(CommonSettings):
     lag_sample_seconds: float = Field(default=5.0, ge=0)
     lag_window_seconds: float = Field(default=60.0, gt=0)
     lag_stall_seconds: float = Field(default=60.0, gt=0)
+    # Open /v1/stream connections per key (per client address on an open route). Streams
+    # are not counted by the per-request rate limit: the boards of a floor share one key
+    # and reconnect together after a restart.
+    streams_per_key: int = Field(default=2000, ge=1)
+    # An agent not logged out with no event for this long is shown as quiet.
+    agent_quiet_seconds: int = Field(default=300, ge=1)
     # An answer of /v1/metrics or /v1/dispositions holds at most this many rows (buckets ×
     # groups); a request for more is refused with 422 before anything heavy is read.
     max_answer_rows: int = Field(default=50_000, ge=1)

@@ -14,25 +14,30 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
+from services.api import metrics as api_metrics
 from services.api.anomalies import find_anomalies
+from services.api.board.service import agents_now, pace_hourly, recent_sales, utc_now
+from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
-from services.api.routes import Reader, Settings, filters_for, parse_timestamp
-from services.api.service import MetricsService, parse_group_by, parse_metrics
+from services.api.routes import Settings, filters_for, parse_timestamp
+from services.api.service import MetricsService, check_rankable, parse_group_by, parse_metrics
+from shared.auth import Authenticator, Principal, Scope, require
 from shared.db import COMMITS_CHANNEL
-from shared.errors import ERROR_RESPONSES
+from shared.errors import ERROR_RESPONSES, InvalidInput, RateLimited
 from shared.models import consumer_offset
+from shared.timeutil import as_utc
 
 log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 5.0
@@ -49,8 +54,9 @@ class ChangeFeed:
         self._changed: asyncio.Event | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Touched only on the event loop: no lock needed.
         self._cache: dict[Any, tuple[int, Any]] = {}
-        self._cache_lock = threading.Lock()
+        self._pending: dict[tuple[Any, int], asyncio.Task[Any]] = {}
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -67,6 +73,7 @@ class ChangeFeed:
     def _bump(self, commit_at: str | None) -> None:
         def bump() -> None:
             self.version += 1
+            api_metrics.STREAM_COMMITS.inc()
             self.last_commit = commit_at
             assert self._changed is not None
             self._changed.set()
@@ -117,22 +124,125 @@ class ChangeFeed:
             return False
         return True
 
-    def shared(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
-        """One computation per view and change, however many streams show that view."""
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-        value = compute()
-        with self._cache_lock:
+    async def view(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
+        """One computation per view and change, however many streams show that view: the
+        first stream to ask computes it in a worker thread, the others await the same
+        result, and later ones take it from the cache without leaving the event loop."""
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        pending = self._pending.get((key, version))
+        if pending is None:
+            pending = asyncio.get_running_loop().create_task(self._compute(key, version, compute))
+            # Read the outcome even when every stream waiting for it has gone.
+            pending.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._pending[(key, version)] = pending
+        return await asyncio.shield(pending)
+
+    async def _compute(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
+        try:
+            value = await run_in_threadpool(compute)
+            api_metrics.STREAM_COMPUTATIONS.inc()
             self._cache[key] = (version, value)
             if len(self._cache) > 1000:
                 self._cache.pop(next(iter(self._cache)))
-        return value
+            return value
+        finally:
+            self._pending.pop((key, version), None)
+
+
+class StreamSlots:
+    """Open streams per caller, bounded (``CALLBOARD_STREAMS_PER_KEY``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> None:
+        with self._lock:
+            count = self._open.get(client, 0)
+            if count >= self.limit:
+                raise RateLimited(
+                    f"this API key has {count} streams open, the most it may "
+                    "(CALLBOARD_STREAMS_PER_KEY); close one or retry later",
+                    retry_after=5,
+                )
+            self._open[client] = count + 1
+        api_metrics.OPEN_STREAMS.inc()
+
+    def release(self, client: str) -> None:
+        with self._lock:
+            count = self._open.get(client, 0) - 1
+            if count > 0:
+                self._open[client] = count
+            else:
+                self._open.pop(client, None)
+        api_metrics.OPEN_STREAMS.dec()
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._open.values())
+
+
+class EventStream(StreamingResponse):
+    """A streaming response that gives its stream slot back however the stream ends,
+    even when the client leaves before the first byte."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 router = APIRouter(responses=ERROR_RESPONSES)
 Ids = Annotated[list[str] | None, Query()]
+# Streams are long-lived: bounded per key by open streams, not by the request rate.
+StreamReader = Annotated[Principal, Depends(require(Scope.read, rate_limited=False))]
+
+VIEWS = ("metrics", "leaderboard", "anomalies", "agents", "sale", "pace", "status")
+# How often the key of an open stream is checked against the key table (itself read at
+# most CALLBOARD_AUTH_CACHE_SECONDS ago), and how often status and agents are sent at least.
+KEY_CHECK_SECONDS = 1.0
+
+
+def parse_views(raw: str | None, leaderboard: str | None, anomalies: bool) -> tuple[str, ...]:
+    """The events a stream sends: ``views`` as given, or (without it) metrics, the
+    leaderboard when one is asked, and anomalies when asked."""
+    if raw is None:
+        return tuple(
+            v
+            for v, wanted in (
+                ("metrics", True),
+                ("leaderboard", bool(leaderboard)),
+                ("anomalies", anomalies),
+            )
+            if wanted
+        )
+    views = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown or not views:
+        raise InvalidInput(
+            f"unknown view {', '.join(unknown) or '(none)'}; views takes {', '.join(VIEWS)}",
+            details={"unknown": unknown, "valid": list(VIEWS)},
+        )
+    if "leaderboard" in views and not leaderboard:
+        raise InvalidInput("the leaderboard view needs a leaderboard KPI")
+    return views
+
+
+def _event(name: str, event_id: int, stamp: str, data: bytes) -> bytes:
+    head = f'event: {name}\nid: {event_id}\ndata: {{"as_of": {stamp}, "data": '
+    return b"".join((head.encode(), data, b"}\n\n"))
 
 
 @router.get(
@@ -143,7 +253,7 @@ Ids = Annotated[list[str] | None, Query()]
 )
 async def stream(
     request: Request,
-    reader: Reader,
+    reader: StreamReader,
     settings: Settings,
     metrics: str | None = None,
     group_by: str | None = None,
@@ -156,22 +266,51 @@ async def stream(
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     anomalies: Annotated[bool, Query(description="Also send today's anomalies")] = False,
+    views: Annotated[
+        str | None,
+        Query(description="Comma-separated events to send: " + ", ".join(VIEWS)),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(description="sale events: only sales counted after this time (RFC 3339)"),
+    ] = None,
+    last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
     ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
-    sent at once and again after every aggregator commit that changes them. After 5 s
-    without a change a comment keeps proxies from closing the connection and the view is
-    read once more."""
+    sent at once and again after every aggregator commit that changes them; ``agents`` (as
+    ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
+    within a second of the commit that counts it; ``pace`` (as ``/v1/pace/hourly``) on
+    change; ``status`` (``last_commit_at``,
+    ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects the events.
+
+    Sales: a new stream sends those counted from now on; one that resumes (the
+    ``Last-Event-ID`` an event stream sends back, or ``since``) those counted after that
+    point, within the last two minutes; never one sale twice on a stream.
+
+    After 5 s without a change a comment keeps proxies from closing the
+    connection and the view is read once more. Every parameter is checked, and the first
+    view computed, before the stream starts: a bad one answers 422, not a broken stream. A
+    key revoked while its stream is open ends the stream with an ``error`` event
+    (``unauthorized``) within the key cache time."""
     keys = parse_metrics(metrics)
     groups = parse_group_by(group_by)
+    leaderboard = leaderboard.strip() if leaderboard else None
+    selected = parse_views(views, leaderboard, anomalies)
+    if leaderboard and "leaderboard" in selected:
+        check_rankable(leaderboard)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
+    resume = _resume_cursor(last_event_id, parse_timestamp("since", since))
     start, end = parse_timestamp("from", from_), parse_timestamp("to", to)
     if start is not None or end is not None:
         resolve_range(None, start, end, settings.zone)  # reject a bad range before streaming
     feed: ChangeFeed = request.app.state.change_feed
+    slots: StreamSlots = request.app.state.stream_slots
+    authenticator: Authenticator = request.app.state.authenticator
+    lag_monitor: LagMonitor = request.app.state.lag_monitor
     engine: Engine = request.app.state.engine
     service = MetricsService(settings)
-    view = (keys, groups, period, leaderboard, limit, filters, from_, to, anomalies)
+    view = (keys, groups, period, leaderboard, limit, filters, from_, to, selected)
 
     def compute() -> dict[str, bytes]:
         rng = resolve_range(
@@ -190,46 +329,182 @@ async def stream(
         }
         out: dict[str, bytes] = {}
         with engine.connect() as connection:
-            rows = service.metrics(connection, keys, query)
-            out["metrics"] = orjson.dumps({**bounds, "rows": rows})
-            if leaderboard:
+            if "metrics" in selected:
+                rows = service.metrics(connection, keys, query)
+                out["metrics"] = orjson.dumps({**bounds, "rows": rows})
+            if "leaderboard" in selected and leaderboard:
                 _, ranked = service.leaderboard(
                     connection, leaderboard, rng, filters, limit=limit, min_volume=None
                 )
                 out["leaderboard"] = orjson.dumps(
                     {**bounds, "metric": leaderboard, "rows": ranked}, default=str
                 )
-            if anomalies:
+            if "anomalies" in selected:
                 found = find_anomalies(connection, settings, datetime.now(UTC), filters)
                 out["anomalies"] = orjson.dumps(found, default=str)
         return out
 
+    def compute_status() -> bytes:
+        with engine.connect() as connection:
+            last = connection.execute(
+                select(func.max(consumer_offset.c.updated_at)).where(
+                    consumer_offset.c.topic == settings.events_topic
+                )
+            ).scalar()
+        return orjson.dumps(
+            {
+                "last_commit_at": as_utc(last).isoformat() if last is not None else None,
+                "lag_status": lag_monitor.current_status(),
+            }
+        )
+
+    def compute_agents() -> bytes:
+        with engine.connect() as connection:
+            return orjson.dumps(agents_now(connection, settings, filters, utc_now()))
+
+    def compute_pace() -> bytes:
+        with engine.connect() as connection:
+            return orjson.dumps(pace_hourly(connection, settings, filters, utc_now()))
+
+    def compute_sales() -> list[dict[str, Any]]:
+        with engine.connect() as connection:
+            return recent_sales(connection, filters, utc_now())
+
+    async def sales_now(version: int) -> list[dict[str, Any]]:
+        if "sale" not in selected:
+            return []
+        sales: list[dict[str, Any]] = await feed.view(("sale", filters), version, compute_sales)
+        return sales
+
+    async def views_now(version: int, quiet: bool) -> dict[str, Any]:
+        wanted: dict[str, Awaitable[Any]] = {}
+        if {"metrics", "leaderboard", "anomalies"} & set(selected):
+            # Nothing announced for a while: look once anyway, so a missed notice (or a
+            # rolling window moving on) cannot leave a wallboard behind for good; once per
+            # view and quiet interval, however many streams show it.
+            key: Any = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
+            wanted["classic"] = feed.view(key, version, compute)
+        if "status" in selected:
+            # Shared per second: sent whenever a stream wakes, so at least every 5 s.
+            wanted["status"] = feed.view(("status", int(time.time())), version, compute_status)
+        if "agents" in selected:
+            # Per filters and second: its timers move, so it is sent at every wake.
+            wanted["agents"] = feed.view(
+                ("agents", filters, int(time.time())), version, compute_agents
+            )
+        if "pace" in selected:
+            wanted["pace"] = feed.view(("pace", filters), version, compute_pace)
+        # The views are computed side by side: a board waits for the slowest, not the sum.
+        out = dict(zip(wanted, await asyncio.gather(*wanted.values()), strict=True))
+        out.update(out.pop("classic", {}))
+        if "status" in out:
+            out["status"] = out["status"][:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
+        return out
+
+    # The first computation answers errors (a KPI that cannot be computed, the database
+    # down) with their status before the stream starts.
+    first_version = feed.version
+    first_sales = await sales_now(first_version)
+    first = await views_now(first_version, quiet=False)
+    slots.acquire(reader.client)
+
+    # Sales counted up to the first look are not news to a new stream.
+    cursor = resume if resume is not None else max((s["cursor"] for s in first_sales), default=0)
+
     async def events() -> AsyncIterator[bytes]:
         sent: dict[str, bytes] = {}
+        payloads: dict[str, Any] | None = first
+        sales = first_sales
+        sales_sent: set[int] = set()
+        newest = cursor
         quiet = False
-        while not await request.is_disconnected():
-            version = feed.version
-            # Nothing announced for a while: look once anyway, so a missed notice (or a rolling
-            # window moving on) cannot leave a wallboard behind for good; once per view and
-            # quiet interval, however many streams show it.
-            key = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
-            payloads = await run_in_threadpool(feed.shared, key, version, compute)
+        version = first_version
+        while True:
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()
-            for name, data in payloads.items():
-                if sent.get(name) != data:
-                    yield (
-                        f"event: {name}\nid: {version}\n"
-                        f'data: {{"as_of": {stamp}, "data": {data.decode()}}}\n\n'
-                    ).encode()
-            sent = payloads
-            quiet = not await feed.wait(version, KEEPALIVE_SECONDS)
+            news = []
+            for sale in sales:
+                if sale["cursor"] > cursor and sale["seq"] not in sales_sent:
+                    sales_sent.add(sale["seq"])
+                    newest = max(newest, sale["cursor"])
+                    news.append(_event("sale", newest, stamp, orjson.dumps(sale["sale"])))
+            # Remember only what the window still shows.
+            sales_sent &= {sale["seq"] for sale in sales}
+            if news:
+                yield b"".join(news)
+                # Every stream woken by this commit sends its sales before any sends the
+                # larger views.
+                await asyncio.sleep(0)
+            if payloads is None:
+                payloads = await views_now(version, quiet)
+            event_id = newest if "sale" in selected else version
+            changed = [
+                _event(name, event_id, stamp, data)
+                for name, data in payloads.items()
+                if sent.get(name) != data
+            ]
+            if changed:
+                yield b"".join(changed)
+            sent, payloads = payloads, None
+            outcome = await _wait(request, feed, authenticator, reader, version)
+            if outcome == "gone":
+                return
+            if outcome == "revoked":
+                message = "the API key was revoked or removed; ask for a new key"
+                data = orjson.dumps({"code": "unauthorized", "message": message})
+                yield _event("error", newest if "sale" in selected else version, stamp, data)
+                return
+            quiet = outcome == "quiet"
             if quiet:
                 yield b": keepalive\n\n"
+            # Sales first: they are what a board must show within a second.
+            version = feed.version
+            sales = await sales_now(version)
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(events(), lambda: slots.release(reader.client))
+
+
+async def _wait(
+    request: Request,
+    feed: ChangeFeed,
+    authenticator: Authenticator,
+    reader: Principal,
+    version: int,
+) -> str:
+    """Until a commit (``changed``), KEEPALIVE_SECONDS without one (``quiet``), the client
+    leaving (``gone``) or the key no longer valid (``revoked``)."""
+    deadline = time.monotonic() + KEEPALIVE_SECONDS
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "quiet"
+        changed = await feed.wait(version, min(left, KEY_CHECK_SECONDS))
+        if await request.is_disconnected():
+            return "gone"
+        if not await authenticator.still_valid(reader):
+            return "revoked"
+        if changed:
+            return "changed"
+
+
+def _resume_cursor(last_event_id: str | None, since: datetime | None) -> int | None:
+    """Where a resumed stream's sales start: the id of the last event it received (with the
+    ``sale`` view, the counting time of its newest sale, in microseconds), or ``since``."""
+    if last_event_id is not None and last_event_id.strip():
+        text = last_event_id.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 20:
+            raise InvalidInput(
+                f"Last-Event-ID {text[:40]!r} is not an id this stream sent",
+                details=[{"field": "Last-Event-ID", "message": "a whole number"}],
+            )
+        return int(text)
+    if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInput("since needs a UTC offset, e.g. 2026-12-04T09:30:00+08:00")
+        return int(since.timestamp() * 1_000_000)
+    return None
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,262 @@
+"""The wallboard's stream: every parameter checked before it starts, the boards of a floor
+sharing one key all let in at once, a revoked key's stream ended, status every few seconds."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.pipeline import REPO, MakePipeline, Pipeline
+
+pytestmark = pytest.mark.pipeline
+ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
+CACHE_SECONDS = 2.0
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create_key(pipeline: Pipeline, **body: Any) -> dict[str, Any]:
+    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN_KEY))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def stream_url(pipeline: Pipeline) -> str:
+    return f"{str(pipeline.api.base_url).rstrip('/')}/v1/stream"
+
+
+def read_events(
+    lines: Iterator[str], until: float, stop_after: int | None = None
+) -> tuple[list[tuple[float, str, Any]], bool]:
+    """The events of an open stream's lines until ``until`` (monotonic) or ``stop_after`` events;
+    and whether the server ended the stream."""
+    events: list[tuple[float, str, Any]] = []
+    name = ""
+    while time.monotonic() < until:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return events, True
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((time.monotonic(), name, json.loads(line.removeprefix("data: "))))
+            if stop_after is not None and len(events) >= stop_after:
+                return events, False
+    return events, False
+
+
+@pytest.fixture
+def board_pipeline(make_pipeline: MakePipeline) -> Pipeline:
+    return make_pipeline(
+        CALLBOARD_ADMIN_KEY=ADMIN_KEY,
+        CALLBOARD_AUTH_CACHE_SECONDS=str(CACHE_SECONDS),
+        # A tight per-request limit: streams must not be counted by it.
+        CALLBOARD_RATE_LIMIT_PER_SECOND="1",
+        CALLBOARD_RATE_LIMIT_BURST="5",
+        CALLBOARD_STREAMS_PER_KEY="40",
+    )
+
+
+def test_bad_stream_parameters_answer_422_before_the_stream(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, name="board", scopes=["read"])["key"]
+    bad = [
+        {"leaderboard": "dispositions"},
+        {"leaderboard": "no_such_kpi"},
+        {"views": "metrics,gossip"},
+        {"views": ","},
+        {"metrics": "dials,nothing"},
+        {"group_by": "floor"},
+        {"from": "yesterday"},
+        {"limit": "0"},
+    ]
+    for params in bad:
+        with httpx.Client(timeout=10) as client:
+            response = client.get(stream_url(board_pipeline), params=params, headers=bearer(key))
+        assert response.status_code == 422, (params, response.status_code, response.text)
+        assert response.headers["content-type"].startswith("application/json")
+        assert set(response.json()) == {"error"}, response.text
+        assert response.json()["error"]["code"] in ("invalid_input", "validation_error")
+
+
+def test_boards_sharing_one_key_all_get_in_and_a_bound_holds(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, name="floor tvs", scopes=["read"])["key"]
+    url = stream_url(board_pipeline)
+    boards = 40  # eight times the key's burst of 5 requests
+    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards + 1)]
+    opened: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def connect(client: httpx.Client) -> int:
+        request = client.build_request(
+            "GET", url, params={"views": "metrics,status"}, headers=bearer(key)
+        )
+        response = client.send(request, stream=True)
+        with lock:
+            opened.append(response)
+        return response.status_code
+
+    try:
+        with ThreadPoolExecutor(boards) as pool:
+            statuses = list(pool.map(connect, clients[:boards]))
+        assert statuses == [200] * boards
+        # The 41st stream of the key is over the bound of open streams.
+        extra = connect(clients[boards])
+        assert extra == 429
+        assert opened[-1].headers["retry-after"] == "5"
+        # The per-request limit still holds for ordinary requests of the key.
+        answers = [
+            board_pipeline.api.get("/v1/metrics", headers=bearer(key)).status_code for _ in range(8)
+        ]
+        assert 429 in answers
+    finally:
+        for response in opened:
+            response.close()
+        for client in clients:
+            client.close()
+    # Closed streams give their slots back.
+    deadline = time.monotonic() + 10
+    while True:
+        with httpx.Client(timeout=10) as client:
+            request = client.build_request(
+                "GET", url, params={"views": "status"}, headers=bearer(key)
+            )
+            response = client.send(request, stream=True)
+            status = response.status_code
+            response.close()
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200
+
+
+def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeline) -> None:
+    created = create_key(board_pipeline, name="tv 7", scopes=["read"])
+    with (
+        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
+        client.stream(
+            "GET",
+            stream_url(board_pipeline),
+            params={"views": "status"},
+            headers=bearer(created["key"]),
+        ) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        first, ended = read_events(lines, time.monotonic() + 10, stop_after=1)
+        assert [name for _, name, _ in first] == ["status"] and not ended
+        # Revoked straight in the database, as `callboard keys revoke` does: the API learns
+        # of it only by reading the key table again.
+        revoked = subprocess.run(
+            [sys.executable, "-m", "services.cli", "keys", "revoke", created["key_id"]],
+            cwd=REPO,
+            env=board_pipeline.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        at = time.monotonic()
+        events, ended = read_events(lines, at + CACHE_SECONDS + 5)
+    assert ended, events
+    last_at, name, body = events[-1]
+    assert name == "error"
+    assert body["data"]["code"] == "unauthorized"
+    # Within the cache time, plus the one second between two looks at the key.
+    assert last_at - at <= CACHE_SECONDS + 1.5, last_at - at
+    # And the key gets no new stream.
+    again = board_pipeline.api.get("/v1/stream", headers=bearer(created["key"]))
+    assert again.status_code == 401
+
+
+def test_status_comes_at_least_every_five_seconds(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, name="tv", scopes=["read"])["key"]
+    with (
+        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
+        client.stream(
+            "GET",
+            stream_url(board_pipeline),
+            params={"views": "status"},
+            headers=bearer(key),
+        ) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        events, _ = read_events(lines, time.monotonic() + 12, stop_after=3)
+    assert [name for _, name, _ in events] == ["status"] * 3
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(events)]
+    assert all(gap <= 5.5 for gap in gaps), gaps
+    for _, _, body in events:
+        status = body["data"]
+        assert set(status) == {"last_commit_at", "lag_status", "sent_at"}
+        assert status["lag_status"] in ("ok", "warning", "stalled", "error")
+        # Nothing has been committed on this topic yet.
+        assert status["last_commit_at"] is None
+
+
+def _counter(pipeline: Pipeline, name: str) -> float:
+    text = pipeline.api.get("/metrics").text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name}_total ")
+    )
+
+
+def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, name="floor", scopes=["read"])["key"]
+    boards = 20
+    params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
+    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
+    responses = []
+    try:
+        for client in clients:
+            request = client.build_request(
+                "GET", stream_url(board_pipeline), params=params, headers=bearer(key)
+            )
+            responses.append(client.send(request, stream=True))
+        assert [r.status_code for r in responses] == [200] * boards
+        commits = _counter(board_pipeline, "callboard_api_stream_commits")
+        computed = _counter(board_pipeline, "callboard_api_stream_view_computations")
+        started = time.monotonic()
+        at = datetime.now(UTC).isoformat()
+        board_pipeline.post(
+            [
+                {
+                    "event_id": f"w-{i}",
+                    "type": "call.started",
+                    "occurred_at": at,
+                    "agent_id": "w1",
+                    "call_id": f"w-call-{i}",
+                    "lead_id": f"L{i}",
+                }
+                for i in range(3)
+            ]
+        )
+        board_pipeline.wait_caught_up()
+        time.sleep(2)
+        new_commits = _counter(board_pipeline, "callboard_api_stream_commits") - commits
+        new_views = _counter(board_pipeline, "callboard_api_stream_view_computations") - computed
+        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
+    finally:
+        for response in responses:
+            response.close()
+        for client in clients:
+            client.close()
+    assert new_commits >= 1
+    # Three views per commit for all twenty boards (and one more look at the metrics per
+    # quiet 5 s), not three per board.
+    assert new_views <= 3 * new_commits + quiet_looks, (new_views, new_commits, quiet_looks)
