@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, select
 
-from services.api import targets
+from services.api import queries, targets
 from services.api.periods import Granularity, Period, TimeRange, resolve_range
 from services.api.queries import Filters, Query
 from services.api.service import MetricsService, money_text
 from services.api.settings import ApiSettings
 from shared.kpis import from_stored
-from shared.models import agent_state_change, agent_team, lead_fact, sale_feed
+from shared.models import agent_state_change, lead_fact, sale_feed
 from shared.playbook import working_seconds
 from shared.timeutil import as_utc, local_midnight
 
@@ -46,13 +46,16 @@ def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
 
 
 def _roster(connection: Connection, filters: Filters) -> dict[str, str | None]:
-    """Agents in scope and their teams (the roster: the team their latest event named)."""
-    stmt = select(agent_team.c.agent_id, agent_team.c.team_id)
-    if filters.team_ids:
-        stmt = stmt.where(agent_team.c.team_id.in_(filters.team_ids))
-    if filters.agent_ids:
-        stmt = stmt.where(agent_team.c.agent_id.in_(filters.agent_ids))
-    return {row.agent_id: row.team_id or None for row in connection.execute(stmt)}
+    """Agents in scope and their teams: the roster (the team their latest event named), or
+    for a key limited to teams, the agents its teams' records name (never the roster, which
+    one posted event could change)."""
+    teams = queries.agent_teams(connection, filters.key_teams)
+    return {
+        agent_id: team_id or None
+        for agent_id, team_id in teams.items()
+        if (not filters.team_ids or team_id in filters.team_ids)
+        and (not filters.agent_ids or agent_id in filters.agent_ids)
+    }
 
 
 def _state_runs(connection: Connection, agents: list[str], cutoff: datetime) -> dict[str, StateRun]:
