@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import CommonSettings
+
+BoardState = Literal["available", "on_call", "wrap_up", "paused"]
 
 
 class ApiSettings(CommonSettings):
@@ -25,6 +29,26 @@ class ApiSettings(CommonSettings):
     streams_per_key: int = Field(default=2000, ge=1)
     # An agent not logged out with no event for this long is shown as quiet.
     agent_quiet_seconds: int = Field(default=300, ge=1)
+    # The wallboard (/board): the drop rate shown red above this, and per agent state the
+    # seconds in state at which a tile's colour steps up (VICIdial's real-time report
+    # defaults: waiting 60/300, in call 10/60/300, paused and wrap-up 10/60/300/600/900).
+    drop_rate_max: Decimal = Field(default=Decimal("0.03"), ge=0, le=1)
+    board_state_seconds: dict[BoardState, list[int]] = Field(
+        default_factory=lambda: {
+            "available": [60, 300],
+            "on_call": [10, 60, 300],
+            "wrap_up": [10, 60, 300, 600, 900],
+            "paused": [10, 60, 300, 600, 900],
+        }
+    )
+
+    @field_validator("board_state_seconds")
+    @classmethod
+    def _steps_ascend(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        for state, steps in value.items():
+            if len(steps) > 5 or any(s <= 0 for s in steps) or steps != sorted(set(steps)):
+                raise ValueError(f"{state}: at most 5 ascending positive seconds, e.g. [60, 300]")
+        return value
 
 
 @lru_cache
