@@ -11,6 +11,12 @@ from pydantic import Field, field_validator
 from shared.settings import CommonSettings
 
 BoardState = Literal["available", "on_call", "wrap_up", "paused"]
+VICIDIAL_STEPS: dict[BoardState, list[int]] = {
+    "available": [60, 300],
+    "on_call": [10, 60, 300],
+    "wrap_up": [10, 60, 300, 600, 900],
+    "paused": [10, 60, 300, 600, 900],
+}
 
 
 class ApiSettings(CommonSettings):
@@ -34,17 +40,14 @@ class ApiSettings(CommonSettings):
     # defaults: waiting 60/300, in call 10/60/300, paused and wrap-up 10/60/300/600/900).
     drop_rate_max: Decimal = Field(default=Decimal("0.03"), ge=0, le=1)
     board_state_seconds: dict[BoardState, list[int]] = Field(
-        default_factory=lambda: {
-            "available": [60, 300],
-            "on_call": [10, 60, 300],
-            "wrap_up": [10, 60, 300, 600, 900],
-            "paused": [10, 60, 300, 600, 900],
-        }
+        default_factory=lambda: dict(VICIDIAL_STEPS)
     )
 
     @field_validator("board_state_seconds")
     @classmethod
     def _steps_ascend(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        # States not given keep VICIdial's steps.
+        value = {**VICIDIAL_STEPS, **value}
         for state, steps in value.items():
             if len(steps) > 5 or any(s <= 0 for s in steps) or steps != sorted(set(steps)):
                 raise ValueError(f"{state}: at most 5 ascending positive seconds, e.g. [60, 300]")

@@ -1,1 +1,1 @@
-"""The wallboard page (``/board``): static files served by the read API, no data inside."""
+"""The wallboard's reads: agents now, live sales, pace by hour (also sent on the stream)."""
