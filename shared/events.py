@@ -253,6 +253,19 @@ class SurveyCompleted(AgentEvent):
 class AgentStateChanged(AgentEvent):
     type: Literal["agent.state_changed"]
     state: AgentState
+    # Why (a pause's reason code, e.g. "lunch", "training"): shown on wallboards.
+    reason: (
+        Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=PRINTABLE)] | None
+    ) = None
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_is_no_contact(cls, value: str | None) -> str | None:
+        if value is not None and (
+            _EMAIL.search(value) or _PHONE.match(value.strip().replace(" ", ""))
+        ):
+            raise ValueError("looks like a phone number or e-mail address; give a reason code")
+        return value
 
 
 CALL_TYPES = frozenset(

@@ -162,12 +162,31 @@ agent_state_change = Table(
     Column("team_id", String(64), nullable=False),
     Column("state", String(16), nullable=False),
     Column("occurred_at", TZ, nullable=False),
+    # Why the agent paused (or any state's reason the dialer gives), at most 32 characters.
+    Column("reason", String(32), nullable=True),
 )
 Index(
     "ix_agent_state_change_agent_occurred_at",
     agent_state_change.c.agent_id,
     agent_state_change.c.occurred_at,
 )
+
+# Every sale once, when the batch that first counts it commits: what the live stream
+# announces. ``seq`` orders them for a stream's cursor (``Last-Event-ID``); ``amount`` is in
+# the stored money unit. A sale counted again (a replay, a rebuild) keeps its first row.
+sale_feed = Table(
+    "sale_feed",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("order_id", String(128), nullable=False, unique=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("team_id", String(64), nullable=False),
+    Column("campaign_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("occurred_at", TZ, nullable=False),
+    Column("counted_at", TZ, nullable=False),
+)
+Index("ix_sale_feed_counted_at", sale_feed.c.counted_at)
 
 # API keys (shared/auth.py). Only a hash of each key is stored; ``key_id`` is the visible
 # part of the key (``cb_<key_id>_<secret>``), so a key can be named without revealing it.

@@ -86,6 +86,8 @@ class BatchDelta:
     states: dict[str, State] = field(default_factory=dict)
     roster: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     agent_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Orders whose sale this batch counts for the first time, by order id (``sale_feed``).
+    new_sales: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The funnel: every stage change by event id.
     stage_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: int = 0
@@ -133,12 +135,11 @@ class BatchBuilder:
                 continue
             assert state is not None
             delta.states[key] = state
-            self._apply(
-                key,
-                contribution(before, self._effective),
-                contribution(state, self._effective),
-                delta,
-            )
+            old = contribution(before, self._effective)
+            new = contribution(state, self._effective)
+            self._apply(key, old, new, delta)
+            if key.startswith("order:"):
+                self._track_sale(key.removeprefix("order:"), old, new, delta)
         return delta
 
     def _track_agent(self, event: dict[str, Any], delta: BatchDelta) -> None:
@@ -158,7 +159,25 @@ class BatchBuilder:
                 "team_id": team_id or "",
                 "state": event["state"],
                 "occurred_at": datetime.fromisoformat(event["occurred_at"]).astimezone(UTC),
+                "reason": event.get("reason"),
             }
+
+    def _track_sale(
+        self, order_id: str, old: Contribution, new: Contribution, delta: BatchDelta
+    ) -> None:
+        """A sale the order did not count before and counts now."""
+        if any(values.get("sales") for values in old.counters.values()):
+            return
+        for (ts, scope), values in new.counters.items():
+            if values.get("sales"):
+                delta.new_sales[order_id] = {
+                    "order_id": order_id,
+                    "agent_id": scope[0],
+                    "team_id": scope[1],
+                    "campaign_id": scope[2],
+                    "amount": values.get("revenue", 0),
+                    "occurred_at": datetime.fromisoformat(ts),
+                }
 
     def _track_stage(self, event: dict[str, Any], delta: BatchDelta) -> None:
         row = {

@@ -64,6 +64,7 @@ DERIVED_TABLES = (
     "agent_state_change",
     "lead_stage",
     "stage_change",
+    "sale_feed",
 )
 # What people enter and no event can restore: never touched by a rebuild.
 KEPT_TABLES = ("api_key", "target", "target_change", "working_calendar")

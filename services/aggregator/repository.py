@@ -37,6 +37,7 @@ from shared.models import (
     lead_count_day,
     lead_fact,
     lead_stage,
+    sale_feed,
     stage_change,
 )
 from shared.timeutil import week_start
@@ -312,6 +313,10 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
         stmt = _insert(connection, agent_state_change).on_conflict_do_nothing()
         connection.execute(stmt, sorted(delta.agent_states.values(), key=lambda r: r["event_id"]))
     _write_funnel(connection, delta)
+    if delta.new_sales:
+        counted_at = datetime.now(UTC)
+        rows = [{**row, "counted_at": counted_at} for _, row in sorted(delta.new_sales.items())]
+        connection.execute(_insert(connection, sale_feed).on_conflict_do_nothing(), rows)
     # Last: it holds the lead-count lock until the commit.
     _write_lead_facts(connection, delta.lead_facts, builder)
 

@@ -45,7 +45,7 @@ class ApiSettings(CommonSettings):
 
     @field_validator("board_state_seconds")
     @classmethod
-    def _steps_ascend(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+    def _steps_ascend(cls, value: dict[BoardState, list[int]]) -> dict[BoardState, list[int]]:
         # States not given keep VICIdial's steps.
         value = {**VICIDIAL_STEPS, **value}
         for state, steps in value.items():

@@ -1,0 +1,32 @@
+"""HTTP routes of the wallboard's reads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from services.api.board import schemas
+from services.api.board.service import agents_now, utc_now
+from services.api.routes import Db, Reader, Settings, filters_for
+from shared.errors import ERROR_RESPONSES
+
+router = APIRouter(responses=ERROR_RESPONSES)
+Ids = Annotated[list[str] | None, Query()]
+
+
+@router.get("/v1/agents/now", response_model=schemas.AgentsNowResponse, tags=["wallboard"])
+def get_agents_now(
+    reader: Reader,
+    settings: Settings,
+    connection: Db,
+    team_id: Ids = None,
+    campaign_id: Ids = None,
+    agent_id: Ids = None,
+) -> dict[str, Any]:
+    """Every agent's state now (``available``, ``on_call``, ``wrap_up``, ``paused``,
+    ``logged_out``), since when, the reason it gave, the call in progress, today's dials,
+    connects, sales and revenue, and whether it has gone quiet: no event for
+    ``CALLBOARD_AGENT_QUIET_SECONDS`` while not logged out. Sorted by agent id."""
+    filters = filters_for(reader, agent_id, team_id, campaign_id)
+    return agents_now(connection, settings, filters, utc_now())
