@@ -52,7 +52,7 @@ const STATE_ICONS = {
   on_call: "☎",
   wrap_up: "✎",
   paused: "❚❚",
-  logged_out: "⏻",
+  logged_out: "⊘",
 };
 // How long without any word from the stream (events or keep-alives, at least every 5 s)
 // before the board says it may be showing old numbers.
@@ -64,6 +64,11 @@ const CELEBRATE_BUSY_MS = 3000;
 const LEADERBOARD_MIN_INTERVAL_MS = 800;
 const TARGETS_REFRESH_MS = 30000;
 const REFUSED_RETRY_MS = 30000;
+// The stream sends agents at least every 5 s and pace on change; a server that does not
+// (an older API) is read directly instead, no more often than this.
+const AGENTS_FALLBACK_MS = 6000;
+const PACE_FALLBACK_MS = 30000;
+const FALLBACK_AFTER_OPEN_MS = 2500;
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -213,6 +218,7 @@ const stream = new Stream({
 function handleStreamState(next, detail) {
   state.streamState = next;
   if (next === "open") {
+    state.openedAt = Date.now();
     state.everOpen = true;
     state.lastWordAt = Date.now();
     clearRefusal();
@@ -270,6 +276,7 @@ function handleEvent(name, payload) {
       scheduleLeaderboards();
       break;
     case "agents":
+      state.agentsAt = Date.now();
       state.agents = data;
       if (data.as_of) state.clockOffsetMs = Date.parse(data.as_of) - Date.now();
       renderAgents();
@@ -281,6 +288,7 @@ function handleEvent(name, payload) {
       scheduleLeaderboards();
       break;
     case "pace":
+      state.paceAt = Date.now();
       state.pace = data;
       renderPace();
       renderFloor();
@@ -330,6 +338,8 @@ function renderFloor() {
   setText($("#v-sph"), L.rate(m.sales_per_hour));
   setText($("#v-conversion"), L.pct(m.conversion_rate));
   setText($("#v-connect"), L.pct(m.connect_rate));
+  setText($("#v-cph"), L.rate(m.contacts_per_hour));
+  setText($("#v-contacts"), `${L.count(m.contacts)} ${L.t("contacts")}`);
   setText($("#v-contact"), L.pct(m.contact_rate));
   setText($("#v-dials"), L.count(m.dials));
   setText($("#v-connects"), `${L.count(m.connects)} ${L.t("connects")}`);
@@ -911,7 +921,7 @@ function closeLead() {
 // -- Chrome: language, theme, screens, rotation ----------------------------------------
 
 function applyLanguage() {
-  state.locale = new Locale(state.lang, state.config.currency || "CNY");
+  state.locale = new Locale(state.lang, state.config.currency || "CNY", state.config.timezone);
   const L = state.locale;
   document.documentElement.lang = state.lang;
   document.title = L.t("title");
@@ -925,7 +935,7 @@ function applyLanguage() {
   const kpiSelect = $("#kpi");
   for (const option of kpiSelect.options) setText(option, L.kpiName(option.value));
   setText($("#theme-button"), state.theme === "dark" ? L.t("theme_light") : L.t("theme_dark"));
-  setText($("#sound-button"), state.sound ? `🔔 ${L.t("sound_on")}` : `🔕 ${L.t("sound_off")}`);
+  setText($("#sound-button"), state.sound ? `♪ ${L.t("sound_on")}` : `♪̸ ${L.t("sound_off")}`);
   $("#sound-button").setAttribute("aria-pressed", String(state.sound));
   setText($("#rotate-button"), state.rotating ? `⟳ ${L.t("rotate_on")}` : `⟳ ${L.t("rotate_off")}`);
   $("#lang").value = state.lang;
@@ -1045,7 +1055,61 @@ function fillKpiSelect() {
   }
 }
 
+// Reads for a server whose stream lacks the agents or pace events.
+async function fallbackReads() {
+  if (state.streamState !== "open" || state.fallbackBusy) return;
+  const now = Date.now();
+  const since = now - (state.openedAt || now);
+  state.fallbackBusy = true;
+  try {
+    if (since > FALLBACK_AFTER_OPEN_MS && now - (state.agentsAt || 0) > AGENTS_FALLBACK_MS) {
+      try {
+        const body = await getJson("/v1/agents/now", teamQuery(new URLSearchParams()));
+        handleEvent("agents", body);
+        state.agentsAt = Date.now();
+      } catch (_) {
+        state.agentsAt = Date.now() + 4 * AGENTS_FALLBACK_MS; // not offered: ask seldom
+      }
+    }
+    if (since > FALLBACK_AFTER_OPEN_MS && now - (state.paceAt || 0) > PACE_FALLBACK_MS) {
+      state.paceAt = Date.now();
+      try {
+        handleEvent("pace", await getJson("/v1/pace/hourly", teamQuery(new URLSearchParams())));
+      } catch (_) {
+        handleEvent("pace", await paceFromMetrics());
+      }
+      state.paceAt = Date.now();
+    }
+  } catch (_) {
+    /* shown as missing; asked again later */
+  } finally {
+    state.fallbackBusy = false;
+  }
+}
+
+// Sales per local hour today and yesterday from /v1/metrics; no needed pace without
+// the API's pace route.
+async function paceFromMetrics() {
+  const read = async (period) => {
+    const search = teamQuery(new URLSearchParams({ period, granularity: "hour" }));
+    return (await getMetrics(search, ["sales"])).rows || [];
+  };
+  const [today, yesterday] = await Promise.all([read("today"), read("yesterday")]);
+  const hourOf = (bucket) => Number(String(bucket).slice(11, 13));
+  const hours = new Map();
+  const slot = (hour) => {
+    if (!hours.has(hour)) {
+      hours.set(hour, { hour, sales: 0, yesterday_sales: 0, needed_sales: null });
+    }
+    return hours.get(hour);
+  };
+  for (const row of today) slot(hourOf(row.bucket)).sales = Number(row.sales) || 0;
+  for (const row of yesterday) slot(hourOf(row.bucket)).yesterday_sales = Number(row.sales) || 0;
+  return { hours: [...hours.values()], target: null };
+}
+
 function tick() {
+  fallbackReads();
   tickTimers();
   renderFreshness();
   if (state.openAgent) renderLeadState();

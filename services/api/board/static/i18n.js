@@ -32,6 +32,8 @@ const en = {
   paused_of: "of {n} logged in",
   dials: "Dials",
   connects: "connects",
+  contacts: "contacts",
+  contacts_per_hour: "Contacts per hour",
   per_logged_in_hour: "per logged-in hour",
   state_available: "Waiting",
   state_on_call: "On call",
@@ -153,6 +155,8 @@ const zhCN = {
   paused_of: "在线 {n} 人",
   dials: "外拨次数",
   connects: "接通",
+  contacts: "有效联通",
+  contacts_per_hour: "每小时有效联通",
   per_logged_in_hour: "按在线小时",
   state_available: "等待中",
   state_on_call: "通话中",
@@ -274,6 +278,8 @@ const zhTW = {
   paused_of: "線上 {n} 人",
   dials: "外撥次數",
   connects: "接通",
+  contacts: "有效聯絡",
+  contacts_per_hour: "每小時有效聯絡",
   per_logged_in_hour: "依線上小時",
   state_available: "等待中",
   state_on_call: "通話中",
@@ -378,7 +384,7 @@ export function pickLanguage(asked) {
 // Formatters are made once per language and currency: Intl constructors are not cheap,
 // and a board formats hundreds of numbers a second.
 export class Locale {
-  constructor(lang, currency) {
+  constructor(lang, currency, timeZone) {
     this.lang = lang;
     this.messages = CATALOGUES[lang] || en;
     this.integer = new Intl.NumberFormat(lang, { maximumFractionDigits: 0 });
@@ -404,7 +410,12 @@ export class Locale {
       min: new Intl.NumberFormat(lang, { style: "unit", unit: "minute", unitDisplay: "short" }),
       h: new Intl.NumberFormat(lang, { style: "unit", unit: "hour", unitDisplay: "short" }),
     };
-    this.time = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
+    this.time = new Intl.DateTimeFormat(lang, {
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+      timeZone: timeZone || undefined,
+    });
   }
 
   t(key, params) {

@@ -16,13 +16,14 @@ function node(tag, attrs, text) {
   return n;
 }
 
+// The top of the scale: four whole-number steps of 1, 2 or 5 times a power of ten.
 function niceMax(value) {
-  if (value <= 4) return 4;
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (step * magnitude >= value) return step * magnitude;
+  const wanted = Math.max(1, value / 4);
+  const magnitude = 10 ** Math.floor(Math.log10(wanted));
+  for (const step of [1, 2, 5, 10]) {
+    if (step * magnitude >= wanted) return 4 * step * magnitude;
   }
-  return 10 * magnitude;
+  return 40 * magnitude;
 }
 
 export function renderPaceChart(host, pace, { now, labels, count }) {
