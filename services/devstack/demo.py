@@ -348,8 +348,10 @@ class Poller:
         *,
         zone: tzinfo,
         interval: float = REFRESH_SECONDS,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.stop = stop
+        self.headers = headers or {}
         self.zone = zone
         self.interval = interval
         self.latest: Snapshot | None = None
@@ -366,7 +368,7 @@ class Poller:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self._url, timeout=5.0) as client:
+        with httpx.Client(base_url=self._url, timeout=5.0, headers=self.headers) as client:
             while not self.stop.is_set():
                 began = time.monotonic()
                 try:
@@ -462,6 +464,8 @@ def _header(view: DemoView) -> Text:
         ("data", "bold"),
         f"    {urls['database']} · today in {view.timezone}\n",
     )
+    if urls.get("board"):
+        text.append_text(Text.assemble(("board", "bold"), f"   {urls['board']}\n"))
     text.append_text(_freshness(view))
     for problem in (feed.problem, view.problem):
         if problem:
@@ -681,6 +685,7 @@ class Demo:
         self._stopping = False
         self._plain = not console.is_terminal or console.is_dumb_terminal
         self._last_summary = 0.0
+        self.board_key: str | None = None
 
     @property
     def urls(self) -> dict[str, str]:
@@ -689,7 +694,13 @@ class Demo:
             "api": self.stack.service_url("api") or "-",
             "kafka": self.stack.kafka.bootstrap_servers,
             "database": f"sqlite {_shown(self.database_path)}",
+            **({"board": self.board_url()} if self.board_key else {}),
         }
+
+    def board_url(self, lang: str | None = None) -> str:
+        """The wallboard with its key in the fragment (which the browser never sends)."""
+        query = f"?lang={lang}" if lang else ""
+        return f"{self.stack.service_url('api')}/board{query}#key={self.board_key}"
 
     def report(self, message: str, style: str = "") -> None:
         """One progress line, with the seconds since the demo began."""
@@ -776,6 +787,25 @@ class Demo:
                 f'curl -H "Authorization: Bearer $(cat {_shown(self.stack.admin_key_file)})" '
                 f"{self.urls['api']}/v1/admin/keys"
             )
+        self.board_key = self._create_board_key()
+        self.report(
+            f"wallboard: {self.board_url()} (in English: {self.board_url('en')})", style="bold"
+        )
+
+    def _create_board_key(self) -> str:
+        """A read key for the wallboard (and the terminal's own reads): the key a floor's
+        TVs would be given."""
+        admin = os.environ.get("CALLBOARD_ADMIN_KEY") or self.stack.admin_key_file.read_text()
+        response = httpx.post(
+            f"{self.urls['api']}/v1/admin/keys",
+            json={"name": "demo wallboard", "scopes": ["read"]},
+            headers={"Authorization": f"Bearer {admin.strip()}"},
+            timeout=10.0,
+        )
+        if response.status_code != 201:
+            raise DevstackError(f"could not create the wallboard's key: {response.text[:300]}")
+        key: str = response.json()["key"]
+        return key
 
     def _start_steps(self, cancelled: threading.Event) -> None:
         def step(action: Callable[[], None]) -> None:
@@ -805,7 +835,12 @@ class Demo:
         self.feeder = Feeder(
             self.urls["ingest"], simulator, zone=self.zone, seed=self.seed, stop=self.stop
         )
-        self.poller = Poller(self.urls["api"], self.stop, zone=self.zone)
+        self.poller = Poller(
+            self.urls["api"],
+            self.stop,
+            zone=self.zone,
+            headers={"Authorization": f"Bearer {self.board_key}"} if self.board_key else None,
+        )
         self.feeder.start()
         self.poller.start()
         self.timings.live_started = time.monotonic()

@@ -248,6 +248,13 @@ function handleRefusal(error) {
       return;
     }
   }
+  if (error.status === 422 && stream.lastEventId !== null) {
+    // A resume point this server does not know (a different server behind the address):
+    // start afresh from now.
+    stream.lastEventId = null;
+    stream.restart();
+    return;
+  }
   if (error.status === 401) showNotice("unauthorized");
   else if (error.status === 403) showNotice("forbidden");
   else showNotice("unreachable", REFUSED_RETRY_MS);
@@ -573,10 +580,15 @@ function updateTile(tile, agent, L) {
   }
 }
 
+// A glow on a tile that just sold (Web Animations: no forced layout, nothing left behind).
 function flash(node) {
-  node.classList.remove("sold");
-  void node.offsetWidth; // restart the animation
-  node.classList.add("sold");
+  node.animate(
+    [
+      { boxShadow: "0 0 0 0.5rem #ffd54a", transform: "scale(1.06)" },
+      { boxShadow: "0 0 0 0 transparent", transform: "scale(1)" },
+    ],
+    { duration: 2500, easing: "ease-out" },
+  );
 }
 
 function tickTimers() {
@@ -729,9 +741,13 @@ function nextCelebration() {
   setText($("#sale-agent"), L.t("sale_by", { agent: sale.agent_id, team: sale.team_id || "" }));
   setText($("#sale-queue"), state.saleQueue.length ? `+${state.saleQueue.length}` : "");
   banner.hidden = false;
-  banner.classList.remove("pop");
-  void banner.offsetWidth;
-  banner.classList.add("pop");
+  $(".celebration-inner", banner).animate(
+    [
+      { transform: "scale(0.4)", opacity: 0 },
+      { transform: "scale(1)", opacity: 1 },
+    ],
+    { duration: 600, easing: "cubic-bezier(0.2, 1.6, 0.4, 1)" },
+  );
   if (state.sound) chime();
   const shown = state.saleQueue.length ? CELEBRATE_BUSY_MS : CELEBRATE_MS;
   clearTimeout(state.saleTimer);
