@@ -23,6 +23,8 @@ open route (``shared.ratelimit``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -314,6 +316,7 @@ class Authenticator:
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         self._bootstrap_hash = hash_key(admin_key) if admin_key else None
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self._refreshing: asyncio.Future[None] | None = None
 
     async def _fresh(self) -> KeyCache:
         if self.cache.stale():
@@ -386,7 +389,13 @@ class Authenticator:
         not deleted (read from a key table at most the cache time old)."""
         if principal.key_id is None or principal.key_id == BOOTSTRAP_KEY_ID:
             return True
-        stored = (await self._fresh()).get(principal.key_id)
+        if self.cache.stale():
+            # Hundreds of open streams ask together: one read of the key table for all.
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.ensure_future(run_in_threadpool(self.cache.refresh))
+            with contextlib.suppress(ServiceUnavailable):
+                await asyncio.shield(self._refreshing)
+        stored = self.cache.get(principal.key_id)
         return stored is not None and stored.revoked_at is None
 
 

@@ -4,11 +4,16 @@ per hour logged in against the reference, and what a team-limited key sees."""
 
 from __future__ import annotations
 
+import json
+import queue
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests.pipeline import TIMEZONE, MakePipeline, Pipeline
@@ -272,3 +277,243 @@ def test_rates_per_hour_logged_in_match_the_reference(board: tuple[Pipeline, Flo
     assert logged_in_seconds(floor.events, "b1", start, end) == Decimal(
         int((end - floor.at["b1 available"]).total_seconds())
     )
+
+
+class Listener:
+    """An open stream read by a thread: each event as (received, name, id, body)."""
+
+    def __init__(self, pipeline: Pipeline, key: str, params: dict[str, Any], **headers: str):
+        self.events: queue.Queue[tuple[float, str, str, Any]] = queue.Queue()
+        self.stop = threading.Event()
+        self.status: int | None = None
+        url = f"{str(pipeline.api.base_url).rstrip('/')}/v1/stream"
+        self.thread = threading.Thread(
+            target=self._run, args=(url, params, {**bearer(key), **headers}), daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, url: str, params: dict[str, Any], headers: dict[str, str]) -> None:
+        with (
+            httpx.Client(timeout=httpx.Timeout(5, read=30)) as client,
+            client.stream("GET", url, params=params, headers=headers) as response,
+        ):
+            self.status = response.status_code
+            name, event_id = "", ""
+            for line in response.iter_lines():
+                if self.stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    name = line.removeprefix("event: ")
+                elif line.startswith("id: "):
+                    event_id = line.removeprefix("id: ")
+                elif line.startswith("data: "):
+                    body = json.loads(line.removeprefix("data: "))
+                    self.events.put((time.time(), name, event_id, body))
+
+    def collect(self, seconds: float) -> list[tuple[float, str, str, Any]]:
+        out = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                out.append(self.events.get(timeout=left))
+            except queue.Empty:
+                break
+        return out
+
+    def next(self, name: str, seconds: float = 10) -> tuple[float, str, str, Any]:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if event[1] == name:
+                return event
+        raise AssertionError(f"no {name} event in {seconds} s")
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+def sale(order: str, agent: str, team: str, amount: str) -> dict[str, Any]:
+    return {
+        "event_id": f"sale-{order}",
+        "type": "sale.closed",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "agent_id": agent,
+        "team_id": team,
+        "campaign_id": "k2",
+        "lead_id": f"L-{order}",
+        "order_id": order,
+        "amount": amount,
+    }
+
+
+def test_sales_pushed_once_and_only_to_their_teams(board: tuple[Pipeline, Floor]) -> None:
+    pipeline, _ = board
+    full = create_key(pipeline, name="all", scopes=["read"])["key"]
+    t1 = create_key(pipeline, name="t1", scopes=["read"], team_ids=["T1"])["key"]
+    views = {"views": "sale,status"}
+    everyone, team_one = Listener(pipeline, full, views), Listener(pipeline, t1, views)
+    try:
+        for listener in (everyone, team_one):
+            listener.next("status")
+        # o-b1 was counted before the streams opened: not news to them.
+        pipeline.post([sale("o-new-1", "b1", "T1", "88.80"), sale("o-new-2", "b4", "T2", "5")])
+        first = everyone.next("sale")
+        second = everyone.next("sale")
+        pushed = {e[3]["data"]["order_id"]: e for e in (first, second)}
+        assert set(pushed) == {"o-new-1", "o-new-2"}
+        body = pushed["o-new-1"][3]["data"]
+        assert body == {
+            "order_id": "o-new-1",
+            "agent_id": "b1",
+            "team_id": "T1",
+            "campaign_id": "k2",
+            "amount": "88.80",
+            "occurred_at": body["occurred_at"],
+        }
+        assert pushed["o-new-2"][3]["data"]["amount"] == "5.00"
+        received, _, _, envelope = pushed["o-new-1"]
+        committed = datetime.fromisoformat(envelope["as_of"]["commit_at"]).timestamp()
+        assert received - committed < 1.0, f"pushed {received - committed:.3f} s after commit"
+        mine = team_one.next("sale")
+        assert mine[3]["data"]["order_id"] == "o-new-1"
+        later = team_one.collect(6)
+        assert [e for e in later if e[1] == "sale"] == []
+        # The same sale posted again (a retry, a replay) is not news either.
+        pipeline.post([sale("o-new-1", "b1", "T1", "88.80")])
+        pipeline.wait_caught_up()
+        assert [e for e in everyone.collect(3) if e[1] == "sale"] == []
+        last_id = max(pushed[o][2] for o in pushed)
+    finally:
+        everyone.close()
+        team_one.close()
+    # Reconnecting, with the id of the last event or without it, sends no sale again.
+    resumed = Listener(pipeline, full, views, **{"Last-Event-ID": last_id})
+    fresh = Listener(pipeline, full, views)
+    try:
+        resumed.next("status")
+        fresh.next("status")
+        pipeline.post([sale("o-new-3", "b2", "T1", "1")])
+        for listener in (resumed, fresh):
+            got = listener.next("sale")
+            assert got[3]["data"]["order_id"] == "o-new-3"
+            assert [e for e in listener.collect(3) if e[1] == "sale"] == []
+    finally:
+        resumed.close()
+        fresh.close()
+    # Resuming from the moment o-new-1 was made (since): the three sales counted after it.
+    since = Listener(
+        pipeline, full, {**views, "since": pushed["o-new-1"][3]["data"]["occurred_at"]}
+    )
+    try:
+        orders = sorted(e[3]["data"]["order_id"] for e in since.collect(4) if e[1] == "sale")
+        assert orders == ["o-new-1", "o-new-2", "o-new-3"]
+    finally:
+        since.close()
+
+
+def test_agents_on_the_stream(board: tuple[Pipeline, Floor]) -> None:
+    pipeline, floor = board
+    t2 = create_key(pipeline, name="t2", scopes=["read"], team_ids=["T2"])["key"]
+    listener = Listener(pipeline, t2, {"views": "agents"})
+    try:
+        first = listener.next("agents")
+        agents = first[3]["data"]["agents"]
+        assert [a["agent_id"] for a in agents] == ["b3", "b4"]
+        # b4 goes paused for training: pushed within a second of the commit.
+        pipeline.post(
+            [state("st-b4-2", "b4", "T2", datetime.now(UTC), "paused", reason="training")]
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            received, _, _, body = listener.next("agents")
+            b4 = next(a for a in body["data"]["agents"] if a["agent_id"] == "b4")
+            if b4["state"] == "paused":
+                break
+        assert (b4["state"], b4["reason"]) == ("paused", "training")
+        committed = datetime.fromisoformat(body["as_of"]["commit_at"]).timestamp()
+        assert received - committed < 1.0
+        # And again within 5 s without any commit, the timers moved on.
+        again = listener.next("agents", seconds=6)
+        assert again[3]["data"]["as_of"] > body["data"]["as_of"]
+    finally:
+        listener.close()
+    assert floor.at["b4 wrap_up"] < datetime.now(UTC)
+
+
+def test_pace_by_hour_with_the_targets_that_apply(board: tuple[Pipeline, Floor]) -> None:
+    pipeline, floor = board
+    admin = bearer(ADMIN_KEY)
+    local_now = floor.now.astimezone(ZONE)
+    today = local_now.date()
+    yesterday_sale = floor.now - timedelta(days=1)
+    pipeline.post(
+        [
+            {**sale("o-y", "b2", "T1", "300"), "occurred_at": yesterday_sale.isoformat()},
+            sale("o-t2", "b4", "T2", "50"),
+        ]
+    )
+    pipeline.wait_caught_up()
+    # T1 works every day 09:00-21:00: 12 hours a day, 84 a week.
+    calendar = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "day_start": "09:00", "day_end": "21:00"}
+    assert pipeline.api.put("/v1/working-calendars/T1", json=calendar, headers=admin).is_success
+    monday = today - timedelta(days=today.weekday())
+    for kpi, period, start, value in (
+        ("sales", "day", today, "24"),  # 2 an hour
+        ("revenue", "week", monday, "8400"),  # 100 an hour
+        ("revenue", "month", today.replace(day=1), "999999"),  # the week's applies
+    ):
+        created = pipeline.api.post(
+            "/v1/targets",
+            json={
+                "scope": "team",
+                "scope_id": "T1",
+                "kpi": kpi,
+                "period": period,
+                "period_start": start.isoformat(),
+                "value": value,
+            },
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+    t1 = create_key(pipeline, name="t1", scopes=["read"], team_ids=["T1"])["key"]
+    response = pipeline.api.get("/v1/pace/hourly", headers=bearer(t1))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["date"], body["timezone"]) == (today.isoformat(), TIMEZONE)
+    assert body["target"] == {"sales": 24.0, "revenue": "1200.00"}
+    hours = body["hours"]
+    assert [h["hour"] for h in hours] == list(range(24))
+    working = range(9, 21)
+    assert [h["needed_sales"] for h in hours] == [2.0 if h in working else 0.0 for h in range(24)]
+    assert [h["needed_revenue"] for h in hours] == [
+        "100.00" if h in working else "0.00" for h in range(24)
+    ]
+    # T1's sales: o-b1 (1234.50, 8 minutes ago) today if after midnight, o-y yesterday.
+    sold = floor.at["b1 sale"].astimezone(ZONE)
+    expected_today = {sold.hour: (1, "1234.50")} if sold.date() == today else {}
+    expected_yesterday = {yesterday_sale.astimezone(ZONE).hour: (1, "300.00")}
+    if sold.date() != today:
+        expected_yesterday[sold.hour] = (1, "1234.50")
+    for hour in hours:
+        assert (hour["sales"], hour["revenue"]) == expected_today.get(hour["hour"], (0, "0.00"))
+        assert (hour["yesterday_sales"], hour["yesterday_revenue"]) == expected_yesterday.get(
+            hour["hour"], (0, "0.00")
+        ), hour
+    # The whole floor has no target: no pace, but every team's sales.
+    full = create_key(pipeline, name="all", scopes=["read"])["key"]
+    floor_body = pipeline.api.get("/v1/pace/hourly", headers=bearer(full)).json()
+    assert floor_body["target"] == {"sales": None, "revenue": None}
+    assert all(h["needed_sales"] is None for h in floor_body["hours"])
+    assert sum(h["sales"] for h in floor_body["hours"]) == sum(h["sales"] for h in hours) + 1
+    refused = pipeline.api.get("/v1/pace/hourly", params={"team_id": "T2"}, headers=bearer(t1))
+    assert refused.status_code == 403
+    # On the stream, the same body.
+    listener = Listener(pipeline, t1, {"views": "pace"})
+    try:
+        streamed = listener.next("pace")[3]["data"]
+        assert streamed == body
+    finally:
+        listener.close()

@@ -15,6 +15,7 @@ from services.api.board.page import router as page_router
 from services.api.board.routes import router as board_router
 from services.api.lag import LagMonitor
 from services.api.management_routes import router as management_router
+from services.api.metrics import count_queries
 from services.api.routes import router
 from services.api.settings import ApiSettings, api_settings
 from services.api.stream import ChangeFeed, StreamSlots
@@ -30,6 +31,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or api_settings()
     configure_logging("api", settings.log_level)
     engine = make_engine(settings.database_url)
+    count_queries(engine)
     lag_monitor = LagMonitor(settings, engine)
     change_feed = ChangeFeed(engine)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Engine, event
 
 if TYPE_CHECKING:
     from services.api.lag import PartitionLag
@@ -35,6 +36,20 @@ COMMITTED_OFFSET = Gauge(
     ["topic", "partition"],
 )
 
+# What the live stream costs: its work must follow the commits and the distinct views, not
+# the number of open boards.
+DATABASE_QUERIES = Counter(
+    "callboard_api_database_queries", "SQL statements the API process sent to the database"
+)
+STREAM_COMMITS = Counter(
+    "callboard_api_stream_commits", "Aggregator commits the API's change feed learned of"
+)
+STREAM_COMPUTATIONS = Counter(
+    "callboard_api_stream_view_computations",
+    "Stream views computed (one per distinct view and change, shared by its streams)",
+)
+OPEN_STREAMS = Gauge("callboard_api_open_streams", "Open /v1/stream connections")
+
 
 def observe_lag(
     topic: str, partitions: Sequence[PartitionLag], severity: Mapping[str, int]
@@ -45,3 +60,11 @@ def observe_lag(
         LAG_SECONDS.labels(*labels).set(p.lag_seconds)
         LAG_STATUS.labels(*labels).set(severity[p.status])
         COMMITTED_OFFSET.labels(*labels).set(p.committed_offset)
+
+
+def count_queries(engine: Engine) -> None:
+    """Count every statement ``engine`` sends (``callboard_api_database_queries``)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args: object) -> None:
+        DATABASE_QUERIES.inc()

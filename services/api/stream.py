@@ -14,18 +14,20 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine, func, select
 from starlette.concurrency import run_in_threadpool
 
+from services.api import metrics as api_metrics
 from services.api.anomalies import find_anomalies
+from services.api.board.service import agents_now, pace_hourly, recent_sales, utc_now
 from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
@@ -52,11 +54,9 @@ class ChangeFeed:
         self._changed: asyncio.Event | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Touched only on the event loop: no lock needed.
         self._cache: dict[Any, tuple[int, Any]] = {}
-        self._cache_lock = threading.Lock()
-        self._computing: dict[Any, threading.Lock] = {}
-        # Views computed (one per distinct view and change): the benchmark reads it.
-        self.computations = 0
+        self._pending: dict[tuple[Any, int], asyncio.Task[Any]] = {}
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -73,6 +73,7 @@ class ChangeFeed:
     def _bump(self, commit_at: str | None) -> None:
         def bump() -> None:
             self.version += 1
+            api_metrics.STREAM_COMMITS.inc()
             self.last_commit = commit_at
             assert self._changed is not None
             self._changed.set()
@@ -123,28 +124,31 @@ class ChangeFeed:
             return False
         return True
 
-    def shared(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
+    async def view(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
         """One computation per view and change, however many streams show that view: the
-        first stream computes, the others that arrive meanwhile wait for its result."""
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            lock = self._computing.setdefault(key, threading.Lock())
-        with lock:
-            with self._cache_lock:
-                cached = self._cache.get(key)
-                if cached is not None and cached[0] == version:
-                    return cached[1]
-            value = compute()
-            self.computations += 1
-            with self._cache_lock:
-                self._cache[key] = (version, value)
-                if len(self._cache) > 1000:
-                    oldest = next(iter(self._cache))
-                    self._cache.pop(oldest)
-                    self._computing.pop(oldest, None)
-        return value
+        first stream to ask computes it in a worker thread, the others await the same
+        result, and later ones take it from the cache without leaving the event loop."""
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        pending = self._pending.get((key, version))
+        if pending is None:
+            pending = asyncio.get_running_loop().create_task(self._compute(key, version, compute))
+            # Read the outcome even when every stream waiting for it has gone.
+            pending.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._pending[(key, version)] = pending
+        return await asyncio.shield(pending)
+
+    async def _compute(self, key: Any, version: int, compute: Callable[[], Any]) -> Any:
+        try:
+            value = await run_in_threadpool(compute)
+            api_metrics.STREAM_COMPUTATIONS.inc()
+            self._cache[key] = (version, value)
+            if len(self._cache) > 1000:
+                self._cache.pop(next(iter(self._cache)))
+            return value
+        finally:
+            self._pending.pop((key, version), None)
 
 
 class StreamSlots:
@@ -165,6 +169,7 @@ class StreamSlots:
                     retry_after=5,
                 )
             self._open[client] = count + 1
+        api_metrics.OPEN_STREAMS.inc()
 
     def release(self, client: str) -> None:
         with self._lock:
@@ -173,6 +178,7 @@ class StreamSlots:
                 self._open[client] = count
             else:
                 self._open.pop(client, None)
+        api_metrics.OPEN_STREAMS.dec()
 
     def total(self) -> int:
         with self._lock:
@@ -235,9 +241,8 @@ def parse_views(raw: str | None, leaderboard: str | None, anomalies: bool) -> tu
 
 
 def _event(name: str, event_id: int, stamp: str, data: bytes) -> bytes:
-    return (
-        f'event: {name}\nid: {event_id}\ndata: {{"as_of": {stamp}, "data": {data.decode()}}}\n\n'
-    ).encode()
+    head = f'event: {name}\nid: {event_id}\ndata: {{"as_of": {stamp}, "data": '
+    return b"".join((head.encode(), data, b"}\n\n"))
 
 
 @router.get(
@@ -265,12 +270,25 @@ async def stream(
         str | None,
         Query(description="Comma-separated events to send: " + ", ".join(VIEWS)),
     ] = None,
+    since: Annotated[
+        str | None,
+        Query(description="sale events: only sales counted after this time (RFC 3339)"),
+    ] = None,
+    last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
     ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
-    sent at once and again after every aggregator commit that changes them; ``status``
-    (``last_commit_at``, ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects
-    the events. After 5 s without a change a comment keeps proxies from closing the
+    sent at once and again after every aggregator commit that changes them; ``agents`` (as
+    ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
+    within a second of the commit that counts it; ``pace`` (as ``/v1/pace/hourly``) on
+    change; ``status`` (``last_commit_at``,
+    ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects the events.
+
+    Sales: a new stream sends those counted from now on; one that resumes (the
+    ``Last-Event-ID`` an event stream sends back, or ``since``) those counted after that
+    point, within the last two minutes; never one sale twice on a stream.
+
+    After 5 s without a change a comment keeps proxies from closing the
     connection and the view is read once more. Every parameter is checked, and the first
     view computed, before the stream starts: a bad one answers 422, not a broken stream. A
     key revoked while its stream is open ends the stream with an ``error`` event
@@ -282,6 +300,7 @@ async def stream(
     if leaderboard and "leaderboard" in selected:
         check_rankable(leaderboard)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
+    resume = _resume_cursor(last_event_id, parse_timestamp("since", since))
     start, end = parse_timestamp("from", from_), parse_timestamp("to", to)
     if start is not None or end is not None:
         resolve_range(None, start, end, settings.zone)  # reject a bad range before streaming
@@ -339,20 +358,43 @@ async def stream(
             }
         )
 
-    async def views_now(version: int, quiet: bool) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
+    def compute_agents() -> bytes:
+        with engine.connect() as connection:
+            return orjson.dumps(agents_now(connection, settings, filters, utc_now()))
+
+    def compute_pace() -> bytes:
+        with engine.connect() as connection:
+            return orjson.dumps(pace_hourly(connection, settings, filters, utc_now()))
+
+    def compute_sales() -> list[dict[str, Any]]:
+        with engine.connect() as connection:
+            return recent_sales(connection, filters, utc_now())
+
+    async def views_now(version: int, quiet: bool) -> dict[str, Any]:
+        wanted: dict[str, Awaitable[Any]] = {}
+        if "sale" in selected:
+            wanted["sale"] = feed.view(("sale", filters), version, compute_sales)
         if {"metrics", "leaderboard", "anomalies"} & set(selected):
             # Nothing announced for a while: look once anyway, so a missed notice (or a
             # rolling window moving on) cannot leave a wallboard behind for good; once per
             # view and quiet interval, however many streams show it.
             key: Any = (view, int(time.monotonic() // KEEPALIVE_SECONDS)) if quiet else view
-            out.update(await run_in_threadpool(feed.shared, key, version, compute))
+            wanted["classic"] = feed.view(key, version, compute)
         if "status" in selected:
             # Shared per second: sent whenever a stream wakes, so at least every 5 s.
-            status = await run_in_threadpool(
-                feed.shared, ("status", int(time.time())), version, compute_status
+            wanted["status"] = feed.view(("status", int(time.time())), version, compute_status)
+        if "agents" in selected:
+            # Per filters and second: its timers move, so it is sent at every wake.
+            wanted["agents"] = feed.view(
+                ("agents", filters, int(time.time())), version, compute_agents
             )
-            out["status"] = status[:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
+        if "pace" in selected:
+            wanted["pace"] = feed.view(("pace", filters), version, compute_pace)
+        # The views are computed side by side: a board waits for the slowest, not the sum.
+        out = dict(zip(wanted, await asyncio.gather(*wanted.values()), strict=True))
+        out.update(out.pop("classic", {}))
+        if "status" in out:
+            out["status"] = out["status"][:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
         return out
 
     # The first computation answers errors (a KPI that cannot be computed, the database
@@ -361,9 +403,18 @@ async def stream(
     first = await views_now(first_version, quiet=False)
     slots.acquire(reader.client)
 
+    # Sales counted up to the first look are not news to a new stream.
+    cursor = (
+        resume
+        if resume is not None
+        else max((s["cursor"] for s in first.get("sale", [])), default=0)
+    )
+
     async def events() -> AsyncIterator[bytes]:
         sent: dict[str, bytes] = {}
-        payloads: dict[str, bytes] | None = first
+        payloads: dict[str, Any] | None = first
+        sales_sent: set[int] = set()
+        newest = cursor
         quiet = False
         while True:
             if payloads is None:
@@ -374,9 +425,18 @@ async def stream(
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()
+            sales = payloads.pop("sale", [])
+            for sale in sales:
+                if sale["cursor"] > cursor and sale["seq"] not in sales_sent:
+                    sales_sent.add(sale["seq"])
+                    newest = max(newest, sale["cursor"])
+                    yield _event("sale", newest, stamp, orjson.dumps(sale["sale"]))
+            # Remember only what the window still shows.
+            sales_sent &= {sale["seq"] for sale in sales}
+            event_id = newest if "sale" in selected else version
             for name, data in payloads.items():
                 if sent.get(name) != data:
-                    yield _event(name, version, stamp, data)
+                    yield _event(name, event_id, stamp, data)
             sent, payloads = payloads, None
             outcome = await _wait(request, feed, authenticator, reader, version)
             if outcome == "gone":
@@ -384,7 +444,7 @@ async def stream(
             if outcome == "revoked":
                 message = "the API key was revoked or removed; ask for a new key"
                 data = orjson.dumps({"code": "unauthorized", "message": message})
-                yield _event("error", version, stamp, data)
+                yield _event("error", newest if "sale" in selected else version, stamp, data)
                 return
             quiet = outcome == "quiet"
             if quiet:
@@ -414,6 +474,24 @@ async def _wait(
             return "revoked"
         if changed:
             return "changed"
+
+
+def _resume_cursor(last_event_id: str | None, since: datetime | None) -> int | None:
+    """Where a resumed stream's sales start: the id of the last event it received (with the
+    ``sale`` view, the counting time of its newest sale, in microseconds), or ``since``."""
+    if last_event_id is not None and last_event_id.strip():
+        text = last_event_id.strip()
+        if not text.isascii() or not text.isdigit() or len(text) > 20:
+            raise InvalidInput(
+                f"Last-Event-ID {text[:40]!r} is not an id this stream sent",
+                details=[{"field": "Last-Event-ID", "message": "a whole number"}],
+            )
+        return int(text)
+    if since is not None:
+        if since.tzinfo is None:
+            raise InvalidInput("since needs a UTC offset, e.g. 2026-12-04T09:30:00+08:00")
+        return int(since.timestamp() * 1_000_000)
+    return None
 
 
 def _now_text() -> str:

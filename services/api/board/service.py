@@ -3,21 +3,24 @@ call in progress and today's counts, and the sales each commit counts."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, select
 
-from services.api.periods import Granularity, Period, resolve_range
+from services.api import targets
+from services.api.periods import Granularity, Period, TimeRange, resolve_range
 from services.api.queries import Filters, Query
 from services.api.service import MetricsService, money_text
 from services.api.settings import ApiSettings
 from shared.kpis import from_stored
 from shared.models import agent_state_change, agent_team, lead_fact, sale_feed
-from shared.timeutil import as_utc
+from shared.playbook import working_seconds
+from shared.timeutil import as_utc, local_midnight
 
 TODAY_METRICS = ("dials", "connects", "sales", "revenue")
 # A call in progress is the agent's newest call that started at most this long before the
@@ -242,6 +245,131 @@ def recent_sales(connection: Connection, filters: Filters, now: datetime) -> lis
             }
         )
     return out
+
+
+PACE_KPIS = ("sales", "revenue")
+# Of the targets of one scope and KPI that run today, the shortest period's applies.
+PERIOD_ORDER = ("day", "week", "month", "quarter", "year")
+
+
+def _hour_starts(day: date, zone: ZoneInfo) -> list[datetime]:
+    """The 25 instants that start local hours 0..23 of ``day`` and the next midnight."""
+    starts = [datetime.combine(day, time(hour), tzinfo=zone) for hour in range(24)]
+    return [*(s.astimezone(UTC) for s in starts), local_midnight(day + timedelta(days=1), zone)]
+
+
+def _hourly(
+    connection: Connection, settings: ApiSettings, filters: Filters, zone_name: str, day: date
+) -> dict[int, dict[str, Any]]:
+    zone = ZoneInfo(zone_name)
+    rng = TimeRange(local_midnight(day, zone), local_midnight(day + timedelta(days=1), zone))
+    query = Query(
+        (),
+        Granularity.hour,
+        rng,
+        filters,
+        zone,
+        settings.week_start,
+        native=zone_name == settings.timezone,
+    )
+    rows = MetricsService(settings).metrics(connection, PACE_KPIS, query)
+    return {datetime.fromisoformat(row["bucket"]).astimezone(zone).hour: row for row in rows}
+
+
+def _needed(
+    connection: Connection,
+    settings: ApiSettings,
+    filters: Filters,
+    zone: ZoneInfo,
+    day: date,
+    now: datetime,
+) -> tuple[dict[str, list[Decimal] | None], dict[str, Decimal | None]]:
+    """Per KPI, what the targets that apply need in each local hour of ``day``, and in the
+    whole day: each target's value spread over its period's working time (the team's
+    working calendar), summed over the scopes asked; ``None`` where no target applies."""
+    if filters.campaign_ids:
+        scope, ids = "campaign", list(filters.campaign_ids)
+    elif filters.team_ids:
+        scope, ids = "team", list(filters.team_ids)
+    else:
+        scope, ids = "floor", [""]
+    found = targets.find_targets(
+        connection,
+        scope=scope,
+        scope_ids=ids,
+        kpis=PACE_KPIS,
+        active_at=now,
+        settings=settings,
+    )
+    applying: dict[tuple[str, str], targets.Target] = {}
+    for candidate in found:
+        key = (candidate.scope_id, candidate.kpi)
+        known = applying.get(key)
+        rank = PERIOD_ORDER.index(candidate.period.value)
+        if known is None or rank < PERIOD_ORDER.index(known.period.value):
+            applying[key] = candidate
+    known_calendars = targets.calendars(connection)
+    bounds = _hour_starts(day, zone)
+    hours: dict[str, list[Decimal] | None] = dict.fromkeys(PACE_KPIS)
+    whole: dict[str, Decimal | None] = dict.fromkeys(PACE_KPIS)
+    for (scope_id, kpi), subject in sorted(applying.items()):
+        team = scope_id if scope == "team" else targets.DEFAULT_CALENDAR_NAME
+        calendar = targets.calendar_for_team(known_calendars, team)
+        period = subject.range(settings)
+        period_seconds = working_seconds(calendar, zone, period.start, period.end)
+        if period_seconds == 0:
+            continue
+        per_second = subject.value / period_seconds
+        spread = [
+            per_second * working_seconds(calendar, zone, start, end)
+            for start, end in itertools.pairwise(bounds)
+        ]
+        before = hours[kpi] or [Decimal(0)] * 24
+        hours[kpi] = [a + b for a, b in zip(before, spread, strict=True)]
+        whole[kpi] = (whole[kpi] or Decimal(0)) + sum(spread, Decimal(0))
+    return hours, whole
+
+
+def _count(value: Decimal | None) -> float | None:
+    return None if value is None else float(value.quantize(Decimal("0.01")))
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else money_text(value.quantize(Decimal("0.01")))
+
+
+def pace_hourly(
+    connection: Connection, settings: ApiSettings, filters: Filters, now: datetime
+) -> dict[str, Any]:
+    """The ``/v1/pace/hourly`` body: today's sales and revenue per local hour (not
+    cumulative), yesterday's beside them, and what today's targets need each hour."""
+    zone_name = settings.timezone_for(filters.team_ids)
+    zone = ZoneInfo(zone_name)
+    today = now.astimezone(zone).date()
+    current = _hourly(connection, settings, filters, zone_name, today)
+    before = _hourly(connection, settings, filters, zone_name, today - timedelta(days=1))
+    needed, whole = _needed(connection, settings, filters, zone, today, now)
+    hours = []
+    for hour in range(24):
+        row, earlier = current.get(hour, {}), before.get(hour, {})
+        sales_needed, revenue_needed = needed["sales"], needed["revenue"]
+        hours.append(
+            {
+                "hour": hour,
+                "sales": row.get("sales", 0),
+                "revenue": row.get("revenue", "0.00"),
+                "yesterday_sales": earlier.get("sales", 0),
+                "yesterday_revenue": earlier.get("revenue", "0.00"),
+                "needed_sales": _count(sales_needed[hour]) if sales_needed else None,
+                "needed_revenue": _money(revenue_needed[hour]) if revenue_needed else None,
+            }
+        )
+    return {
+        "date": today.isoformat(),
+        "timezone": zone_name,
+        "hours": hours,
+        "target": {"sales": _count(whole["sales"]), "revenue": _money(whole["revenue"])},
+    }
 
 
 def utc_now() -> datetime:
