@@ -262,6 +262,16 @@ function handleRefusal(error) {
   state.refusedTimer = setTimeout(() => stream.restart(), REFUSED_RETRY_MS);
 }
 
+// Times in state are differences from the server's timestamps: follow the server's clock
+// when this screen's is clearly off (a TV without time sync), not for the network's delay.
+const CLOCK_SKEW_MS = 3000;
+function adjustClock(sentAt) {
+  const offset = Date.parse(sentAt) - Date.now();
+  if (Number.isFinite(offset)) {
+    state.clockOffsetMs = Math.abs(offset) > CLOCK_SKEW_MS ? offset : 0;
+  }
+}
+
 function unwrap(payload) {
   if (payload && typeof payload === "object" && "data" in payload && "as_of" in payload) {
     return payload.data;
@@ -271,10 +281,6 @@ function unwrap(payload) {
 
 function handleEvent(name, payload) {
   state.lastWordAt = Date.now();
-  if (payload && payload.as_of && typeof payload.as_of === "object") {
-    const sentAt = Number(payload.as_of.sent_at);
-    if (Number.isFinite(sentAt)) state.clockOffsetMs = sentAt * 1000 - Date.now();
-  }
   const data = unwrap(payload);
   switch (name) {
     case "metrics":
@@ -285,7 +291,6 @@ function handleEvent(name, payload) {
     case "agents":
       state.agentsAt = Date.now();
       state.agents = data;
-      if (data.as_of) state.clockOffsetMs = Date.parse(data.as_of) - Date.now();
       renderAgents();
       renderFloor();
       scheduleLeaderboards();
@@ -302,7 +307,7 @@ function handleEvent(name, payload) {
       break;
     case "status":
       state.status = data;
-      if (data.sent_at) state.clockOffsetMs = Date.parse(data.sent_at) - Date.now();
+      adjustClock(data.sent_at);
       renderFreshness();
       break;
     case "error":
@@ -1148,7 +1153,7 @@ async function start() {
   showScreen(state.screen);
   setRotation(state.rotateSeconds > 0);
   applyLanguage();
-  setInterval(tick, 1000);
+  setInterval(tick, 500);
   stream.start();
   refreshTargets();
 }
