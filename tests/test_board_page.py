@@ -40,7 +40,11 @@ def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"],
+            args=[
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
         )
         try:
             yield launched
@@ -123,17 +127,25 @@ class FloorWriter:
         self._event("call.started", agent, at, call_id=call_id, lead_id=lead_id)
         agent.dials += 1
         if answered:
-            self._event("call.answered", agent, at + timedelta(seconds=5), call_id=call_id, lead_id=lead_id)
+            self._event(
+                "call.answered", agent, at + timedelta(seconds=5), call_id=call_id, lead_id=lead_id
+            )
             agent.connects += 1
         self._event(
-            "call.ended", agent, at + timedelta(seconds=5 + talk), call_id=call_id,
-            lead_id=lead_id, talk_seconds=talk,
+            "call.ended",
+            agent,
+            at + timedelta(seconds=5 + talk),
+            call_id=call_id,
+            lead_id=lead_id,
+            talk_seconds=talk,
         )
         return lead_id
 
     def sale(self, agent: AgentTruth, at: datetime, lead_id: str, amount: Decimal) -> str:
         order_id = f"o-{next(self.ids)}"
-        self._event("sale.closed", agent, at, lead_id=lead_id, order_id=order_id, amount=str(amount))
+        self._event(
+            "sale.closed", agent, at, lead_id=lead_id, order_id=order_id, amount=str(amount)
+        )
         agent.sales += 1
         agent.revenue += amount
         return order_id
@@ -168,13 +180,17 @@ def write_floor() -> FloorWriter:
         leads = []
         for n in range(answered + missed):
             at += step
-            leads.append(floor.call(agent, at, answered=n < answered, talk=90 if n < answered else 0))
+            leads.append(
+                floor.call(agent, at, answered=n < answered, talk=90 if n < answered else 0)
+            )
         for lead, amount in zip(leads, sales, strict=False):
             floor.sale(agent, at + timedelta(seconds=20), lead, amount)
         final_at = datetime.now(ZONE) - timedelta(seconds=20 - index)
         if final == "on_call":
             call_id = f"c-live-{agent_id}"
-            floor._event("call.started", agent, final_at, call_id=call_id, lead_id=f"L-live-{agent_id}")
+            floor._event(
+                "call.started", agent, final_at, call_id=call_id, lead_id=f"L-live-{agent_id}"
+            )
             agent.dials += 1
             floor.state(agent, final_at, "on_call")
         elif final != "available":
@@ -246,7 +262,15 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     assert (totals["sales"], Decimal(totals["revenue"])) == (sales, revenue)
     assert (totals["dials"], totals["connects"]) == (dials, connects)
     now = pipeline.api.get("/v1/agents/now", headers=bearer(key)).json()
-    assert {a["agent_id"]: a["state"] for a in now["agents"]} == {a.agent_id: a.state for a in agents}
+    assert {a["agent_id"]: a["state"] for a in now["agents"]} == {
+        a.agent_id: a.state for a in agents
+    }
+
+    # Today's target for the floor: 20 sales.
+    day = datetime.now(ZONE).date().isoformat()
+    target = {"scope": "floor", "kpi": "sales", "period": "day", "period_start": day, "value": 20}
+    created = pipeline.api.post("/v1/targets", json=target, headers=bearer(ADMIN_KEY))
+    assert created.status_code == 201, created.text
 
     page = new_page()
     page.goto(board_url(pipeline, key, lang="en"))
@@ -257,6 +281,10 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     expect(page.locator("#v-revenue")).to_have_text(en_money(revenue))
     expect(page.locator("#v-connect")).to_have_text(en_percent(connects, dials))
     expect(page.locator("#v-dials")).to_have_text(f"{dials:,}")
+    expect(page.locator("#v-target")).to_have_text(f"{sales} of 20 sales")
+    expect(page.locator("#v-attainment")).to_have_text(
+        f"{Decimal(sales * 100) / 20:.1f}% of target"
+    )
     paused = sum(a.state == "paused" for a in agents)
     expect(page.locator("#v-paused")).to_have_text(str(paused))
     screenshot(page, "board-floor-en")
@@ -264,13 +292,20 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     show(page, "agents")
     for agent in agents:
         expect(tile(page, agent.agent_id)).to_have_attribute("data-state", agent.state)
-        expect(tile(page, agent.agent_id).locator(".tile-sales")).to_have_text(f"{agent.sales} sales")
+        badge = f"{agent.sales} sale" + ("" if agent.sales == 1 else "s")
+        expect(tile(page, agent.agent_id).locator(".tile-sales")).to_have_text(badge)
     expect(tile(page, "a-22").locator(".tile-label")).to_have_text("Paused · lunch")
     screenshot(page, "board-agents-en")
+    page.locator("#theme-button").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    screenshot(page, "board-agents-light-en")
+    page.locator("#theme-button").click()
 
     show(page, "leaders")
     leaders_t1 = page.locator('.leader-panel[data-team="t-1"] .leader-agent')
-    by_sales = sorted((a for a in agents if a.team_id == "t-1"), key=lambda a: (-a.sales, a.agent_id))
+    by_sales = sorted(
+        (a for a in agents if a.team_id == "t-1"), key=lambda a: (-a.sales, a.agent_id)
+    )
     expect(leaders_t1).to_have_text([a.agent_id for a in by_sales])
     screenshot(page, "board-leaders-en")
     show(page, "pace")
@@ -288,10 +323,14 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     expect(banner).to_be_visible(timeout=LIVE_SECONDS * 1000)
     expect(page.locator("#sale-agent")).to_contain_text("a-13")
     expect(page.locator("#sale-amount")).to_have_text("¥2,500.00")
-    by_sales = sorted((a for a in agents if a.team_id == "t-1"), key=lambda a: (-a.sales, a.agent_id))
+    by_sales = sorted(
+        (a for a in agents if a.team_id == "t-1"), key=lambda a: (-a.sales, a.agent_id)
+    )
     assert by_sales[0].agent_id == "a-13"
     expect(leaders_t1).to_have_text([a.agent_id for a in by_sales], timeout=LIVE_SECONDS * 1000)
-    expect(tile(page, "a-13").locator(".tile-sales")).to_have_text("3 sales", timeout=LIVE_SECONDS * 1000)
+    expect(tile(page, "a-13").locator(".tile-sales")).to_have_text(
+        "3 sales", timeout=LIVE_SECONDS * 1000
+    )
     assert time.monotonic() - posted < LIVE_SECONDS + 0.5
     # Bursts queue: the other two sales follow the first.
     expect(page.locator("#sale-queue")).to_have_text(re.compile(r"^\+[12]$"))
@@ -301,7 +340,9 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     a21 = floor.agents["a-21"]
     floor.state(a21, datetime.now(ZONE), "paused", reason="training")
     pipeline.post(floor.events[-1:])
-    expect(tile(page, "a-21")).to_have_attribute("data-state", "paused", timeout=LIVE_SECONDS * 1000)
+    expect(tile(page, "a-21")).to_have_attribute(
+        "data-state", "paused", timeout=LIVE_SECONDS * 1000
+    )
     first = timer_seconds(tile(page, "a-21").locator(".tile-timer").inner_text())
     # Shown in whole seconds, refreshed every half second: 3.5 s on, at least 2 more.
     page.wait_for_timeout(3500)
@@ -309,7 +350,8 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     assert second >= first + 2, (first, second)
     expect(page.locator("#count-paused")).to_have_text("2")
 
-    # The team lead's view: today's numbers of the agent clicked.
+    # The team lead's view, once the banners are gone: today's numbers of the agent clicked.
+    expect(page.locator("#celebration")).to_be_hidden(timeout=20_000)
     tile(page, "a-11").click()
     expect(page.locator("#lead")).to_be_visible()
     expect(page.locator("#lead-title")).to_have_text("Agent a-11")
@@ -320,7 +362,6 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     page.locator("#lead-close").click()
 
     # The language switch: every screen in Chinese.
-    expect(page.locator("#celebration")).to_be_hidden(timeout=20_000)
     page.locator("#lang").select_option("zh-CN")
     expect(page.locator("#tab-floor")).to_have_text("现场总览")
     expect(tile(page, "a-21").locator(".tile-label")).to_have_text("暂停 · training")
@@ -347,7 +388,9 @@ def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
     page.goto(board_url(pipeline, team_key["key"], lang="en"))
     wait_live(page)
     expect(page.locator("#v-sales")).to_have_text(str(sum(a.sales for a in mine)))
-    expect(page.locator("#v-revenue")).to_have_text(en_money(sum((a.revenue for a in mine), Decimal(0))))
+    expect(page.locator("#v-revenue")).to_have_text(
+        en_money(sum((a.revenue for a in mine), Decimal(0)))
+    )
     show(page, "agents")
     expect(page.locator(".tile")).to_have_count(len(mine))
     show(page, "leaders")
@@ -382,7 +425,9 @@ def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
     wait_live(page)
     revoked = pipeline.api.delete(f"/v1/admin/keys/{team_key['key_id']}", headers=bearer(ADMIN_KEY))
     assert revoked.status_code == 200, revoked.text
-    expect(page.locator("#notice-title")).to_have_text("This board's key is not accepted", timeout=15_000)
+    expect(page.locator("#notice-title")).to_have_text(
+        "This board's key is not accepted", timeout=15_000
+    )
     expect(page.locator("#fresh")).to_have_attribute("data-state", "stale")
 
 
@@ -414,7 +459,9 @@ def test_stopping_the_aggregator_brings_up_the_stale_warning(
     pipeline.start_aggregator()
     expect(page.locator("#stale")).to_be_hidden(timeout=60_000)
     expect(page.locator("#fresh-badge")).to_have_text("Live")
-    expect(page.locator("#v-dials")).to_have_text(f"{sum(a.dials for a in floor.agents.values()):,}")
+    expect(page.locator("#v-dials")).to_have_text(
+        f"{sum(a.dials for a in floor.agents.values()):,}"
+    )
 
 
 HEAP_SCRIPT = """
@@ -447,7 +494,8 @@ HEAP_SCRIPT = """
         break;
       case 2:
         board.handle("sale", { as_of, data: { order_id: `o-${i}`, agent_id: `h-${i % 60}`,
-          team_id: "t-1", campaign_id: "c", amount: "100.00", occurred_at: new Date(now).toISOString() } });
+          team_id: "t-1", campaign_id: "c", amount: "100.00",
+          occurred_at: new Date(now).toISOString() } });
         break;
       default:
         board.handle("status", { as_of, data: { last_commit_at: new Date(now).toISOString(),

@@ -569,7 +569,7 @@ function updateTile(tile, agent, L) {
   const sales = agent.today?.sales ?? 0;
   if (tile.sales !== null && sales > tile.sales) flash(root);
   tile.sales = sales;
-  setText(tile.badge, L.t("sales_badge", { n: L.count(sales) }));
+  setText(tile.badge, L.t("sales_badge", { n: L.count(sales), count: sales }));
   tile.badge.classList.toggle("zero", sales === 0);
   setText(tile.icon, STATE_ICONS[agent.state] || "?");
   let label = L.t(`state_${agent.state}`);

@@ -43,6 +43,7 @@ const en = {
   quiet: "Quiet",
   quiet_title: "No event from this agent for {value}",
   sales_badge: "{n} sales",
+  sales_badge_one: "{n} sale",
   no_agents: "No agents have logged in today.",
   leaderboard_by: "Top 10 by",
   rank: "Rank",
@@ -387,6 +388,7 @@ export class Locale {
   constructor(lang, currency, timeZone) {
     this.lang = lang;
     this.messages = CATALOGUES[lang] || en;
+    this.plural = new Intl.PluralRules(lang);
     this.integer = new Intl.NumberFormat(lang, { maximumFractionDigits: 0 });
     this.decimal = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
     this.percent = new Intl.NumberFormat(lang, {
@@ -419,7 +421,9 @@ export class Locale {
   }
 
   t(key, params) {
-    let text = this.messages[key] ?? en[key] ?? key;
+    // English says "1 sale" but "2 sales"; Chinese has one form.
+    const plural = params && "n" in params ? `${key}_${this.plural.select(Number(params.count ?? 2))}` : null;
+    let text = (plural && this.messages[plural]) ?? this.messages[key] ?? en[key] ?? key;
     if (params) {
       for (const [name, value] of Object.entries(params)) {
         text = text.replaceAll(`{${name}}`, value);
