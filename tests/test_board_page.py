@@ -431,7 +431,7 @@ def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
     expect(page.locator("#fresh")).to_have_attribute("data-state", "stale")
 
 
-def test_stopping_the_aggregator_brings_up_the_stale_warning(
+def test_stale_warning_while_the_aggregator_or_the_api_is_down(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
     pipeline = make_pipeline(
@@ -462,6 +462,16 @@ def test_stopping_the_aggregator_brings_up_the_stale_warning(
     expect(page.locator("#v-dials")).to_have_text(
         f"{sum(a.dials for a in floor.agents.values()):,}"
     )
+
+    # The API restarted: the board says it lost the stream, then reconnects by itself.
+    pipeline.stop("api")
+    expect(page.locator("#stale-text")).to_contain_text("Connection lost")
+    pipeline.start("api", "api", "--port", str(pipeline.api_port))
+    expect(page.locator("#stale")).to_be_hidden(timeout=60_000)
+    floor.call(a11, datetime.now(ZONE), answered=False)
+    pipeline.post(floor.events[-2:])
+    dials = sum(a.dials for a in floor.agents.values())
+    expect(page.locator("#v-dials")).to_have_text(f"{dials:,}", timeout=LIVE_SECONDS * 1000)
 
 
 HEAP_SCRIPT = """
