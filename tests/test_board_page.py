@@ -372,6 +372,20 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     page.locator("#lang").select_option("zh-TW")
     expect(page.locator("#tab-floor")).to_have_text("現場總覽")
 
+    # TV mode: one team, screens turning by themselves, Chinese, dark.
+    tv = new_page()
+    tv.goto(board_url(pipeline, key, team="t-2", rotate="3", lang="zh-CN", theme="dark"))
+    wait_live(tv)
+    expect(tv.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(tv.locator("#scope")).to_have_text("团队 t-2")
+    t2 = [a for a in agents if a.team_id == "t-2"]
+    expect(tv.locator("#v-sales")).to_have_text(str(sum(a.sales for a in t2)))
+    screenshot(tv, "board-tv-floor-zh-CN")
+    expect(tv.locator("#screen-agents")).to_be_visible(timeout=6_000)
+    expect(tv.locator(".tile")).to_have_count(len(t2))
+    expect(tv.locator("#screen-leaders")).to_be_visible(timeout=6_000)
+    expect(tv.locator(".leader-panel")).to_have_count(1)
+
 
 def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]

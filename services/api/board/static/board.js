@@ -994,6 +994,7 @@ function setRotation(on) {
     }, state.rotateSeconds * 1000);
   }
   document.body.classList.toggle("tv", state.rotating);
+  document.documentElement.classList.toggle("tv", state.rotating);
 }
 
 function wire() {
@@ -1153,8 +1154,9 @@ async function start() {
   showScreen(state.screen);
   setRotation(state.rotateSeconds > 0);
   applyLanguage();
-  setInterval(tick, 500);
   stream.start();
+  tick();
+  setInterval(tick, 500);
   refreshTargets();
 }
 
