@@ -385,6 +385,11 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     expect(tv.locator(".tile")).to_have_count(len(t2))
     expect(tv.locator("#screen-leaders")).to_be_visible(timeout=6_000)
     expect(tv.locator(".leader-panel")).to_have_count(1)
+    by_sales = sorted(t2, key=lambda a: (-a.sales, a.agent_id))
+    expect(tv.locator(".leader-agent")).to_have_text([a.agent_id for a in by_sales])
+    # No lead ids or customer data on any screen.
+    for board in (page, tv):
+        assert not re.search(r"\bL-", board.locator("body").inner_text())
 
 
 def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(

@@ -200,9 +200,19 @@ async function getMetrics(search, keys) {
 
 // -- The stream ------------------------------------------------------------------------
 
+// A board of one team (a team's TV) takes its leaderboard from the stream, computed once per
+// commit for every board that shows it; a board of several teams reads one per team.
+const streamedLeaderboard = () => askedTeams.length === 1;
+
 function streamUrl() {
   const search = teamQuery(new URLSearchParams());
-  search.set("views", state.views.join(","));
+  const views = [...state.views];
+  if (streamedLeaderboard()) {
+    views.push("leaderboard");
+    search.set("leaderboard", state.leaderKpi);
+    search.set("limit", "10");
+  }
+  search.set("views", views.join(","));
   search.set("period", "today");
   search.set("metrics", state.metricKeys.join(","));
   return `/v1/stream?${search}`;
@@ -222,7 +232,7 @@ function handleStreamState(next, detail) {
     state.everOpen = true;
     state.lastWordAt = Date.now();
     clearRefusal();
-    refreshLeaderboards();
+    if (!streamedLeaderboard()) refreshLeaderboards();
     refreshTargets();
   } else if (next === "refused") {
     handleRefusal(detail);
@@ -287,6 +297,12 @@ function handleEvent(name, payload) {
       state.metrics = (data.rows && data.rows[0]) || {};
       renderFloor();
       scheduleLeaderboards();
+      break;
+    case "leaderboard":
+      if (streamedLeaderboard() && data.metric === state.leaderKpi) {
+        state.leaderboards = new Map([[askedTeams[0], data.rows || []]]);
+        renderLeaderboards();
+      }
       break;
     case "agents":
       state.agentsAt = Date.now();
@@ -617,7 +633,7 @@ function boardTeams() {
 }
 
 function scheduleLeaderboards() {
-  if (state.leaderTimer) return;
+  if (state.leaderTimer || streamedLeaderboard()) return;
   const wait = Math.max(0, LEADERBOARD_MIN_INTERVAL_MS - (Date.now() - (state.leaderAt || 0)));
   state.leaderTimer = setTimeout(() => {
     state.leaderTimer = null;
@@ -1047,7 +1063,9 @@ function wire() {
     prefs.kpi = state.leaderKpi;
     savePrefs(prefs);
     state.leaderboards = new Map();
-    refreshLeaderboards();
+    renderLeaderboards();
+    if (streamedLeaderboard()) stream.restart();
+    else refreshLeaderboards();
   });
   // A new board link opened over this one: take its key without a reload.
   window.addEventListener("hashchange", () => {
