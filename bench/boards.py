@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import shutil
@@ -114,7 +115,8 @@ def _counter(text: str, name: str) -> float:
 
 
 class Board:
-    """One TV: an SSE client noting when each sale arrives and the commit that counted it."""
+    """One TV: an SSE client noting when each sale arrives and the commit that counted it.
+    Only ``sale`` events are parsed: the client's own work should not be what is measured."""
 
     def __init__(self) -> None:
         self.status: int | None = None
@@ -127,61 +129,90 @@ class Board:
         params = {"views": VIEWS, "leaderboard": "sales"}
         async with client.stream("GET", url, params=params, headers=headers) as response:
             self.status = response.status_code
+            self.ready.set()
             if response.status_code != 200:
-                self.ready.set()
                 return
-            name = ""
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    self.ready.set()
-                    if name != "sale":
-                        continue
-                    received = time.time()
-                    body = orjson.loads(line[6:])
-                    order = body["data"]["order_id"]
-                    committed = datetime.fromisoformat(body["as_of"]["commit_at"]).timestamp()
-                    if order in self.sales:
-                        self.duplicates += 1
-                    self.sales[order] = (received, committed)
+            buffer = b""
+            async for chunk in response.aiter_raw():
+                received = time.time()
+                buffer += chunk
+                *events, buffer = buffer.split(b"\n\n")
+                for event in events:
+                    if event.startswith(b"event: sale\n"):
+                        self._sale(event, received)
+
+    def _sale(self, event: bytes, received: float) -> None:
+        data = event.split(b"\ndata: ", 1)[1]
+        body = orjson.loads(data)
+        order = body["data"]["order_id"]
+        committed = datetime.fromisoformat(body["as_of"]["commit_at"]).timestamp()
+        if order in self.sales:
+            self.duplicates += 1
+        self.sales[order] = (received, committed)
 
 
-async def measure(stack: Stack, key: str, boards: int, seconds: float, interval: float) -> None:
+def _boards(url: str, key: str, count: int, ready: Any, stop: Any, results: Any) -> None:
+    """A client process holding ``count`` boards until ``stop`` is set."""
+
+    async def hold() -> None:
+        limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=60), limits=limits) as client:
+            tvs = [Board() for _ in range(count)]
+            started = time.monotonic()
+            tasks = [asyncio.create_task(tv.run(client, url, key)) for tv in tvs]
+            await asyncio.wait_for(asyncio.gather(*(tv.ready.wait() for tv in tvs)), 120)
+            ready.put(([tv.status for tv in tvs], time.monotonic() - started))
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            results.put(
+                [{"sales": tv.sales, "duplicates": tv.duplicates} for tv in tvs if tv.status == 200]
+            )
+
+    asyncio.run(hold())
+
+
+def measure(
+    stack: Stack, key: str, boards: int, seconds: float, interval: float, processes: int
+) -> None:
     url = f"{stack.api_url}/v1/stream"
-    limits = httpx.Limits(max_connections=boards + 10, max_keepalive_connections=0)
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(30, read=60), limits=limits) as client,
-        httpx.AsyncClient(base_url=stack.ingest_url, timeout=30) as ingest,
-        httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api,
-    ):
-        tvs = [Board() for _ in range(boards)]
-        started = time.monotonic()
-        tasks = [asyncio.create_task(tv.run(client, url, key)) for tv in tvs]
-        await asyncio.wait_for(asyncio.gather(*(tv.ready.wait() for tv in tvs)), 120)
-        connected = time.monotonic() - started
-        refused = [tv.status for tv in tvs if tv.status != 200]
-        api_pid = stack.processes["api"].pid
-        before_metrics = (await api.get("/metrics")).text
-        cpu_before, wall_before = _cpu_seconds(api_pid), time.monotonic()
-        run = uuid.uuid4().hex[:6]
-        posted: list[str] = []
-        seed = 0
+    context = multiprocessing.get_context("spawn")
+    ready, results, stop = context.Queue(), context.Queue(), context.Event()
+    shares = [boards // processes + (i < boards % processes) for i in range(processes)]
+    workers = [
+        context.Process(target=_boards, args=(url, key, n, ready, stop, results))
+        for n in shares
+        if n
+    ]
+    for worker in workers:
+        worker.start()
+    answers = [ready.get(timeout=180) for _ in workers]
+    statuses = [status for answer in answers for status in answer[0]]
+    connected = max(answer[1] for answer in answers)
+    refused = [status for status in statuses if status != 200]
+    api_pid = stack.processes["api"].pid
+    before_metrics = httpx.get(f"{stack.api_url}/metrics").text
+    cpu_before, wall_before = _cpu_seconds(api_pid), time.monotonic()
+    run = uuid.uuid4().hex[:6]
+    posted: list[str] = []
+    with httpx.Client(base_url=stack.ingest_url, timeout=30) as ingest:
         while time.monotonic() - wall_before < seconds:
             order = f"o-{run}-{len(posted)}"
-            events = [_sale(order), *_floor_events(20, hash((run, seed)) & 0xFFFF)]
-            seed += 1
-            response = await ingest.post("/v1/events", content=orjson.dumps(events))
+            events = [_sale(order), *_floor_events(20, hash((run, len(posted))) & 0xFFFF)]
+            response = ingest.post("/v1/events", content=orjson.dumps(events))
             assert response.status_code == 202, response.text
             posted.append(order)
-            await asyncio.sleep(interval)
-        await asyncio.sleep(3)  # the last sale's pushes
-        cpu = _cpu_seconds(api_pid) - cpu_before
-        wall = time.monotonic() - wall_before
-        after_metrics = (await api.get("/metrics")).text
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            time.sleep(interval)
+    time.sleep(3)  # the last sale's pushes
+    cpu = _cpu_seconds(api_pid) - cpu_before
+    wall = time.monotonic() - wall_before
+    after_metrics = httpx.get(f"{stack.api_url}/metrics").text
+    stop.set()
+    tvs = [tv for _ in workers for tv in results.get(timeout=120)]
+    for worker in workers:
+        worker.join(timeout=30)
 
     def delta(name: str) -> float:
         return _counter(after_metrics, name) - _counter(before_metrics, name)
@@ -189,11 +220,11 @@ async def measure(stack: Stack, key: str, boards: int, seconds: float, interval:
     delays = sorted(
         received - committed
         for tv in tvs
-        for order, (received, committed) in tv.sales.items()
+        for order, (received, committed) in tv["sales"].items()
         if order in posted
     )
-    missing = sum(1 for tv in tvs for order in posted if order not in tv.sales)
-    duplicates = sum(tv.duplicates for tv in tvs)
+    missing = sum(1 for tv in tvs for order in posted if order not in tv["sales"])
+    duplicates = sum(tv["duplicates"] for tv in tvs)
     commits = delta("callboard_api_stream_commits")
     queries = delta("callboard_api_database_queries")
     computations = delta("callboard_api_stream_view_computations")
@@ -205,7 +236,8 @@ async def measure(stack: Stack, key: str, boards: int, seconds: float, interval:
         f"max {delays[-1] * 1000 if delays else float('nan'):.0f} ms; missing {missing}, "
         f"twice {duplicates}; API CPU {100 * cpu / wall:.0f} % of a core; "
         f"{commits:.0f} commits, {queries / max(commits, 1):.1f} queries and "
-        f"{computations / max(commits, 1):.1f} view computations per commit"
+        f"{computations / max(commits, 1):.1f} view computations per commit; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -214,6 +246,7 @@ def main() -> None:
     parser.add_argument("--boards", type=int, nargs="+", default=[1, 100, 500])
     parser.add_argument("--seconds", type=float, default=30, help="posting time per step")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between sales")
+    parser.add_argument("--processes", type=int, default=4, help="client processes")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-boards-"))
@@ -241,7 +274,7 @@ def main() -> None:
             httpx.post(f"{stack.ingest_url}/v1/events", content=orjson.dumps(floor), timeout=60)
             time.sleep(5)
             for boards in args.boards:
-                asyncio.run(measure(stack, key, boards, args.seconds, args.interval))
+                measure(stack, key, boards, args.seconds, args.interval, args.processes)
         finally:
             stack.stop_all()
             _drop_database(base_url, database_url)

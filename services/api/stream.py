@@ -370,10 +370,14 @@ async def stream(
         with engine.connect() as connection:
             return recent_sales(connection, filters, utc_now())
 
+    async def sales_now(version: int) -> list[dict[str, Any]]:
+        if "sale" not in selected:
+            return []
+        sales: list[dict[str, Any]] = await feed.view(("sale", filters), version, compute_sales)
+        return sales
+
     async def views_now(version: int, quiet: bool) -> dict[str, Any]:
         wanted: dict[str, Awaitable[Any]] = {}
-        if "sale" in selected:
-            wanted["sale"] = feed.view(("sale", filters), version, compute_sales)
         if {"metrics", "leaderboard", "anomalies"} & set(selected):
             # Nothing announced for a while: look once anyway, so a missed notice (or a
             # rolling window moving on) cannot leave a wallboard behind for good; once per
@@ -400,43 +404,48 @@ async def stream(
     # The first computation answers errors (a KPI that cannot be computed, the database
     # down) with their status before the stream starts.
     first_version = feed.version
+    first_sales = await sales_now(first_version)
     first = await views_now(first_version, quiet=False)
     slots.acquire(reader.client)
 
     # Sales counted up to the first look are not news to a new stream.
-    cursor = (
-        resume
-        if resume is not None
-        else max((s["cursor"] for s in first.get("sale", [])), default=0)
-    )
+    cursor = resume if resume is not None else max((s["cursor"] for s in first_sales), default=0)
 
     async def events() -> AsyncIterator[bytes]:
         sent: dict[str, bytes] = {}
         payloads: dict[str, Any] | None = first
+        sales = first_sales
         sales_sent: set[int] = set()
         newest = cursor
         quiet = False
+        version = first_version
         while True:
-            if payloads is None:
-                version = feed.version
-                payloads = await views_now(version, quiet)
-            else:
-                version = first_version
             stamp = orjson.dumps(
                 {"version": version, "commit_at": feed.last_commit, "sent_at": time.time()}
             ).decode()
-            sales = payloads.pop("sale", [])
+            news = []
             for sale in sales:
                 if sale["cursor"] > cursor and sale["seq"] not in sales_sent:
                     sales_sent.add(sale["seq"])
                     newest = max(newest, sale["cursor"])
-                    yield _event("sale", newest, stamp, orjson.dumps(sale["sale"]))
+                    news.append(_event("sale", newest, stamp, orjson.dumps(sale["sale"])))
             # Remember only what the window still shows.
             sales_sent &= {sale["seq"] for sale in sales}
+            if news:
+                yield b"".join(news)
+                # Every stream woken by this commit sends its sales before any sends the
+                # larger views.
+                await asyncio.sleep(0)
+            if payloads is None:
+                payloads = await views_now(version, quiet)
             event_id = newest if "sale" in selected else version
-            for name, data in payloads.items():
-                if sent.get(name) != data:
-                    yield _event(name, event_id, stamp, data)
+            changed = [
+                _event(name, event_id, stamp, data)
+                for name, data in payloads.items()
+                if sent.get(name) != data
+            ]
+            if changed:
+                yield b"".join(changed)
             sent, payloads = payloads, None
             outcome = await _wait(request, feed, authenticator, reader, version)
             if outcome == "gone":
@@ -449,6 +458,9 @@ async def stream(
             quiet = outcome == "quiet"
             if quiet:
                 yield b": keepalive\n\n"
+            # Sales first: they are what a board must show within a second.
+            version = feed.version
+            sales = await sales_now(version)
 
     return EventStream(events(), lambda: slots.release(reader.client))
 
