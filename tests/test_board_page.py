@@ -535,12 +535,23 @@ HEAP_SCRIPT = """
 """
 
 
-def test_memory_stays_flat_over_ten_thousand_stream_updates(
+def test_drops_red_above_the_maximum_and_memory_flat_over_10000_updates(
     pipeline: Pipeline, new_page: Callable[..., Page]
 ) -> None:
     page = new_page()
     page.goto(board_url(pipeline, lang="en", screen="agents"))
     wait_live(page)
+    # Drops (once the server offers them) turn red above CALLBOARD_DROP_RATE_MAX (0.03).
+    drops = page.locator("#card-drops")
+    for rate, alarm in (("0.0301", True), ("0.03", False)):
+        page.evaluate(
+            "r => window.callboardBoard.handle('metrics', {rows: [{drops: 7, drop_rate: r}]})",
+            rate,
+        )
+        expect(page.locator("#v-drop-rate")).to_have_text(
+            f"{Decimal(rate) * 100:.1f}% dropped · max 3.0%"
+        )
+        assert ("alarm" in (drops.get_attribute("class") or "")) is alarm, rate
     cdp = page.context.new_cdp_session(page)
 
     def heap_after(total: int, done: int) -> tuple[int, float]:
