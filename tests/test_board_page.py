@@ -559,7 +559,8 @@ def test_drops_red_above_the_maximum_and_memory_flat_over_10000_updates(
             page.evaluate(HEAP_SCRIPT, [done, 200])
             done += 200
             page.wait_for_timeout(20)  # let timers, animations and the stream run
-        page.wait_for_timeout(500)
+        # Settle: banners, tile animations and the leaderboard reads they set off finish.
+        page.wait_for_timeout(3000)
         for _ in range(3):
             cdp.send("HeapProfiler.collectGarbage")
         used = float(cdp.send("Runtime.getHeapUsage")["usedSize"])
@@ -567,5 +568,6 @@ def test_drops_red_above_the_maximum_and_memory_flat_over_10000_updates(
 
     done, after_1000 = heap_after(1000, 0)
     _, after_10000 = heap_after(10_000, done)
-    assert page.locator(".tile").count() == 60
     assert after_10000 <= after_1000 * 1.2, (after_1000, after_10000)
+    # Nor do elements pile up: at most the page with 60 tiles (about 860 elements).
+    assert page.evaluate("() => document.getElementsByTagName('*').length") <= 900

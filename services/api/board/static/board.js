@@ -1179,6 +1179,6 @@ async function start() {
 }
 
 // For the browser tests: feed events through the same path the stream uses.
-window.callboardBoard = { handle: handleEvent, state };
+window.callboardBoard = { handle: handleEvent, state, stream };
 
 start();
