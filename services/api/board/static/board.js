@@ -57,10 +57,11 @@ const STATE_ICONS = {
 // How long without any word from the stream (events or keep-alives, at least every 5 s)
 // before the board says it may be showing old numbers.
 const SILENCE_STALE_MS = 12000;
-const SALE_QUEUE_MAX = 30;
+// A burst shows its newest few; older ones are counted, not shown.
+const SALE_QUEUE_MAX = 5;
 const SEEN_SALES_MAX = 500;
 const CELEBRATE_MS = 6000;
-const CELEBRATE_BUSY_MS = 3000;
+const CELEBRATE_BUSY_MS = 2500;
 const LEADERBOARD_MIN_INTERVAL_MS = 800;
 const TARGETS_REFRESH_MS = 30000;
 const REFUSED_RETRY_MS = 30000;
