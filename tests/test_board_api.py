@@ -415,7 +415,7 @@ def test_sales_pushed_once_and_only_to_their_teams(board: tuple[Pipeline, Floor]
 
 
 def test_agents_on_the_stream(board: tuple[Pipeline, Floor]) -> None:
-    pipeline, floor = board
+    pipeline, _ = board
     t2 = create_key(pipeline, name="t2", scopes=["read"], team_ids=["T2"])["key"]
     listener = Listener(pipeline, t2, {"views": "agents"})
     try:
@@ -440,7 +440,6 @@ def test_agents_on_the_stream(board: tuple[Pipeline, Floor]) -> None:
         assert again[3]["data"]["as_of"] > body["data"]["as_of"]
     finally:
         listener.close()
-    assert floor.at["b4 wrap_up"] < datetime.now(UTC)
 
 
 def test_pace_by_hour_with_the_targets_that_apply(board: tuple[Pipeline, Floor]) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -205,3 +207,56 @@ def test_status_comes_at_least_every_five_seconds(board_pipeline: Pipeline) -> N
         assert status["lag_status"] in ("ok", "warning", "stalled", "error")
         # Nothing has been committed on this topic yet.
         assert status["last_commit_at"] is None
+
+
+def _counter(pipeline: Pipeline, name: str) -> float:
+    text = pipeline.api.get("/metrics").text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name}_total ")
+    )
+
+
+def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, name="floor", scopes=["read"])["key"]
+    boards = 20
+    params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
+    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
+    responses = []
+    try:
+        for client in clients:
+            request = client.build_request(
+                "GET", stream_url(board_pipeline), params=params, headers=bearer(key)
+            )
+            responses.append(client.send(request, stream=True))
+        assert [r.status_code for r in responses] == [200] * boards
+        commits = _counter(board_pipeline, "callboard_api_stream_commits")
+        computed = _counter(board_pipeline, "callboard_api_stream_view_computations")
+        started = time.monotonic()
+        at = datetime.now(UTC).isoformat()
+        board_pipeline.post(
+            [
+                {
+                    "event_id": f"w-{i}",
+                    "type": "call.started",
+                    "occurred_at": at,
+                    "agent_id": "w1",
+                    "call_id": f"w-call-{i}",
+                    "lead_id": f"L{i}",
+                }
+                for i in range(3)
+            ]
+        )
+        board_pipeline.wait_caught_up()
+        time.sleep(2)
+        new_commits = _counter(board_pipeline, "callboard_api_stream_commits") - commits
+        new_views = _counter(board_pipeline, "callboard_api_stream_view_computations") - computed
+        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
+    finally:
+        for response in responses:
+            response.close()
+        for client in clients:
+            client.close()
+    assert new_commits >= 1
+    # Three views per commit for all twenty boards (and one more look at the metrics per
+    # quiet 5 s), not three per board.
+    assert new_views <= 3 * new_commits + quiet_looks, (new_views, new_commits, quiet_looks)
