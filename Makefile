@@ -18,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make venv   - create $(VENV) and install callboard with its dev dependencies"
-	@echo "make deps   - install PostgreSQL, Java, Maven, Prometheus if missing; fetch Kafka jars"
+	@echo "make deps   - install PostgreSQL, Java, Maven, Prometheus, Chromium, a CJK font if missing; fetch Kafka jars"
 	@echo "make test   - run the test suite (real Kafka and PostgreSQL, started locally)"
 	@echo "make check  - ruff lint, ruff format check, mypy"
 	@echo "make fmt    - format and autofix with ruff"
@@ -47,6 +47,8 @@ deps: venv
 	command -v java >/dev/null 2>&1 || packages="$$packages default-jre-headless"; \
 	command -v mvn >/dev/null 2>&1 || packages="$$packages maven"; \
 	command -v promtool >/dev/null 2>&1 || packages="$$packages prometheus"; \
+	[ -x /usr/bin/chromium ] || packages="$$packages chromium"; \
+	fc-list 2>/dev/null | grep -qi "wqy\|cjk" || packages="$$packages fonts-wqy-microhei"; \
 	if [ -n "$$packages" ]; then \
 		echo "installing system packages:$$packages"; \
 		if [[ "$$packages" == *postgresql* && ! -e /etc/postgresql-common/createcluster.conf ]]; then \

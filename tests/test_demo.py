@@ -105,6 +105,8 @@ def test_demo_runs_for_its_seconds_shows_live_numbers_and_stops_everything(
     # The demo's bootstrap admin key: kept for its owner only, and said where.
     key_file = tmp_path / ".callboard" / "demo" / "admin_key"
     assert "admin key in" in output and key_file.stat().st_mode & 0o777 == 0o600
+    # The wallboard's address, its read key in the fragment, and the numbers read with it.
+    assert re.search(r"wallboard: http://127\.0\.0\.1:\d+/board#key=\S{32,} ", output), output
     _assert_nothing_left(tmp_path, output)
 
 

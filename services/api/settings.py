@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import CommonSettings
 
@@ -12,6 +14,13 @@ from shared.settings import CommonSettings
 # cache's refresh, /readyz and the live streams' shared computations.
 API_EXTRA_CONNECTIONS = 4
 API_EXTRA_THREADS = 8
+BoardState = Literal["available", "on_call", "wrap_up", "paused"]
+VICIDIAL_STEPS: dict[BoardState, list[int]] = {
+    "available": [60, 300],
+    "on_call": [10, 60, 300],
+    "wrap_up": [10, 60, 300, 600, 900],
+    "paused": [10, 60, 300, 600, 900],
+}
 
 
 class ApiSettings(CommonSettings):
@@ -53,6 +62,24 @@ class ApiSettings(CommonSettings):
     @property
     def worker_threads(self) -> int:
         return self.max_requests_in_flight + API_EXTRA_THREADS
+
+    # The wallboard (/board): the drop rate shown red above this, and per agent state the
+    # seconds in state at which a tile's colour steps up (VICIdial's real-time report
+    # defaults: waiting 60/300, in call 10/60/300, paused and wrap-up 10/60/300/600/900).
+    drop_rate_max: Decimal = Field(default=Decimal("0.03"), ge=0, le=1)
+    board_state_seconds: dict[BoardState, list[int]] = Field(
+        default_factory=lambda: dict(VICIDIAL_STEPS)
+    )
+
+    @field_validator("board_state_seconds")
+    @classmethod
+    def _steps_ascend(cls, value: dict[BoardState, list[int]]) -> dict[BoardState, list[int]]:
+        # States not given keep VICIdial's steps.
+        value = {**VICIDIAL_STEPS, **value}
+        for state, steps in value.items():
+            if len(steps) > 5 or any(s <= 0 for s in steps) or steps != sorted(set(steps)):
+                raise ValueError(f"{state}: at most 5 ascending positive seconds, e.g. [60, 300]")
+        return value
 
 
 @lru_cache

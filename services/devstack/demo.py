@@ -59,6 +59,9 @@ CALL_EVERY_SECONDS = 3.0
 DEMO_QUOTE_RATE = 0.4
 DEMO_CLOSE_RATE = 0.45
 FEED_TICK_SECONDS = 0.5
+# After a call an agent wraps up, or now and then takes a pause (the wallboard's grid).
+PAUSE_CHANCE = 0.01
+PAUSE_REASONS = ("break", "training", "meeting", "lunch")
 MAX_EVENTS_PER_REQUEST = 2000
 BACKFILL_CALLS_PER_AGENT = 25
 REFRESH_SECONDS = 1.0
@@ -258,21 +261,57 @@ class Feeder:
     def _next_gap(self) -> float:
         return max(0.5, self._pace.expovariate(1 / CALL_EVERY_SECONDS))
 
+    def _state(self, agent_index: int, at: datetime, state: str, reason: str | None = None) -> None:
+        """An agent's state change, as a dialer reports it (the wallboard's agent grid)."""
+        agent_id, team_id = self.simulator.agents[agent_index]
+        event = {
+            "event_id": self.simulator._id("state"),
+            "type": "agent.state_changed",
+            "occurred_at": at.isoformat(),
+            "agent_id": agent_id,
+            "team_id": team_id,
+            "state": state,
+            **({"reason": reason} if reason else {}),
+        }
+        self._outbox.append(event)
+
     def _feed_live(self, client: httpx.Client) -> None:
         started = time.monotonic()
-        next_call = [
-            started + self._pace.uniform(0, CALL_EVERY_SECONDS) for _ in self.simulator.agents
-        ]
+        agents = range(len(self.simulator.agents))
+        next_call = [started + self._pace.uniform(0, CALL_EVERY_SECONDS) for _ in agents]
+        # When an agent in wrap-up or on a pause is available again (monotonic time).
+        back_at: dict[int, float] = {}
+        logged_in = datetime.now(UTC)
+        for agent_index in agents:
+            self._state(agent_index, logged_in, "available")
         while not self.stop.is_set():
             now = time.monotonic()
             wall = datetime.now(UTC)
             calls = 0
+            for agent_index, back in list(back_at.items()):
+                if back <= now:
+                    # Back from wrap-up or a pause: mostly straight into the next call
+                    # (reported when it ends), sometimes waiting for one.
+                    busy = self._pace.random() < 0.6
+                    self._state(agent_index, wall, "on_call" if busy else "available")
+                    del back_at[agent_index]
             for agent_index, due in enumerate(next_call):
                 if due <= now:
                     # A dialer reports a call once it has ended: the call is placed so
                     # that its last event happened just now.
-                    self._outbox.extend(self.simulator.call(wall, agent_index, not_after=wall))
-                    next_call[agent_index] = now + self._next_gap()
+                    events = self.simulator.call(wall, agent_index, not_after=wall)
+                    began = min(datetime.fromisoformat(e["occurred_at"]) for e in events)
+                    self._state(agent_index, max(began, logged_in), "on_call")
+                    self._outbox.extend(events)
+                    gap = self._next_gap()
+                    if self._pace.random() < PAUSE_CHANCE:
+                        reason = self._pace.choice(PAUSE_REASONS)
+                        self._state(agent_index, wall, "paused", reason)
+                        gap += self._pace.uniform(10, 45)
+                    else:
+                        self._state(agent_index, wall, "wrap_up")
+                    back_at[agent_index] = now + (gap - 0.5 if gap > 10 else gap * 0.4)
+                    next_call[agent_index] = now + gap
                     calls += 1
             if calls:
                 self._count(calls=calls)
@@ -348,8 +387,10 @@ class Poller:
         *,
         zone: tzinfo,
         interval: float = REFRESH_SECONDS,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.stop = stop
+        self.headers = headers or {}
         self.zone = zone
         self.interval = interval
         self.latest: Snapshot | None = None
@@ -366,7 +407,7 @@ class Poller:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self._url, timeout=5.0) as client:
+        with httpx.Client(base_url=self._url, timeout=5.0, headers=self.headers) as client:
             while not self.stop.is_set():
                 began = time.monotonic()
                 try:
@@ -462,6 +503,8 @@ def _header(view: DemoView) -> Text:
         ("data", "bold"),
         f"    {urls['database']} · today in {view.timezone}\n",
     )
+    if urls.get("board"):
+        text.append_text(Text.assemble(("board", "bold"), f"   {urls['board']}\n"))
     text.append_text(_freshness(view))
     for problem in (feed.problem, view.problem):
         if problem:
@@ -681,6 +724,7 @@ class Demo:
         self._stopping = False
         self._plain = not console.is_terminal or console.is_dumb_terminal
         self._last_summary = 0.0
+        self.board_key: str | None = None
 
     @property
     def urls(self) -> dict[str, str]:
@@ -689,7 +733,13 @@ class Demo:
             "api": self.stack.service_url("api") or "-",
             "kafka": self.stack.kafka.bootstrap_servers,
             "database": f"sqlite {_shown(self.database_path)}",
+            **({"board": self.board_url()} if self.board_key else {}),
         }
+
+    def board_url(self, lang: str | None = None) -> str:
+        """The wallboard with its key in the fragment (which the browser never sends)."""
+        query = f"?lang={lang}" if lang else ""
+        return f"{self.stack.service_url('api')}/board{query}#key={self.board_key}"
 
     def report(self, message: str, style: str = "") -> None:
         """One progress line, with the seconds since the demo began."""
@@ -776,6 +826,25 @@ class Demo:
                 f'curl -H "Authorization: Bearer $(cat {_shown(self.stack.admin_key_file)})" '
                 f"{self.urls['api']}/v1/admin/keys"
             )
+        self.board_key = self._create_board_key()
+        self.report(
+            f"wallboard: {self.board_url()} (in English: {self.board_url('en')})", style="bold"
+        )
+
+    def _create_board_key(self) -> str:
+        """A read key for the wallboard (and the terminal's own reads): the key a floor's
+        TVs would be given."""
+        admin = os.environ.get("CALLBOARD_ADMIN_KEY") or self.stack.admin_key_file.read_text()
+        response = httpx.post(
+            f"{self.urls['api']}/v1/admin/keys",
+            json={"name": "demo wallboard", "scopes": ["read"]},
+            headers={"Authorization": f"Bearer {admin.strip()}"},
+            timeout=10.0,
+        )
+        if response.status_code != 201:
+            raise DevstackError(f"could not create the wallboard's key: {response.text[:300]}")
+        key: str = response.json()["key"]
+        return key
 
     def _start_steps(self, cancelled: threading.Event) -> None:
         def step(action: Callable[[], None]) -> None:
@@ -805,7 +874,12 @@ class Demo:
         self.feeder = Feeder(
             self.urls["ingest"], simulator, zone=self.zone, seed=self.seed, stop=self.stop
         )
-        self.poller = Poller(self.urls["api"], self.stop, zone=self.zone)
+        self.poller = Poller(
+            self.urls["api"],
+            self.stop,
+            zone=self.zone,
+            headers={"Authorization": f"Bearer {self.board_key}"} if self.board_key else None,
+        )
         self.feeder.start()
         self.poller.start()
         self.timings.live_started = time.monotonic()
