@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.api.analysis_routes import router as analysis_router
 from services.api.board.routes import router as board_router
+from services.api.contests.routes import router as contests_router
 from services.api.inflight import InFlightLimit
 from services.api.lag import LagMonitor
 from services.api.management_routes import router as management_router
@@ -89,4 +90,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(management_router)
     app.include_router(stream_router)
     app.include_router(board_router)
+    app.include_router(contests_router)
     return app
