@@ -27,7 +27,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 
+from services.api.contests.service import contest_standings
+from services.api.settings import ApiSettings
 from tests.conftest import cloned_database, new_topic
 from tests.pipeline import Pipeline
 
@@ -439,7 +442,10 @@ def test_bad_input_is_refused(floor: Floor, change: dict[str, Any], field: str) 
     error = response.json()["error"]
     assert set(response.json()) == {"error"}
     assert error["code"] == "invalid_input"
-    assert field in json.dumps(error.get("details")) or field in error["message"], error
+    details = error.get("details") or []
+    fields = [d["field"] for d in details] if isinstance(details, list) else []
+    named = [f for f in fields if f == field or f.startswith(f"{field}.")]
+    assert named or error["message"].startswith(f"{field}="), error
 
 
 def test_delete(floor: Floor) -> None:
@@ -461,6 +467,30 @@ def test_delete(floor: Floor) -> None:
     assert gone.status_code == 404
     again = floor.api.delete(f"/v1/contests/{contest_id}", headers=_bearer(ADMIN))
     assert again.status_code == 404
+
+
+def test_standings_and_leader_for_announcements(floor: Floor) -> None:
+    """What the chat digests call: the standings and leaders without going through HTTP."""
+    settings = ApiSettings(
+        database_url=floor.pipeline.database_url, timezone="Asia/Shanghai", auth_mode="off"
+    )
+    engine = create_engine(floor.pipeline.database_url)
+    try:
+        with engine.connect() as connection:
+            found = contest_standings(connection, settings, floor.contests["sales"])
+            limited = contest_standings(
+                connection, settings, floor.contests["sales"], key_teams=frozenset({"t-1"})
+            )
+    finally:
+        engine.dispose()
+    expected = truth(floor.generated, "sales", TEAMS)
+    top = sorted(a for a, (rank, _) in expected.items() if rank == 1)
+    assert found.status == "ended"
+    assert sorted(r["agent_id"] for r in found.leaders) == top
+    assert found.winners == found.leaders
+    assert {r["agent_id"]: (r["rank"], r["value"]) for r in found.rows} == expected
+    only_t1 = truth(floor.generated, "sales", ("t-1",))
+    assert {r["agent_id"]: (r["rank"], r["value"]) for r in limited.rows} == only_t1
 
 
 def _contests_events(

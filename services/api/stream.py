@@ -28,7 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from services.api import metrics as api_metrics
 from services.api.anomalies import find_anomalies
 from services.api.board.service import agents_now, pace_hourly, recent_sales, utc_now
-from services.api.contests.service import contest_standings, list_contests, present_standings
+from services.api.contests.service import (
+    contest_standings,
+    get_contest,
+    list_contests,
+    present_standings,
+)
 from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
@@ -36,7 +41,7 @@ from services.api.routes import Settings, filters_for, parse_timestamp
 from services.api.service import MetricsService, check_rankable, parse_group_by, parse_metrics
 from shared.auth import Authenticator, Principal, Scope, require
 from shared.db import COMMITS_CHANNEL
-from shared.errors import ERROR_RESPONSES, InvalidInput, RateLimited
+from shared.errors import ERROR_RESPONSES, InvalidInput, NotFound, RateLimited
 from shared.models import consumer_offset
 from shared.timeutil import as_utc
 
@@ -385,10 +390,16 @@ async def stream(
             else:
                 running = list_contests(connection, key_teams=key_teams, status="running", now=now)
                 ids = [c.contest_id for c in running]
-            found = [
-                contest_standings(connection, settings, i, key_teams=key_teams, now=now)
-                for i in ids
-            ]
+            found = []
+            for contest_id in ids:
+                try:
+                    found.append(
+                        contest_standings(
+                            connection, settings, contest_id, key_teams=key_teams, now=now
+                        )
+                    )
+                except NotFound:
+                    continue  # deleted since: no longer shown
             return orjson.dumps(
                 {"contests": [present_standings(s, settings, key_teams) for s in found]},
                 default=str,
@@ -435,6 +446,14 @@ async def stream(
         if "status" in out:
             out["status"] = out["status"][:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
         return out
+
+    if contest is not None:
+        # An unknown contest, or another team's, is a 404 before the stream starts.
+        def check_contest() -> None:
+            with engine.connect() as connection:
+                get_contest(connection, contest, key_teams=filters.key_teams)
+
+        await run_in_threadpool(check_contest)
 
     # The first computation answers errors (a KPI that cannot be computed, the database
     # down) with their status before the stream starts.

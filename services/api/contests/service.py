@@ -130,7 +130,13 @@ def create_contest(
 ) -> Contest:
     """Check and store a contest; 422 names the field at fault."""
     kpi = new.kpi.strip()
-    check_rankable(kpi)
+    try:
+        check_rankable(kpi)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            exc.message,
+            details=[{"field": "kpi", "message": "a KPI key /v1/leaderboard ranks by"}],
+        ) from exc
     start, end = _moment("starts_at", starts_at), _moment("ends_at", ends_at)
     if end <= start:
         raise InvalidInput(
