@@ -287,3 +287,25 @@ working_calendar = Table(
     Column("updated_at", TZ, nullable=False),
     Column("updated_by", String(128), nullable=False),
 )
+
+# Contests (竞赛): agents of some teams, or teams against each other, ranked by one KPI over
+# ``[starts_at, ends_at)``. The standings are never stored: they are read from the KPI
+# tables as the leaderboard reads them. ``team_ids`` is comma-joined (team ids hold no
+# comma); ``min_volume`` is the one in force when the contest was created.
+contest = Table(
+    "contest",
+    metadata,
+    Column("contest_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("kpi", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("team_ids", Text, nullable=False),
+    Column("starts_at", TZ, nullable=False),
+    Column("ends_at", TZ, nullable=False),
+    Column("min_volume", Integer, nullable=False),
+    Column("ascending", Boolean, nullable=False),
+    Column("prize", String(500), nullable=True),
+    Column("created_at", TZ, nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+Index("ix_contest_ends_at", contest.c.ends_at)

@@ -15,6 +15,7 @@ from services.api.analysis_routes import router as analysis_router
 from services.api.board.page import board_assets
 from services.api.board.page import router as page_router
 from services.api.board.routes import router as board_router
+from services.api.contests.routes import router as contests_router
 from services.api.inflight import InFlightLimit
 from services.api.lag import LagMonitor
 from services.api.management_routes import router as management_router
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(management_router)
     app.include_router(stream_router)
     app.include_router(board_router)
+    app.include_router(contests_router)
     app.include_router(page_router)
     app.mount("/board/static", board_assets(), name="board-static")
     return app

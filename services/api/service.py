@@ -262,6 +262,14 @@ class MetricsService:
         rows.sort(key=lambda r: (r["rank"], r["agent_id"]))
         return min_volume, rows[:limit] if limit is not None else rows
 
+    def ranked(
+        self, connection: Connection, metric: str, query: Query, min_volume: int, ascending: bool
+    ) -> dict[str, tuple[int, Any, Any]]:
+        """The leaderboard's ranking of the rows of ``query`` (grouped by one dimension):
+        each row's rank (ties share one: 1, 2, 2, 4), value and volume; the rows below
+        ``min_volume`` are left out."""
+        return self._ranked(connection, metric, query, min_volume, ascending)
+
     def _ranked(
         self, connection: Connection, metric: str, query: Query, min_volume: int, ascending: bool
     ) -> dict[str, tuple[int, Any, Any]]:

@@ -28,6 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from services.api import metrics as api_metrics
 from services.api.anomalies import find_anomalies
 from services.api.board.service import agents_now, pace_hourly, recent_sales, utc_now
+from services.api.contests.service import (
+    contest_standings,
+    get_contest,
+    list_contests,
+    present_standings,
+)
 from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
 from services.api.queries import Query as MetricsQuery
@@ -35,7 +41,7 @@ from services.api.routes import Settings, filters_for, parse_timestamp
 from services.api.service import MetricsService, check_rankable, parse_group_by, parse_metrics
 from shared.auth import Authenticator, Principal, Scope, require
 from shared.db import COMMITS_CHANNEL
-from shared.errors import ERROR_RESPONSES, InvalidInput, RateLimited
+from shared.errors import ERROR_RESPONSES, InvalidInput, NotFound, RateLimited
 from shared.models import consumer_offset
 from shared.timeutil import as_utc
 
@@ -209,7 +215,7 @@ Ids = Annotated[list[str] | None, Query()]
 # Streams are long-lived: bounded per key by open streams, not by the request rate.
 StreamReader = Annotated[Principal, Depends(require(Scope.read, rate_limited=False))]
 
-VIEWS = ("metrics", "leaderboard", "anomalies", "agents", "sale", "pace", "status")
+VIEWS = ("metrics", "leaderboard", "anomalies", "agents", "sale", "pace", "status", "contests")
 # How often the key of an open stream is checked against the key table (itself read at
 # most CALLBOARD_AUTH_CACHE_SECONDS ago), and how often status and agents are sent at least.
 KEY_CHECK_SECONDS = 1.0
@@ -274,6 +280,10 @@ async def stream(
         str | None,
         Query(description="sale events: only sales counted after this time (RFC 3339)"),
     ] = None,
+    contest: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="contests events of this contest only"),
+    ] = None,
     last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
@@ -281,7 +291,9 @@ async def stream(
     sent at once and again after every aggregator commit that changes them; ``agents`` (as
     ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
     within a second of the commit that counts it; ``pace`` (as ``/v1/pace/hourly``) on
-    change; ``status`` (``last_commit_at``,
+    change; ``contests`` (``{"contests": [...]}``, each as ``/v1/contests/{id}``: the
+    running contests, or with ``contest=<id>`` that one whatever its status) on change;
+    ``status`` (``last_commit_at``,
     ``lag_status``, ``sent_at``) at least every 5 s. ``views`` selects the events.
 
     Sales: a new stream sends those counted from now on; one that resumes (the
@@ -297,6 +309,9 @@ async def stream(
     groups = parse_group_by(group_by)
     leaderboard = leaderboard.strip() if leaderboard else None
     selected = parse_views(views, leaderboard, anomalies)
+    if contest is not None and "contests" not in selected:
+        # A board showing one contest: that is all it asked for unless it named views.
+        selected = ("contests",) if views is None else (*selected, "contests")
     if leaderboard and "leaderboard" in selected:
         check_rankable(leaderboard)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
@@ -366,6 +381,30 @@ async def stream(
         with engine.connect() as connection:
             return orjson.dumps(pace_hourly(connection, settings, filters, utc_now()))
 
+    def compute_contests() -> bytes:
+        key_teams = filters.key_teams
+        now = datetime.now(UTC)
+        with engine.connect() as connection:
+            if contest is not None:
+                ids = [contest]
+            else:
+                running = list_contests(connection, key_teams=key_teams, status="running", now=now)
+                ids = [c.contest_id for c in running]
+            found = []
+            for contest_id in ids:
+                try:
+                    found.append(
+                        contest_standings(
+                            connection, settings, contest_id, key_teams=key_teams, now=now
+                        )
+                    )
+                except NotFound:
+                    continue  # deleted since: no longer shown
+            return orjson.dumps(
+                {"contests": [present_standings(s, settings, key_teams) for s in found]},
+                default=str,
+            )
+
     def compute_sales() -> list[dict[str, Any]]:
         with engine.connect() as connection:
             return recent_sales(connection, filters, utc_now())
@@ -394,12 +433,27 @@ async def stream(
             )
         if "pace" in selected:
             wanted["pace"] = feed.view(("pace", filters), version, compute_pace)
+        if "contests" in selected:
+            # Shared per key's teams and contest; looked at again when quiet, since a
+            # contest starts and ends with no commit.
+            tick = int(time.monotonic() // KEEPALIVE_SECONDS) if quiet else None
+            wanted["contests"] = feed.view(
+                ("contests", filters.key_teams, contest, tick), version, compute_contests
+            )
         # The views are computed side by side: a board waits for the slowest, not the sum.
         out = dict(zip(wanted, await asyncio.gather(*wanted.values()), strict=True))
         out.update(out.pop("classic", {}))
         if "status" in out:
             out["status"] = out["status"][:-1] + f',"sent_at":"{_now_text()}"}}'.encode()
         return out
+
+    if contest is not None:
+        # An unknown contest, or another team's, is a 404 before the stream starts.
+        def check_contest() -> None:
+            with engine.connect() as connection:
+                get_contest(connection, contest, key_teams=filters.key_teams)
+
+        await run_in_threadpool(check_contest)
 
     # The first computation answers errors (a KPI that cannot be computed, the database
     # down) with their status before the stream starts.
