@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -30,14 +29,15 @@ NOT_OPERATOR_COMMANDS = frozenset(
 class CallboardGroup(TyperGroup):
     """The top-level group: operator commands reach the stack, and nothing answering is one line."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    # typer's own copy of click's Context: typed as Any to stay clear of the vendored module.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except Exception as exc:
             message = unreachable_message(exc)
             if message is None:
                 raise
-            click.echo(message, err=True)
+            typer.echo(message, err=True)
             raise typer.Exit(1) from None
 
 

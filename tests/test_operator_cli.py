@@ -15,8 +15,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,20 +72,32 @@ def _callboard(
 
 
 @pytest.fixture
-def local_stack(tmp_path: Path) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
-    """``callboard up`` on free ports in tmp_path; ``callboard down`` at the end."""
+def local_stack() -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
+    """``callboard up`` on free ports in a new folder; ``callboard down`` at the end.
+
+    The folder is outside pytest's temporary tree: a concurrent pytest run resets that tree
+    to 0700, which would lock PostgreSQL's unprivileged server user out of its data.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="callboard-test-stack-"))
+    try:
+        yield from _stack_in(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stack_in(folder: Path) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
     ports = {name: free_port() for name in ("kafka", "postgres", "ingest", "api")}
     up = _callboard(
         f"callboard up --kafka-port {ports['kafka']} --postgres-port {ports['postgres']} "
         f"--ingest-port {ports['ingest']} --api-port {ports['api']} --timeout 120",
-        tmp_path,
+        folder,
         timeout=400,
     )
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        yield tmp_path, up
+        yield folder, up
     finally:
-        down = _callboard("callboard down", tmp_path, timeout=120)
+        down = _callboard("callboard down", folder, timeout=120)
         assert down.returncode == 0, down.stderr[-3000:]
 
 
@@ -155,7 +169,7 @@ def test_readme_command_lines_reach_the_stack_callboard_up_started(
     # A record that is not an event, straight to the topic: the aggregator sets it aside.
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap_servers, acks="all")
     try:
-        producer.send("callboard.events", key=b"poison", value=b"not json").get(timeout=30)
+        sent = producer.send("callboard.events", key=b"poison", value=b"not json").get(timeout=30)
     finally:
         producer.close(timeout=10)
     letters: list[dict[str, object]] = []
@@ -169,7 +183,7 @@ def test_readme_command_lines_reach_the_stack_callboard_up_started(
         time.sleep(1)
     assert len(letters) == 1, letters
     assert letters[0]["event_id"] is None
-    assert letters[0]["source"] == "callboard.events"
+    assert letters[0]["source"] == f"callboard.events/{sent.partition}/{sent.offset}"
     table = _callboard(".venv/bin/callboard dead-letters list", folder)
     assert table.returncode == 0 and "1 dead letters" in table.stderr, table.stderr
 
