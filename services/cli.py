@@ -1,17 +1,59 @@
-"""The ``callboard`` command: one subcommand per service, migrations and the local stack."""
+"""The ``callboard`` command: one subcommand per service, migrations and the local stack.
+
+Every command but the services themselves and the local-stack ones is an operator command:
+it finds the stack ``callboard up`` started when no settings name another, and says in one
+line that the database or the broker does not answer rather than raising
+(``services/operator_env.py``). A new command gets both by being added here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from services.aggregator.cli import register as register_aggregator_repairs
 from services.devstack.cli import register as register_devstack
 from services.importer.cli import register as register_import
 from services.keys_cli import register as register_keys
+from services.operator_env import unreachable_message, use_local_stack
 
-app = typer.Typer(help="Callboard: call events in, telesales KPIs out.", no_args_is_help=True)
+# The commands that run or manage a process of their own, with settings given explicitly
+# (by `callboard up`, a supervisor or the caller): they never look for the local stack.
+NOT_OPERATOR_COMMANDS = frozenset(
+    {"ingest", "api", "aggregator", "up", "down", "status", "infra", "demo"}
+)
+
+
+class CallboardGroup(TyperGroup):
+    """The top-level group: operator commands reach the stack, and nothing answering is one line."""
+
+    # typer's own copy of click's Context: typed as Any to stay clear of the vendored module.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            message = unreachable_message(exc)
+            if message is None:
+                raise
+            typer.echo(message, err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=CallboardGroup,
+    help="Callboard: call events in, telesales KPIs out.",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _operator_settings(ctx: typer.Context) -> None:
+    # Runs after the subcommand is chosen and before its options are read, so the settings
+    # it fills in also serve the options read from the environment (--ingest-url).
+    if ctx.invoked_subcommand not in NOT_OPERATOR_COMMANDS:
+        use_local_stack()
 
 
 Workers = Annotated[int, typer.Option(min=1, help="Worker processes sharing the port.")]
@@ -53,6 +95,8 @@ def migrate(revision: str = "head") -> None:
     # Each step as it starts, and what a long one is doing.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.INFO)
+    # Not a step: which of alembic's own plugins loaded.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     upgrade_database(revision=revision)
 

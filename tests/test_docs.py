@@ -41,3 +41,17 @@ def test_kpis_md_names_each_key_as_the_code_does() -> None:
         row = re.search(rf"^\|\s*`{key}`\s*\|([^|]*)\|", text, flags=re.MULTILINE)
         if row is not None:  # a missing key is the first test's failure
             assert row.group(1).strip() == name_zh, key
+
+
+def test_architecture_md_names_only_paths_that_exist() -> None:
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    repo = DOCS.parent
+    paths = {
+        token
+        for token in re.findall(r"`([A-Za-z_./]+)`", text)
+        # Routes start with "/"; the local stack's state folder exists only once it ran.
+        if "/" in token and not token.startswith(("/", ".callboard"))
+    }
+    assert "services/ingest/adapters/" in paths and "shared/models.py" in paths
+    missing = sorted(p for p in paths if not (repo / p).exists() and not (DOCS / p).exists())
+    assert missing == []

@@ -33,6 +33,7 @@ from services.devstack.processes import (
     terminate,
     write_pid,
 )
+from services.operator_env import RecordedStack
 from shared.auth import bootstrap_admin_key
 
 DEFAULT_STATE_DIR = Path(".callboard")
@@ -133,6 +134,14 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ignore_in_git()
         (self.state_dir / "ports.json").write_text(json.dumps(asdict(self.ports)) + "\n")
+        # For the operator commands (`callboard keys`, `import`, ...) typed without settings.
+        env = self.env()
+        RecordedStack(
+            database_url=env["CALLBOARD_DATABASE_URL"],
+            kafka_bootstrap_servers=env["CALLBOARD_KAFKA_BOOTSTRAP_SERVERS"],
+            ingest_url=f"http://127.0.0.1:{self.ports.ingest}",
+            api_url=f"http://127.0.0.1:{self.ports.api}",
+        ).write(self.state_dir)
         if not self.uses_postgres:
             self._start_kafka(report)
             return
