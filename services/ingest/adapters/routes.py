@@ -134,11 +134,25 @@ def _merged(query: Any, form: ImmutableMultiDict[str, str] | None) -> dict[str, 
     return params
 
 
-@router.api_route(
+_TWILIO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    413: {"model": ErrorBody, "description": "Body over the limit"},
+}
+
+
+# Twilio calls back with POST, or GET where the account says so: one route per method, so
+# each has an operation id of its own in the OpenAPI document.
+@router.get(
     "/v1/adapters/twilio/status",
-    methods=["GET", "POST"],
     response_model=AdapterResponse,
-    responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "Body over the limit"}},
+    responses=_TWILIO_RESPONSES,
+    operation_id="twilio_status_get",
+)
+@router.post(
+    "/v1/adapters/twilio/status",
+    response_model=AdapterResponse,
+    responses=_TWILIO_RESPONSES,
+    operation_id="twilio_status_post",
 )
 async def twilio_status(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
     """A Twilio status callback (form POST, or GET), signed with the account's Auth Token."""
