@@ -161,7 +161,11 @@ def floor(
 
 
 def _both(
-    api: httpx.Client, path: str, lang: str, headers: dict[str, str] | None = None, **params: Any
+    api: httpx.Client,
+    path: str,
+    lang: str,
+    params: dict[str, Any],
+    headers: dict[str, str] | None = None,
 ) -> tuple[Any, openpyxl.Workbook, httpx.Response]:
     answer = api.get(path, params=params, headers=headers)
     assert answer.status_code == 200, answer.text
@@ -246,6 +250,10 @@ def _field(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda row: row.get(key)
 
 
+def _scored(n: int, part: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda row: row["kpis"][n][part]
+
+
 LANGS = ["zh-CN", "en"]
 
 
@@ -253,7 +261,7 @@ LANGS = ["zh-CN", "en"]
 def test_metrics_workbook_is_the_json_answer(floor: Pipeline, lang: str) -> None:
     keys = ["dials", "connects", "talk_seconds", "revenue", "connect_rate", "avg_talk_seconds"]
     params = {**RANGE, "group_by": "team,agent", "granularity": "day", "metrics": ",".join(keys)}
-    answer, book, response = _both(floor.api, "/v1/metrics", lang, **params)
+    answer, book, response = _both(floor.api, "/v1/metrics", lang, params)
     # Eight rows: four agents on two days; a1's talk on the 2nd: 10 answered calls.
     assert len(answer["rows"]) == 8
     a1 = answer["rows"][0]
@@ -276,7 +284,7 @@ def test_metrics_workbook_is_the_json_answer(floor: Pipeline, lang: str) -> None
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("metric", ["revenue", "connect_rate", "avg_talk_seconds"])
 def test_leaderboard_workbook_is_the_json_answer(floor: Pipeline, lang: str, metric: str) -> None:
-    answer, book, response = _both(floor.api, "/v1/leaderboard", lang, metric=metric, **RANGE)
+    answer, book, response = _both(floor.api, "/v1/leaderboard", lang, {**RANGE, "metric": metric})
     assert {r["agent_id"] for r in answer["rows"]} <= set(TEAMS)
     if metric == "revenue":  # b1 1 355.15, a1 1 334.55, a2 2 000.00; b2 sold nothing
         assert [(r["agent_id"], r["value"]) for r in answer["rows"][:3]] == [
@@ -306,7 +314,7 @@ def test_leaderboard_workbook_is_the_json_answer(floor: Pipeline, lang: str, met
 @pytest.mark.parametrize("lang", LANGS)
 def test_scorecards_workbook_is_the_json_answer(floor: Pipeline, lang: str) -> None:
     params = {"weights": "revenue:0.6,sales:0.4", "period": "month", "period_start": "2026-11-01"}
-    answer, book, _ = _both(floor.api, "/v1/scorecards", lang, as_of=AS_OF, **params)
+    answer, book, _ = _both(floor.api, "/v1/scorecards", lang, {**params, "as_of": AS_OF})
     # a1: 1 334.55 / 2 000 and 2 / 4; b1: 1 355.15 / 1 500 and 3 / 2 (capped at 1.2).
     by_agent = {r["agent_id"]: r for r in answer["rows"]}
     assert by_agent["a1"]["kpis"][0]["actual"] == "1334.55"
@@ -323,7 +331,7 @@ def test_scorecards_workbook_is_the_json_answer(floor: Pipeline, lang: str) -> N
         ):
             kind = _kind(kpi) if part in ("actual", "target") else "percent"
             label = f"{_name(kpi, lang)} {word_zh if zh else word_en}"
-            spec.append((label, kind, lambda row, n=n, part=part: row["kpis"][n][part]))
+            spec.append((label, kind, _scored(n, part)))
     spec += [
         ("得分" if zh else "Score", "percent", _field("score")),
         (WORDS["rank"][not zh], "number", _field("rank")),
@@ -334,7 +342,7 @@ def test_scorecards_workbook_is_the_json_answer(floor: Pipeline, lang: str) -> N
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_pacing_workbook_is_the_json_answer(floor: Pipeline, lang: str) -> None:
-    answer, book, _ = _both(floor.api, "/v1/pacing", lang, as_of=AS_OF)
+    answer, book, _ = _both(floor.api, "/v1/pacing", lang, {"as_of": AS_OF})
     rows = answer["targets"]
     # The agents' targets carry their roster team, the team's target its own.
     assert sorted((r["scope_id"], r["kpi"], r["team_id"]) for r in rows) == [
@@ -446,7 +454,7 @@ def test_a_key_limited_to_a_team_gets_that_team_only(floor: Pipeline) -> None:
         ("/v1/pacing", {"as_of": AS_OF}),
         ("/v1/scorecards", {"weights": "revenue:1", "period_start": "2026-11-01"}),
     ):
-        _, book, response = _both(floor.api, path, "en", headers=lead, **params)
+        _, book, response = _both(floor.api, path, "en", params, headers=lead)
         assert [s.title for s in book.worksheets] == ["About", "All", "T1"], path
         assert "华东" not in str([[c.value for c in r] for r in book.worksheets[1].iter_rows()])
         other = floor.api.get(
