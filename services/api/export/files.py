@@ -24,6 +24,7 @@ from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
 from shared.kpis import kpi_name
@@ -53,6 +54,7 @@ NUMBER_FORMATS: dict[Kind, str] = {
 _WIDTHS: dict[Kind, int] = {Kind.timestamp: 18, Kind.date: 12, Kind.money: 14}
 _HEADER_FONT = Font(bold=True)
 _HEADER_FILL = PatternFill("solid", start_color="DDEBF7")
+_CENTERED = Alignment(horizontal="center")
 # Excel's limits on a sheet's name.
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
 _SHEET_NAME_MAX = 31
@@ -130,6 +132,7 @@ def _sheet_name(wanted: str, used: set[str]) -> str:
 
 
 def _about_sheet(sheet: WriteOnlyWorksheet, report: Report) -> None:
+    _print_setup(sheet, report)
     widths = _dimensions(sheet)
     widths["A"].width = 18
     widths["B"].width = 60
@@ -144,6 +147,8 @@ def _about_sheet(sheet: WriteOnlyWorksheet, report: Report) -> None:
 
 def _data_sheet(sheet: WriteOnlyWorksheet, report: Report, rows: Iterable[Row]) -> None:
     sheet.freeze_panes = "A2"
+    _print_setup(sheet, report)
+    cast(Worksheet, sheet).print_title_rows = "1:1"
     for position, column in enumerate(report.columns, 1):
         kind = column.kind if isinstance(column.kind, Kind) else Kind.number
         width = max(_WIDTHS.get(kind, 12), _display_width(column.label) + 2)
@@ -160,11 +165,28 @@ def _data_sheet(sheet: WriteOnlyWorksheet, report: Report, rows: Iterable[Row]) 
         sheet.append([_cell(sheet, column, row, report) for column in report.columns])
 
 
+def _print_setup(sheet: WriteOnlyWorksheet, report: Report) -> None:
+    """Printed (or saved as PDF): landscape, as wide as the page, and each page headed by
+    what the report is, its period, zone and filters."""
+    printed = cast(Worksheet, sheet)
+    printed.page_setup.orientation = "landscape"
+    printed.page_setup.fitToWidth = 1
+    printed.page_setup.fitToHeight = 0
+    printed.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    facts = "   ".join(f"{label}: {value}" for label, value in report.about[1:])
+    header = printed.oddHeader
+    if header is not None:
+        header.left.text = f"{report.title}   {facts}".replace("&", "&&")
+        header.left.size = 9
+
+
 def _cell(sheet: WriteOnlyWorksheet, column: Column, row: Row, report: Report) -> Cell:
     kind = column.kind_of(row)
     cell = WriteOnlyCell(sheet, value=cell_value(kind, column.value(row), report))
     if kind in NUMBER_FORMATS:
         cell.number_format = NUMBER_FORMATS[kind]
+    if column.centered:
+        cell.alignment = _CENTERED
     return cell
 
 

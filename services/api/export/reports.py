@@ -68,6 +68,7 @@ class Column:
     label: str
     kind: Kind | Callable[[Row], Kind]
     value: Callable[[Row], Any]
+    centered: bool = False
 
     def kind_of(self, row: Row) -> Kind:
         return self.kind if isinstance(self.kind, Kind) else self.kind(row)
@@ -152,7 +153,7 @@ def leaderboard_report(answer: Mapping[str, Any], lang: Lang, filters: Mapping[s
     metric = answer["metric"]
     volume = volume_key(metric)
     columns = [
-        Column("rank", word("rank", lang), Kind.integer, _field("rank")),
+        Column("rank", word("rank", lang), Kind.integer, _field("rank"), centered=True),
         _id_column("agent_id", lang),
         _id_column("team_id", lang),
         Column("value", word(metric, lang), kpi_kind(metric), _field("value")),
@@ -162,8 +163,14 @@ def leaderboard_report(answer: Mapping[str, Any], lang: Lang, filters: Mapping[s
             kpi_kind(volume),
             _field("volume"),
         ),
-        Column("previous_rank", word("previous_rank", lang), Kind.integer, _field("previous_rank")),
-        Column("rank_change", word("rank_change", lang), Kind.integer, _field("rank_change")),
+        Column(
+            "previous_rank",
+            word("previous_rank", lang),
+            Kind.integer,
+            _field("previous_rank"),
+            centered=True,
+        ),
+        Column("rank_change", word("rank_change", lang), Kind.integer, _field("rank_change"), True),
     ]
     facts = [
         ("metric", word(metric, lang)),
@@ -210,7 +217,7 @@ def scorecards_report(
             )
     columns += [
         Column("score", word("score", lang), Kind.percent, _field("score")),
-        Column("rank", word("rank", lang), Kind.integer, _field("rank")),
+        Column("rank", word("rank", lang), Kind.integer, _field("rank"), centered=True),
     ]
     facts = [
         ("period", answer["period"]),
