@@ -473,3 +473,35 @@ def test_an_answer_too_big_is_refused_as_a_file_too(floor: Pipeline) -> None:
         response = floor.api.get("/v1/metrics", params={**params, "format": file_format})
         assert response.status_code == 422, file_format
         assert "CALLBOARD_MAX_ANSWER_ROWS" in response.json()["error"]["message"]
+
+
+def test_text_stays_text_and_every_team_gets_a_sheet_excel_accepts() -> None:
+    """Ids that look like formulas stay text; team names Excel refuses as sheet names (too
+    long, forbidden characters, the same as another sheet but for case) are made fit."""
+    from services.api.export.files import workbook_bytes
+    from services.api.export.reports import leaderboard_report
+
+    teams = ["=1+1", "a" * 40, "ALL", "x[1]/y?"]
+    answer = {
+        "metric": "sales",
+        **RANGE,
+        "timezone": TIMEZONE,
+        "min_volume": 0,
+        "rows": [
+            {
+                "rank": n + 1,
+                "agent_id": f'=HYPERLINK("http://x","{n}")',
+                "team_id": team,
+                "value": 10 - n,
+                "volume": 10 - n,
+                "previous_rank": None,
+                "rank_change": None,
+            }
+            for n, team in enumerate(teams)
+        ],
+    }
+    book = openpyxl.load_workbook(io.BytesIO(workbook_bytes(leaderboard_report(answer, "en", {}))))
+    assert book.sheetnames == ["About", "All", "=1+1", "ALL (2)", "a" * 31, "x_1__y_"]
+    cells = [c for sheet in book.worksheets[1:] for row in sheet.iter_rows() for c in row]
+    assert not any(c.data_type == "f" for c in cells)
+    assert book.worksheets[1]["B2"].value == answer["rows"][0]["agent_id"]  # type: ignore[index]

@@ -15,22 +15,15 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
+import xlsxwriter
 from fastapi.responses import Response
-from openpyxl import Workbook
-from openpyxl.cell import Cell, WriteOnlyCell
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from openpyxl.worksheet.properties import PageSetupProperties
-from openpyxl.worksheet.worksheet import Worksheet
 
 from shared.kpis import kpi_name
 
 from .labels import word
-from .reports import Column, Kind, Report, Row
+from .reports import Kind, Report, Row
 
 Format = Literal["json", "csv", "xlsx"]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -52,9 +45,7 @@ NUMBER_FORMATS: dict[Kind, str] = {
     Kind.date: "yyyy-mm-dd",
 }
 _WIDTHS: dict[Kind, int] = {Kind.timestamp: 18, Kind.date: 12, Kind.money: 14}
-_HEADER_FONT = Font(bold=True)
-_HEADER_FILL = PatternFill("solid", start_color="DDEBF7")
-_CENTERED = Alignment(horizontal="center")
+_PAGE_HEADER_MAX = 240
 # Excel's limits on a sheet's name.
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\]")
 _SHEET_NAME_MAX = 31
@@ -100,12 +91,17 @@ def _csv_cell(value: Any) -> str:
 
 
 def workbook_bytes(report: Report) -> bytes:
-    # Write-only mode streams rows to the file: a 50 000-row answer stays small in memory.
-    book = Workbook(write_only=True)
-    _about_sheet(book.create_sheet(_sheet_name(word("about", report.lang), set())), report)
-    used = {word("about", report.lang)}
-    all_name = _sheet_name(word("all", report.lang), used)
-    _data_sheet(book.create_sheet(all_name), report, report.rows)
+    out = io.BytesIO()
+    # Rows go to a temporary file as they are written (a 50 000-row answer takes a few MB of
+    # memory, not hundreds), and text is always text: an id "=1+1" never becomes a formula.
+    book = xlsxwriter.Workbook(
+        out, {"constant_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
+    )
+    formats = _Formats(book)
+    used: set[str] = set()
+    _about_sheet(book.add_worksheet(_sheet_name(word("about", report.lang), used)), report, formats)
+    all_rows = book.add_worksheet(_sheet_name(word("all", report.lang), used))
+    _data_sheet(all_rows, report, report.rows, formats)
     if report.team is not None:
         teams: dict[str, list[Row]] = {}
         for row in report.rows:
@@ -113,10 +109,32 @@ def workbook_bytes(report: Report) -> bytes:
             if team:
                 teams.setdefault(team, []).append(row)
         for team in sorted(teams):
-            _data_sheet(book.create_sheet(_sheet_name(team, used)), report, teams[team])
-    out = io.BytesIO()
-    book.save(out)
+            sheet = book.add_worksheet(_sheet_name(team, used))
+            _data_sheet(sheet, report, teams[team], formats)
+    book.close()
     return out.getvalue()
+
+
+class _Formats:
+    """A workbook's cell formats, each made once."""
+
+    def __init__(self, book: Any) -> None:
+        self.title = book.add_format({"bold": True, "font_size": 14})
+        self.label = book.add_format({"bold": True})
+        self.header = book.add_format(
+            {"bold": True, "bg_color": "#DDEBF7", "align": "center", "text_wrap": True}
+        )
+        self.centered = book.add_format({"align": "center"})
+        self.kinds = {k: book.add_format({"num_format": f}) for k, f in NUMBER_FORMATS.items()}
+        self.centered_kinds = {
+            k: book.add_format({"num_format": f, "align": "center"})
+            for k, f in NUMBER_FORMATS.items()
+        }
+
+    def of(self, kind: Kind, centered: bool) -> Any:
+        if centered:
+            return self.centered_kinds.get(kind, self.centered)
+        return self.kinds.get(kind)
 
 
 def _sheet_name(wanted: str, used: set[str]) -> str:
@@ -131,63 +149,49 @@ def _sheet_name(wanted: str, used: set[str]) -> str:
     return name
 
 
-def _about_sheet(sheet: WriteOnlyWorksheet, report: Report) -> None:
+def _about_sheet(sheet: Any, report: Report, formats: _Formats) -> None:
     _print_setup(sheet, report)
-    widths = _dimensions(sheet)
-    widths["A"].width = 18
-    widths["B"].width = 60
-    title = WriteOnlyCell(sheet, value=report.title)
-    title.font = Font(bold=True, size=14)
-    sheet.append([title])
-    for label, value in report.about:
-        cell = WriteOnlyCell(sheet, value=label)
-        cell.font = _HEADER_FONT
-        sheet.append([cell, value])
+    sheet.set_column(0, 0, 18)
+    sheet.set_column(1, 1, 60)
+    sheet.write_string(0, 0, report.title, formats.title)
+    for line, (label, value) in enumerate(report.about, 1):
+        sheet.write_string(line, 0, label, formats.label)
+        sheet.write_string(line, 1, value)
 
 
-def _data_sheet(sheet: WriteOnlyWorksheet, report: Report, rows: Iterable[Row]) -> None:
-    sheet.freeze_panes = "A2"
+def _data_sheet(sheet: Any, report: Report, rows: Iterable[Row], formats: _Formats) -> None:
+    sheet.freeze_panes(1, 0)
     _print_setup(sheet, report)
-    cast(Worksheet, sheet).print_title_rows = "1:1"
-    for position, column in enumerate(report.columns, 1):
+    sheet.repeat_rows(0)
+    for position, column in enumerate(report.columns):
         kind = column.kind if isinstance(column.kind, Kind) else Kind.number
         width = max(_WIDTHS.get(kind, 12), _display_width(column.label) + 2)
-        _dimensions(sheet)[get_column_letter(position)].width = min(width, 40)
-    header = []
-    for column in report.columns:
-        cell = WriteOnlyCell(sheet, value=column.label)
-        cell.font = _HEADER_FONT
-        cell.fill = _HEADER_FILL
-        cell.alignment = Alignment(horizontal="center", wrap_text=True)
-        header.append(cell)
-    sheet.append(header)
-    for row in rows:
-        sheet.append([_cell(sheet, column, row, report) for column in report.columns])
+        sheet.set_column(position, position, min(width, 40))
+        sheet.write_string(0, position, column.label, formats.header)
+    for line, row in enumerate(rows, 1):
+        for position, column in enumerate(report.columns):
+            kind = column.kind_of(row)
+            value = cell_value(kind, column.value(row), report)
+            if value is None:
+                continue
+            cell_format = formats.of(kind, column.centered)
+            if isinstance(value, str):
+                sheet.write_string(line, position, value, cell_format)
+            elif isinstance(value, datetime | date | timedelta):
+                sheet.write_datetime(line, position, value, cell_format)
+            else:
+                sheet.write_number(line, position, value, cell_format)
 
 
-def _print_setup(sheet: WriteOnlyWorksheet, report: Report) -> None:
+def _print_setup(sheet: Any, report: Report) -> None:
     """Printed (or saved as PDF): landscape, as wide as the page, and each page headed by
     what the report is, its period, zone and filters."""
-    printed = cast(Worksheet, sheet)
-    printed.page_setup.orientation = "landscape"
-    printed.page_setup.fitToWidth = 1
-    printed.page_setup.fitToHeight = 0
-    printed.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    sheet.set_landscape()
+    sheet.fit_to_pages(1, 0)
     facts = "   ".join(f"{label}: {value}" for label, value in report.about[1:])
-    header = printed.oddHeader
-    if header is not None:
-        header.left.text = f"{report.title}   {facts}".replace("&", "&&")
-        header.left.size = 9
-
-
-def _cell(sheet: WriteOnlyWorksheet, column: Column, row: Row, report: Report) -> Cell:
-    kind = column.kind_of(row)
-    cell = WriteOnlyCell(sheet, value=cell_value(kind, column.value(row), report))
-    if kind in NUMBER_FORMATS:
-        cell.number_format = NUMBER_FORMATS[kind]
-    if column.centered:
-        cell.alignment = _CENTERED
-    return cell
+    # A page header holds at most 255 characters, its codes included.
+    text = f"{report.title}   {facts}".replace("&", "&&")[:_PAGE_HEADER_MAX]
+    sheet.set_header(f"&L&9{text}")
 
 
 def cell_value(kind: Kind, value: Any, report: Report) -> Any:
@@ -195,7 +199,9 @@ def cell_value(kind: Kind, value: Any, report: Report) -> Any:
     if value is None:
         return None
     if kind is Kind.money:
-        return Decimal(value)
+        # Binary floating point, as every spreadsheet number; the shortest decimal that
+        # reads back as this float is the answer's own.
+        return float(value)
     if kind is Kind.duration:
         return timedelta(seconds=float(value))
     if kind is Kind.timestamp:
@@ -208,12 +214,6 @@ def cell_value(kind: Kind, value: Any, report: Report) -> Any:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in sorted(value.items()))
     return value
-
-
-def _dimensions(sheet: WriteOnlyWorksheet) -> Any:
-    """A write-only sheet's column widths (set before its first row), which it shares with
-    an ordinary sheet."""
-    return cast(Worksheet, sheet).column_dimensions
 
 
 def _display_width(text: str) -> int:
