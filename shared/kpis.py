@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 Number = int | Decimal
 
@@ -413,3 +414,103 @@ def driver_result(values: Mapping[str, Decimal | None]) -> Decimal | None:
             return None
         product *= value
     return product
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, for reports and spreadsheets. The Chinese names are those of kpis.md; the keys that
+# are not counters, lead counts or ratios have theirs here.
+
+Lang = Literal["zh-CN", "zh-TW", "en"]
+LANGUAGES: tuple[Lang, ...] = ("zh-CN", "zh-TW", "en")
+
+NAMES_ZH: dict[str, str] = {
+    **{c.key: c.name_zh for c in COUNTERS},
+    **{c.key: c.name_zh for c in LEAD_COUNTS},
+    LOGGED_IN_SECONDS: "在线时长",
+    RESOLVED_FIRST_CALL: "首次通话解决",
+    **{r.key: r.name_zh for r in RATIOS},
+    DISPOSITIONS: "结果分布",
+}
+
+# Traditional characters of the same names, as Taiwan's floors read them.
+NAMES_ZH_TW: dict[str, str] = {
+    "dials": "外撥次數",
+    "inbound_calls": "呼入",
+    "connects": "接通數",
+    "inbound_connects": "呼入接通數",
+    "contacts": "有效聯通數",
+    "effective_calls": "有效通話數",
+    "talk_seconds": "通話時長",
+    "effective_talk_seconds": "有效通話時長",
+    "wrap_seconds": "話後處理",
+    "quotes": "報價次數",
+    "sales": "成交單數",
+    "revenue": "銷售額",
+    "margin": "利潤",
+    "collections": "回款額",
+    "new_customer_sales": "新客戶開發",
+    "existing_customer_sales": "老客戶二次開發",
+    "csat_responses": "滿意度調查數",
+    "csat_sum": "滿意度總分",
+    "drops": "掉線",
+    "abandoned": "放棄",
+    "machine_answers": "答錄機",
+    "dnc_marks": "拒訪",
+    "callbacks_scheduled": "預約回訪",
+    "not_interested": "無意向",
+    "leads_dialed": "呼出客戶數",
+    "leads_reached": "有效客戶數",
+    "leads_quoted": "報價客戶數",
+    "leads_won": "成功出單客戶數",
+    "leads_intent": "意向客戶數",
+    LOGGED_IN_SECONDS: "在線時長",
+    RESOLVED_FIRST_CALL: "首次通話解決",
+    "connect_rate": "通話接通率",
+    "contact_rate": "有效聯通率",
+    "quote_rate": "報價成功率",
+    "close_rate": "銷售成功率",
+    "conversion_rate": "銷售轉化率",
+    "intent_rate": "意向客戶獲取率",
+    "lead_conversion_rate": "線索轉化率",
+    "avg_revenue_per_won_lead": "客均保費",
+    "avg_order_value": "平均訂單金額",
+    "margin_rate": "平均利潤率",
+    "avg_talk_seconds": "平均通話時長",
+    "avg_handle_seconds": "平均處理時長",
+    "calls_per_lead": "客均通話次數",
+    "dials_per_hour": "每小時外撥",
+    "sales_per_hour": "每小時成交",
+    "contacts_per_hour": "每小時有效聯通",
+    "occupancy": "利用率",
+    "fcr_rate": "首次通話解決率",
+    "drop_rate": "掉線率",
+    "abandon_rate": "放棄率",
+    "csat_avg": "客戶滿意度",
+    DISPOSITIONS: "結果分佈",
+}
+
+# English names where the key alone reads badly; the rest are the key in words.
+_NAMES_EN: dict[str, str] = {
+    "dnc_marks": "Do-not-call marks",
+    "csat_responses": "CSAT responses",
+    "csat_sum": "CSAT total score",
+    "csat_avg": "CSAT average",
+    "fcr_rate": "First-call resolution rate",
+    "avg_revenue_per_won_lead": "Average revenue per won lead",
+    "avg_talk_seconds": "Average talk time",
+    "avg_handle_seconds": "Average handle time",
+    "talk_seconds": "Talk time",
+    "effective_talk_seconds": "Effective talk time",
+    "wrap_seconds": "Wrap-up time",
+    "logged_in_seconds": "Logged-in time",
+    "resolved_first_call": "Resolved on first call",
+}
+NAMES_EN: dict[str, str] = {
+    key: _NAMES_EN.get(key, key.replace("_", " ").capitalize()) for key in ALL_KPI_KEYS
+}
+
+
+def kpi_name(key: str, lang: Lang) -> str:
+    """A KPI's name in one of :data:`LANGUAGES`; an unknown key is its own name."""
+    names = NAMES_ZH if lang == "zh-CN" else NAMES_ZH_TW if lang == "zh-TW" else NAMES_EN
+    return names.get(key, key)

@@ -7,16 +7,20 @@ importer's mapping code.
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
 
+from tests.conftest import cloned_database, new_topic
 from tests.pipeline import REPO, MakePipeline, Pipeline
 
 pytestmark = pytest.mark.pipeline
@@ -170,3 +174,95 @@ def test_a_broken_mapping_says_what_is_wrong(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "[time] table is required" in done.stderr
+
+
+def _import(pipeline: Pipeline, data: Path) -> str:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "import",
+            str(data),
+            "--mapping",
+            str(MAPPING),
+            "--ingest-url",
+            str(pipeline.ingest.base_url).rstrip("/"),
+        ],
+        cwd=REPO,
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    pipeline.wait_caught_up(timeout=300)
+    return done.stderr
+
+
+def _figures(pipeline: Pipeline) -> tuple[Any, ...]:
+    everything = {
+        "from": datetime(2008, 5, 1, tzinfo=LISBON).isoformat(),
+        "to": datetime(2010, 12, 1, tzinfo=LISBON).isoformat(),
+    }
+    keys = "dials,connects,sales,talk_seconds,leads_dialed,leads_won"
+    return (
+        pipeline.metrics(**everything, metrics=keys)["rows"],
+        pipeline.metrics(**everything, metrics=keys, granularity="month")["rows"],
+        pipeline.metrics(**everything, metrics=keys, group_by="campaign")["rows"],
+    )
+
+
+def test_an_xlsx_file_imports_as_the_same_rows_as_csv(
+    lisbon_pipeline: Pipeline,
+    kafka_bootstrap_servers: str,
+    migrated_template: str,
+    tmp_path: Path,
+) -> None:
+    """Every 15th row of the data set (May 2008 to November 2010, so the year rolls over),
+    once as CSV and once as a workbook with numbers stored as numbers, each into a pipeline
+    of its own: the same rows, events and figures, and those of the slice itself."""
+    with DATA.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = [row for n, row in enumerate(reader) if n % 15 == 0]
+    as_csv = tmp_path / "slice.csv"
+    with as_csv.open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    as_xlsx = tmp_path / "slice.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(header)
+    for row in rows:
+        sheet.append([int(v) if v.lstrip("-").isdigit() else v for v in row])
+    book.save(as_xlsx)
+
+    from_csv = _import(lisbon_pipeline, as_csv)
+    (tmp_path / "xlsx").mkdir()
+    with (
+        cloned_database(migrated_template) as url,
+        Pipeline(
+            bootstrap_servers=kafka_bootstrap_servers,
+            database_url=url,
+            topic=new_topic(kafka_bootstrap_servers),
+            workdir=tmp_path / "xlsx",
+            extra_env={"CALLBOARD_TIMEZONE": "Europe/Lisbon"},
+        ) as second,
+    ):
+        from_xlsx = _import(second, as_xlsx)
+        figures = _figures(second)
+    assert figures == _figures(lisbon_pipeline)
+
+    sales = sum(row[-1] == "yes" for row in rows)
+    for name, summary in (("slice.csv", from_csv), ("slice.xlsx", from_xlsx)):
+        assert f"importing {name}" in summary  # the progress bar
+        assert re.search(rf"rows read\W+{len(rows):,}\b", summary), summary[-2000:]
+        accepted = rf"events accepted \(stored in Kafka\)\W+{len(rows) + sales:,}\b"
+        assert re.search(accepted, summary), summary[-2000:]
+    total = figures[0][0]
+    assert total["dials"] == total["leads_dialed"] == len(rows) == 3_015
+    assert total["sales"] == sales
+    assert Decimal(str(total["talk_seconds"])) == sum(int(r[11]) for r in rows)
+    months = {(int(r["bucket"][:4]), int(r["bucket"][5:7])) for r in figures[1]}
+    assert (2008, 5) in months and (2010, 11) in months

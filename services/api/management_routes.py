@@ -13,19 +13,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from services.api import queries
 from services.api.anomalies import find_anomalies
 from services.api.diagnosis import diagnose
+from services.api.export.files import FILE_RESPONSES, respond
+from services.api.export.reports import pacing_report, scorecards_report
 from services.api.funnel import funnel_rows, present_row, target_plan
 from services.api.numbers import AttainmentCap
 from services.api.periods import Period, TimeRange, resolve_range
 from services.api.routes import (
     Admin,
     Db,
+    FileFormat,
     Reader,
+    ReportLang,
     Settings,
     WriteDb,
     _ids,
@@ -59,7 +63,6 @@ from services.api.targets import (
     put_calendar,
     readable,
     scorecards,
-    scorecards_csv,
     split,
     team_of,
 )
@@ -232,7 +235,7 @@ def get_diagnosis(
     return diagnose(connection, settings, subject, _as_of(as_of), key_teams=reader.team_ids)
 
 
-@router.get("/v1/pacing", tags=["targets"])
+@router.get("/v1/pacing", tags=["targets"], responses=FILE_RESPONSES)
 def get_all_pacing(
     reader: Reader,
     settings: Settings,
@@ -242,8 +245,11 @@ def get_all_pacing(
     kpi: str | None = None,
     team_id: Ids = None,
     status: Literal["on_track", "at_risk", "behind", "not_started"] | None = None,
-) -> dict[str, Any]:
-    """Pacing of every target whose period contains ``as_of``."""
+    format: FileFormat = "json",
+    lang: ReportLang = "en",
+) -> Any:
+    """Pacing of every target whose period contains ``as_of``, each with its team (the
+    scope's team, an agent's roster team; none for a campaign's or the floor's)."""
     moment = _as_of(as_of)
     teams = filters_for(reader, None, team_id, None).team_ids
     found = find_targets(
@@ -260,9 +266,15 @@ def get_all_pacing(
         if readable(reader, team := team_of(t, roster)) and (not teams or team in teams)
     ]
     rows = pacing_rows(connection, settings, found, moment, roster, key_teams=reader.team_ids)
+    for row, subject in zip(rows, found, strict=True):
+        row["team_id"] = team_of(subject, roster) or None
     if status is not None:
         rows = [r for r in rows if r["pacing"]["status"] == status]
-    return {"as_of": moment.astimezone(settings.zone).isoformat(), "targets": rows}
+    answer = {"as_of": moment.astimezone(settings.zone).isoformat(), "targets": rows}
+    if format == "json":
+        return answer
+    asked = {"scope": scope, "kpi": kpi, "team_id": team_id, "status": status}
+    return respond(pacing_report(answer, lang, settings.timezone, asked), format)
 
 
 @router.get("/v1/leaderboard/attainment", tags=["metrics"])
@@ -298,11 +310,7 @@ def get_attainment_leaderboard(
     }
 
 
-@router.get(
-    "/v1/scorecards",
-    tags=["targets"],
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}},
-)
+@router.get("/v1/scorecards", tags=["targets"], responses=FILE_RESPONSES)
 def get_scorecards(
     reader: Reader,
     settings: Settings,
@@ -314,7 +322,8 @@ def get_scorecards(
     cap: AttainmentCap = DEFAULT_ATTAINMENT_CAP,
     as_of: AsOf = None,
     team_id: Ids = None,
-    format: Literal["json", "csv"] = "json",
+    format: FileFormat = "json",
+    lang: ReportLang = "en",
 ) -> Any:
     """Weighted KPI scorecards for the monthly, quarterly or yearly review: each KPI's
     attainment against its target (capped), times its weight, summed."""
@@ -338,14 +347,7 @@ def get_scorecards(
         teams,
         key_teams=reader.team_ids,
     )
-    if format == "csv":
-        name = f"scorecards-{scope}-{period.value}-{start.isoformat()}.csv"
-        return PlainTextResponse(
-            scorecards_csv(rows, scope, parsed),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    return {
+    answer = {
         "scope": scope,
         "period": period.value,
         "period_start": start.isoformat(),
@@ -353,6 +355,10 @@ def get_scorecards(
         "cap": float(cap),
         "rows": rows,
     }
+    if format == "json":
+        return answer
+    asked = {"team_id": team_id}
+    return respond(scorecards_report(answer, lang, settings.timezone, asked), format)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
 from services.api import schemas
+from services.api.export.files import FILE_RESPONSES, Format, respond
+from services.api.export.labels import request_lang
+from services.api.export.reports import leaderboard_report, metrics_report
 from services.api.lag import LagMonitor, worst
 from services.api.numbers import MinVolume
 from services.api.periods import Granularity, Period, TimeRange, resolve_range
@@ -31,6 +34,7 @@ from shared.auth import revoke_key as revoke_api_key
 from shared.db import transaction
 from shared.errors import ERROR_RESPONSES, ErrorBody, InvalidInput, ServiceUnavailable
 from shared.events import PRINTABLE
+from shared.kpis import Lang
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -166,7 +170,18 @@ def request_time(
     return RequestTime(zone_name, zone, rng, zone_name == settings.timezone)
 
 
-@router.get("/v1/metrics", response_model=schemas.MetricsResponse, tags=["metrics"])
+ReportLang = Annotated[Lang, Depends(request_lang)]
+FileFormat = Annotated[
+    Format, Query(description="json, or a file: csv (keys as headers) or xlsx (a workbook)")
+]
+
+
+@router.get(
+    "/v1/metrics",
+    response_model=schemas.MetricsResponse,
+    tags=["metrics"],
+    responses=FILE_RESPONSES,
+)
 def get_metrics(
     reader: Reader,
     settings: Settings,
@@ -180,7 +195,9 @@ def get_metrics(
     agent_id: Annotated[list[str] | None, Query()] = None,
     team_id: Annotated[list[str] | None, Query()] = None,
     campaign_id: Annotated[list[str] | None, Query()] = None,
-) -> dict[str, Any]:
+    format: FileFormat = "json",
+    lang: ReportLang = "en",
+) -> Any:
     """KPIs for any scope and period; the formulas are those of kpis.md.
 
     Periods and buckets are in the deployment's time zone, or in a team's own zone
@@ -199,15 +216,25 @@ def get_metrics(
         native=when.native,
     )
     rows = MetricsService(settings).metrics(connection, keys, query)
-    return {
+    answer = {
         **when.bounds(),
         "granularity": granularity.value,
         "metrics": list(keys),
         "rows": rows,
     }
+    if format == "json":
+        return answer
+    asked = {"group_by": group_by, "agent_id": agent_id, "team_id": team_id}
+    asked["campaign_id"] = campaign_id
+    return respond(metrics_report(answer, query.group_by, lang, asked), format)
 
 
-@router.get("/v1/leaderboard", response_model=schemas.LeaderboardResponse, tags=["metrics"])
+@router.get(
+    "/v1/leaderboard",
+    response_model=schemas.LeaderboardResponse,
+    tags=["metrics"],
+    responses=FILE_RESPONSES,
+)
 def get_leaderboard(
     reader: Reader,
     settings: Settings,
@@ -221,7 +248,9 @@ def get_leaderboard(
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     min_volume: MinVolume = None,
     order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
-) -> dict[str, Any]:
+    format: FileFormat = "json",
+    lang: ReportLang = "en",
+) -> Any:
     """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
     filters = filters_for(reader, None, team_id, campaign_id)
     when = request_time(settings, filters, period, from_, to)
@@ -234,12 +263,16 @@ def get_leaderboard(
         min_volume=min_volume,
         ascending=order == "asc",
     )
-    return {
+    answer = {
         "metric": metric,
         **when.bounds(),
         "min_volume": effective_min,
         "rows": rows,
     }
+    if format == "json":
+        return answer
+    asked = {"team_id": team_id, "campaign_id": campaign_id, "order": order, "limit": limit}
+    return respond(leaderboard_report(answer, lang, asked), format)
 
 
 @router.get("/v1/ops/lag", response_model=schemas.LagResponse, tags=["operations"])

@@ -8,9 +8,7 @@ feeds the formulas the numbers.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -1030,33 +1028,6 @@ def _actual(kpi: str, values: dict[str, Decimal | None] | None) -> Decimal | Non
     if value is None and accrues(kpi):
         return Decimal(0)
     return value
-
-
-def scorecards_csv(rows: list[dict[str, Any]], scope: str, weights: dict[str, Decimal]) -> str:
-    """One line per agent or team: each KPI's actual, target and attainment, the score."""
-    header = [f"{scope}_id", *(["team_id"] if scope == "agent" else [])]
-    for kpi in weights:
-        header += [f"{kpi}_actual", f"{kpi}_target", f"{kpi}_attainment", f"{kpi}_weight"]
-    header += ["score", "rank"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        line = [row[f"{scope}_id"], *([row.get("team_id") or ""] if scope == "agent" else [])]
-        for item in row["kpis"]:
-            line += [
-                _cell(item["actual"]),
-                _cell(item["target"]),
-                _cell(item["attainment"]),
-                _cell(item["weight"]),
-            ]
-        line += [_cell(row["score"]), _cell(row["rank"])]
-        writer.writerow(line)
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def default_period_start(period: PeriodKind, settings: ApiSettings, as_of: datetime) -> date:

@@ -1,4 +1,4 @@
-"""``callboard import``: load historic calls and sales from a CSV file."""
+"""``callboard import``: load historic calls and sales from a CSV file or an Excel workbook."""
 
 from __future__ import annotations
 
@@ -27,7 +27,12 @@ def import_csv(
         typer.Option(exists=True, dir_okay=False, help="The column mapping (TOML), for csv."),
     ] = None,
     file_format: Annotated[
-        Format, typer.Option("--format", help="csv (with --mapping) or asterisk-cdr (Master.csv).")
+        Format,
+        typer.Option(
+            "--format",
+            help="csv (with --mapping; a .xlsx file is read as its first sheet) "
+            "or asterisk-cdr (Master.csv).",
+        ),
     ] = Format.csv,
     roster: Annotated[
         Path | None,
@@ -62,7 +67,7 @@ def import_csv(
         _import_asterisk(file, roster, follow, state, ingest_url, batch_size, api_key, console)
         return
     if mapping is None:
-        console.print("[red]--mapping is required[/] to import a csv file")
+        console.print("[red]--mapping is required[/] to import a csv or xlsx file")
         raise typer.Exit(2)
     try:
         loaded = load_mapping(mapping)

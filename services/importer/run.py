@@ -1,4 +1,5 @@
-"""History import: a CSV file through the mapping, posted to ingest, with a closing summary.
+"""History import: a CSV file or an Excel workbook through the mapping, posted to ingest,
+with a closing summary.
 
 Events go the same way as a dialer's: ``POST /v1/events`` in batches, so they are
 validated, stored in Kafka and counted by the aggregator like any other. A batch the broker
@@ -31,6 +32,7 @@ from rich.progress import (
 from rich.table import Table
 
 from services.importer.mapping import Mapping, RowError
+from services.importer.sheets import is_workbook, workbook_row_count, workbook_rows
 
 
 @dataclass
@@ -69,13 +71,19 @@ class Importer:
         self.client = httpx.Client(base_url=ingest_url, timeout=60, headers=headers)
 
     def rows(self, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+        if is_workbook(path):
+            yield from enumerate(workbook_rows(path), start=1)
+            return
         with path.open(encoding=self.mapping.encoding, newline="") as handle:
             reader = csv.DictReader(handle, delimiter=self.mapping.delimiter)
             yield from enumerate(reader, start=1)
 
     def run(self, path: Path, console: Console) -> ImportSummary:
         summary = ImportSummary()
-        total = _count_rows(path, self.mapping.encoding)
+        if is_workbook(path):
+            total = workbook_row_count(path)
+        else:
+            total = _count_rows(path, self.mapping.encoding)
         batch: list[dict[str, Any]] = []
         origins: list[int] = []
         columns = (

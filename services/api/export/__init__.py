@@ -1,0 +1,1 @@
+"""Reports as files: the JSON answer of a read route as CSV or as an Excel workbook."""
