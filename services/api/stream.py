@@ -297,7 +297,8 @@ async def stream(
     last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
-    ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
+    ``leaderboard`` events (with ``leaderboard_by=team``, one list per team, each as
+    ``/v1/leaderboard?team_id=``; and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
     sent at once and again after every aggregator commit that changes them; ``agents`` (as
     ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
     within a second of the commit that counts it; ``pace`` (as ``/v1/pace/hourly``) on
