@@ -340,3 +340,32 @@ def test_team_leaderboards_on_the_stream_equal_each_teams_leaderboard(
             stream_url(pipeline), params={**search, "leaderboard_by": "agent"}, headers=bearer(key)
         )
     assert bad.status_code == 422, bad.text
+
+    # Ten boards of the floor: one computation of every team's list per commit, not ten.
+    boards = 10
+    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
+    responses = []
+    try:
+        for client in clients:
+            request = client.build_request(
+                "GET", stream_url(pipeline), params=search, headers=bearer(key)
+            )
+            responses.append(client.send(request, stream=True))
+        assert [r.status_code for r in responses] == [200] * boards
+        commits = _counter(pipeline, "callboard_api_stream_commits")
+        computed = _counter(pipeline, "callboard_api_stream_view_computations")
+        started = time.monotonic()
+        sale = {**events[0], "event_id": "s-more", "order_id": "o-more", "lead_id": "L-more"}
+        pipeline.post([{**sale, "occurred_at": datetime.now(UTC).isoformat()}])
+        pipeline.wait_caught_up()
+        time.sleep(2)
+        new_commits = _counter(pipeline, "callboard_api_stream_commits") - commits
+        new_views = _counter(pipeline, "callboard_api_stream_view_computations") - computed
+        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
+    finally:
+        for response in responses:
+            response.close()
+        for client in clients:
+            client.close()
+    assert new_commits >= 1
+    assert new_views <= new_commits + quiet_looks, (new_views, new_commits, quiet_looks)
