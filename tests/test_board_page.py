@@ -571,3 +571,213 @@ def test_drops_red_above_the_maximum_and_memory_flat_over_10000_updates(
     assert after_10000 <= after_1000 * 1.2, (after_1000, after_10000)
     # Nor do elements pile up: at most the page with 60 tiles (about 860 elements).
     assert page.evaluate("() => document.getElementsByTagName('*').length") <= 900
+
+
+# -- Contests, per-team leaderboards from the stream, the playlist ---------------------------
+
+# Records each screen of the rotation as it is shown: (data-step of <body>, ms since load).
+STEP_RECORDER = """
+window.__steps = [];
+setInterval(() => {
+  const step = document.body && document.body.dataset.step;
+  const last = window.__steps[window.__steps.length - 1];
+  if (step && (!last || last[0] !== step)) window.__steps.push([step, performance.now()]);
+}, 50);
+"""
+
+
+def contest_rows(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A contest's standings as the board shows them in English: rank, who, value."""
+    return [
+        (str(r["rank"]), r["agent_id"] or f"Team {r['team_id']}", f"{int(r['value']):,}")
+        for r in body["standings"][:10]
+    ]
+
+
+def page_contest_rows(page: Page, contest_id: int) -> list[tuple[str, str, str]]:
+    rows = page.locator(f'.contest[data-contest="{contest_id}"] .contest-row')
+    out = []
+    for i in range(rows.count()):
+        row = rows.nth(i)
+        out.append(
+            (
+                row.locator(".leader-rank").inner_text(),
+                row.locator(".contest-who").inner_text(),
+                row.locator(".leader-value").inner_text(),
+            )
+        )
+    return out
+
+
+def competition_ranks(values: dict[str, int]) -> dict[str, int]:
+    """Ties share a rank and the next rank skips (1, 2, 2, 4), best (highest) first."""
+    return {a: 1 + sum(other > v for other in values.values()) for a, v in values.items()}
+
+
+def test_contests_team_leaderboards_from_the_stream_and_the_playlist(
+    make_pipeline: MakePipeline, new_page: Callable[..., Page]
+) -> None:
+    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
+    key = create_key(pipeline, name="floor tv", scopes=["read"])["key"]
+    floor = write_floor()
+    pipeline.post(floor.events)
+    pipeline.wait_caught_up()
+    agents = list(floor.agents.values())
+
+    # A sales contest of both teams' agents since the floor began, ending at a whole minute
+    # at least 50 s away (its winner is announced on the board when it ends).
+    now = datetime.now(ZONE)
+    starts = floor.start.replace(second=0, microsecond=0)
+    ends = (now + timedelta(seconds=110)).replace(second=0, microsecond=0)
+    body = {
+        "name": "Friday sprint",
+        "kpi": "sales",
+        "scope": "agents",
+        "team_ids": ["t-1", "t-2"],
+        "starts_at": starts.isoformat(),
+        "ends_at": ends.isoformat(),
+        "prize": "Team dinner",
+    }
+    created = pipeline.api.post("/v1/contests", json=body, headers=bearer(ADMIN_KEY))
+    assert created.status_code == 201, created.text
+    contest_id = created.json()["contest_id"]
+
+    def standings() -> dict[str, Any]:
+        answer = pipeline.api.get(f"/v1/contests/{contest_id}", headers=bearer(key))
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    # The API's standings agree with the floor as written.
+    truth = {a.agent_id: a.sales for a in agents if a.sales}
+    found = standings()
+    assert found["status"] == "running"
+    assert {r["agent_id"]: int(r["value"]) for r in found["standings"] if r["value"]} == truth
+    ranks = competition_ranks(truth)
+    assert {r["agent_id"]: r["rank"] for r in found["standings"] if r["agent_id"] in truth} == (
+        ranks
+    )
+
+    page = new_page()
+    leaderboard_reads: list[str] = []
+    page.on(
+        "request",
+        lambda r: leaderboard_reads.append(r.url) if "/v1/leaderboard" in r.url else None,
+    )
+    page.goto(board_url(pipeline, key, lang="en"))
+    wait_live(page)
+
+    # The contest: a screen (and tab) of its own, standings as /v1/contests/{id} has them.
+    expect(page.locator("#tab-contests")).to_be_visible()
+    show(page, "contests")
+    card = page.locator(f'.contest[data-contest="{contest_id}"]')
+    expect(card.locator(".contest-name")).to_have_text("Friday sprint")
+    expect(card.locator(".contest-kpi")).to_have_text("Ranked by Sales")
+    expect(card.locator(".contest-prize")).to_have_text("Prize: Team dinner")
+    expect(card.locator(".contest-left")).to_have_text(re.compile(r"^\d+:\d\d left$"))
+    left = timer_seconds(card.locator(".contest-left").inner_text().split()[0])
+    assert 0 < left <= (ends - datetime.now(ZONE)).total_seconds() + 2
+    expect(card.locator(".contest-who")).to_have_text([r[1] for r in contest_rows(found)])
+    assert page_contest_rows(page, contest_id) == contest_rows(found)
+    screenshot(page, "board-contests-en")
+
+    # A sale changes the standings on the board within 2 s.
+    a13 = floor.agents["a-13"]
+    lead = floor.call(a13, datetime.now(ZONE) - timedelta(seconds=2), answered=True, talk=30)
+    for _ in range(3):
+        floor.sale(a13, datetime.now(ZONE), lead, Decimal("700.00"))
+    pipeline.post(floor.events[-6:])
+    posted = time.monotonic()
+    expect(card.locator(".contest-row").first.locator(".contest-who")).to_have_text(
+        "a-13", timeout=LIVE_SECONDS * 1000
+    )
+    assert time.monotonic() - posted < LIVE_SECONDS + 0.5
+    pipeline.wait_caught_up()
+    found = standings()
+    truth = {a.agent_id: a.sales for a in agents if a.sales}
+    assert {r["agent_id"]: int(r["value"]) for r in found["standings"] if r["value"]} == truth
+    expect(card.locator(".contest-who")).to_have_text([r[1] for r in contest_rows(found)])
+    assert page_contest_rows(page, contest_id) == contest_rows(found)
+
+    # Each team's leaderboard equals /v1/leaderboard?team_id= for that team, from the stream.
+    show(page, "leaders")
+    for team in ("t-1", "t-2"):
+        ranked = pipeline.api.get(
+            "/v1/leaderboard",
+            params={"metric": "sales", "period": "today", "limit": 10, "team_id": team},
+            headers=bearer(key),
+        ).json()["rows"]
+        mine = sorted(
+            (a for a in agents if a.team_id == team), key=lambda a: (-a.sales, a.agent_id)
+        )
+        assert [(r["agent_id"], int(r["value"])) for r in ranked] == [
+            (a.agent_id, a.sales) for a in mine
+        ]
+        panel = page.locator(f'.leader-panel[data-team="{team}"]')
+        expect(panel.locator(".leader-agent")).to_have_text([r["agent_id"] for r in ranked])
+        expect(panel.locator(".leader-value")).to_have_text([str(r["value"]) for r in ranked])
+        expect(panel.locator(".leader-rank")).to_have_text([str(r["rank"]) for r in ranked])
+    page.locator("#lang").select_option("zh-CN")
+    show(page, "contests")
+    expect(card.locator(".contest-kpi")).to_have_text("按成交单数排名")
+    screenshot(page, "board-contests-zh-CN")
+    page.locator("#lang").select_option("zh-TW")
+    expect(page.locator("#tab-contests")).to_have_text("競賽")
+    page.locator("#lang").select_option("en")
+
+    # The playlist: floor, agents, each team's leaderboard alone, pace, contests; rotate=3
+    # shows the 30 s screens 3 s and the 20 s ones 2 s.
+    tv = new_page()
+    tv.on(
+        "request",
+        lambda r: leaderboard_reads.append(r.url) if "/v1/leaderboard" in r.url else None,
+    )
+    tv.add_init_script(STEP_RECORDER)
+    tv.goto(board_url(pipeline, key, rotate="3", lang="zh-CN"))
+    wait_live(tv)
+    expected = ["floor", "agents", "leaders:t-1", "leaders:t-2", "pace", "contests", "floor"]
+    seen_leaders = False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        steps = tv.evaluate("() => window.__steps")
+        if steps and steps[-1][0].startswith("leaders:") and not seen_leaders:
+            # One team a screen: a single panel shown, and it fits the screen.
+            expect(tv.locator(".leader-panel:visible")).to_have_count(1)
+            fits = tv.evaluate(
+                "() => document.documentElement.scrollHeight <= window.innerHeight + 1"
+            )
+            assert fits
+            screenshot(tv, "board-tv-leaders-zh-CN")
+            seen_leaders = True
+        if len(steps) >= len(expected):
+            break
+        tv.wait_for_timeout(200)
+    steps = tv.evaluate("() => window.__steps")
+    assert [s[0] for s in steps[: len(expected)]] == expected, steps
+    dwell = [round((b[1] - a[1]) / 1000, 1) for a, b in itertools.pairwise(steps[: len(expected)])]
+    for shown, wanted in zip(dwell, [3, 3, 2, 2, 2, 2], strict=True):
+        assert abs(shown - wanted) < 0.6, dwell
+    assert seen_leaders
+
+    # No board read /v1/leaderboard: the leaderboards came on the stream.
+    assert leaderboard_reads == []
+
+    # The contest ends: the winner's banner, and the contests screen leaves the playlist.
+    ends_in = (ends - datetime.now(ZONE)).total_seconds()
+    winner = page.locator("#contest-winner")
+    expect(winner).to_be_visible(timeout=(ends_in + 15) * 1000)
+    expect(page.locator("#winner-text")).to_have_text("a-13 won Friday sprint")
+    expect(page.locator("#winner-prize")).to_have_text("Prize: Team dinner")
+    final = standings()
+    assert final["status"] == "ended"
+    assert [w["agent_id"] for w in final["winners"]] == ["a-13"]
+    expect(page.locator("#winner-value")).to_have_text(str(a13.sales))
+    screenshot(page, "board-contest-winner-en")
+    expect(tv.locator("#contest-winner")).to_be_visible()
+    expect(tv.locator("#winner-title")).to_have_text("竞赛冠军！")
+    screenshot(tv, "board-contest-winner-zh-CN")
+    expect(page.locator("#tab-contests")).to_be_hidden()
+    tv.evaluate("() => { window.__steps = []; }")
+    tv.wait_for_timeout(15_000)
+    steps = [s[0] for s in tv.evaluate("() => window.__steps")]
+    assert "contests" not in steps and "pace" in steps, steps

@@ -260,3 +260,112 @@ def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeli
     # Three views per commit for all twenty boards (and one more look at the metrics per
     # quiet 5 s), not three per board.
     assert new_views <= 3 * new_commits + quiet_looks, (new_views, new_commits, quiet_looks)
+
+
+def test_team_leaderboards_on_the_stream_equal_each_teams_leaderboard(
+    make_pipeline: MakePipeline,
+) -> None:
+    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
+    key = create_key(pipeline, name="floor", scopes=["read"])["key"]
+    team_key = create_key(pipeline, name="t-b tv", scopes=["read"], team_ids=["t-b"])["key"]
+    # Sales today: agent -> (team, count); counts chosen with a tie in team t-a.
+    plan = {
+        "a1": ("t-a", 3),
+        "a2": ("t-a", 1),
+        "a3": ("t-a", 3),
+        "b1": ("t-b", 2),
+        "b2": ("t-b", 5),
+    }
+    at = datetime.now(UTC).isoformat()
+    events = []
+    for agent, (team, count) in plan.items():
+        for n in range(count):
+            events.append(
+                {
+                    "event_id": f"s-{agent}-{n}",
+                    "type": "sale.closed",
+                    "occurred_at": at,
+                    "agent_id": agent,
+                    "team_id": team,
+                    "lead_id": f"L-{agent}-{n}",
+                    "order_id": f"o-{agent}-{n}",
+                    "amount": "10.00",
+                }
+            )
+    pipeline.post(events)
+    pipeline.wait_caught_up()
+
+    def first_leaderboard(search: dict[str, str], with_key: str) -> Any:
+        with httpx.Client(timeout=httpx.Timeout(10, read=30)) as client:
+            request = client.build_request(
+                "GET", stream_url(pipeline), params=search, headers=bearer(with_key)
+            )
+            response = client.send(request, stream=True)
+            try:
+                assert response.status_code == 200, response.read()
+                found, _ = read_events(response.iter_lines(), time.monotonic() + 10, stop_after=1)
+            finally:
+                response.close()
+        assert [name for _, name, _ in found] == ["leaderboard"]
+        return found[0][2]["data"]
+
+    search = {"views": "leaderboard", "leaderboard": "sales", "leaderboard_by": "team"}
+    got = first_leaderboard(search, key)
+    assert got["metric"] == "sales" and got["by"] == "team"
+    assert [t["team_id"] for t in got["teams"]] == ["t-a", "t-b"]
+    for team in got["teams"]:
+        truth = {a: c for a, (t, c) in plan.items() if t == team["team_id"]}
+        ranks = {a: 1 + sum(o > c for o in truth.values()) for a, c in truth.items()}
+        assert {r["agent_id"]: (r["rank"], int(r["value"])) for r in team["rows"]} == {
+            a: (ranks[a], c) for a, c in truth.items()
+        }
+        answer = pipeline.api.get(
+            "/v1/leaderboard",
+            params={"metric": "sales", "period": "today", "limit": 10, "team_id": team["team_id"]},
+            headers=bearer(key),
+        ).json()
+        assert team["rows"] == answer["rows"]
+        assert (team["from"], team["to"]) == (answer["from"], answer["to"])
+
+    # A key of one team gets that team's list only; the plain leaderboard is as before.
+    limited = first_leaderboard(search, team_key)
+    assert [t["team_id"] for t in limited["teams"]] == ["t-b"]
+    assert [r["agent_id"] for r in limited["teams"][0]["rows"]] == ["b2", "b1"]
+    plain = first_leaderboard({"views": "leaderboard", "leaderboard": "sales"}, key)
+    assert "teams" not in plain
+    assert [r["agent_id"] for r in plain["rows"]] == ["b2", "a1", "a3", "b1", "a2"]
+
+    with httpx.Client(timeout=10) as client:
+        bad = client.get(
+            stream_url(pipeline), params={**search, "leaderboard_by": "agent"}, headers=bearer(key)
+        )
+    assert bad.status_code == 422, bad.text
+
+    # Ten boards of the floor: one computation of every team's list per commit, not ten.
+    boards = 10
+    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
+    responses = []
+    try:
+        for client in clients:
+            request = client.build_request(
+                "GET", stream_url(pipeline), params=search, headers=bearer(key)
+            )
+            responses.append(client.send(request, stream=True))
+        assert [r.status_code for r in responses] == [200] * boards
+        commits = _counter(pipeline, "callboard_api_stream_commits")
+        computed = _counter(pipeline, "callboard_api_stream_view_computations")
+        started = time.monotonic()
+        sale = {**events[0], "event_id": "s-more", "order_id": "o-more", "lead_id": "L-more"}
+        pipeline.post([{**sale, "occurred_at": datetime.now(UTC).isoformat()}])
+        pipeline.wait_caught_up()
+        time.sleep(2)
+        new_commits = _counter(pipeline, "callboard_api_stream_commits") - commits
+        new_views = _counter(pipeline, "callboard_api_stream_view_computations") - computed
+        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
+    finally:
+        for response in responses:
+            response.close()
+        for client in clients:
+            client.close()
+    assert new_commits >= 1
+    assert new_views <= new_commits + quiet_looks, (new_views, new_commits, quiet_looks)

@@ -15,8 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import psycopg
@@ -36,6 +38,7 @@ from services.api.contests.service import (
 )
 from services.api.lag import LagMonitor
 from services.api.periods import Granularity, Period, resolve_range
+from services.api.queries import Filters, agent_teams
 from services.api.queries import Query as MetricsQuery
 from services.api.routes import Settings, filters_for, parse_timestamp
 from services.api.service import MetricsService, check_rankable, parse_group_by, parse_metrics
@@ -266,6 +269,13 @@ async def stream(
     period: Period = Period.today,
     leaderboard: Annotated[str | None, Query(description="A KPI to rank agents by")] = "revenue",
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    leaderboard_by: Annotated[
+        str | None,
+        Query(
+            pattern="^team$",
+            description="team: one ranked list per team (each as /v1/leaderboard?team_id=)",
+        ),
+    ] = None,
     agent_id: Ids = None,
     team_id: Ids = None,
     campaign_id: Ids = None,
@@ -287,7 +297,8 @@ async def stream(
     last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events for a wallboard: ``metrics`` (as ``/v1/metrics``) and
-    ``leaderboard`` events (and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
+    ``leaderboard`` events (with ``leaderboard_by=team``, one list per team, each as
+    ``/v1/leaderboard?team_id=``; and ``anomalies``, as ``/v1/anomalies``, with anomalies=true),
     sent at once and again after every aggregator commit that changes them; ``agents`` (as
     ``/v1/agents/now``) on change and at least every 5 s; ``sale``, one event per sale
     within a second of the commit that counts it; ``pace`` (as ``/v1/pace/hourly``) on
@@ -325,7 +336,38 @@ async def stream(
     lag_monitor: LagMonitor = request.app.state.lag_monitor
     engine: Engine = request.app.state.engine
     service = MetricsService(settings)
-    view = (keys, groups, period, leaderboard, limit, filters, from_, to, selected)
+    view = (keys, groups, period, leaderboard, limit, leaderboard_by, filters, from_, to, selected)
+
+    def team_leaderboards(connection: Any, metric: str, bounds: dict[str, str]) -> bytes:
+        """One ranked list per team of the stream (its ``team_id``s, else every team the
+        key may read), each counted as ``/v1/leaderboard?team_id=`` counts it: in the
+        team's own zone when it has one."""
+        teams = filters.team_ids or tuple(
+            sorted(set(agent_teams(connection, filters.key_teams).values()))
+        )
+        lists = []
+        for team in teams:
+            one: Filters = replace(filters, team_ids=(team,))
+            zone = ZoneInfo(settings.timezone_for(one.team_ids))
+            rng = resolve_range(
+                None if start is not None else period,
+                start,
+                end,
+                zone,
+                first_weekday=settings.week_start,
+            )
+            _, ranked = service.leaderboard(
+                connection, metric, rng, one, limit=limit, min_volume=None
+            )
+            lists.append(
+                {
+                    "team_id": team,
+                    "from": rng.start.astimezone(zone).isoformat(),
+                    "to": rng.end.astimezone(zone).isoformat(),
+                    "rows": ranked,
+                }
+            )
+        return orjson.dumps({**bounds, "metric": metric, "by": "team", "teams": lists}, default=str)
 
     def compute() -> dict[str, bytes]:
         rng = resolve_range(
@@ -347,7 +389,9 @@ async def stream(
             if "metrics" in selected:
                 rows = service.metrics(connection, keys, query)
                 out["metrics"] = orjson.dumps({**bounds, "rows": rows})
-            if "leaderboard" in selected and leaderboard:
+            if "leaderboard" in selected and leaderboard and leaderboard_by == "team":
+                out["leaderboard"] = team_leaderboards(connection, leaderboard, bounds)
+            elif "leaderboard" in selected and leaderboard:
                 _, ranked = service.leaderboard(
                     connection, leaderboard, rng, filters, limit=limit, min_volume=None
                 )

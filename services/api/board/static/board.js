@@ -1,6 +1,6 @@
 // The wallboard: one live stream (/v1/stream) feeds the floor summary, the agent grid, the
-// pace chart, the sale celebrations and the freshness line; leaderboards, targets and the
-// team lead's view are read from the API when the stream says something changed.
+// leaderboard of each team, the pace chart, the running contests, the sale celebrations and
+// the freshness line; targets and the team lead's view are read from the API.
 //
 // A TV runs this page for weeks: every collection is bounded, DOM nodes are reused by key,
 // listeners are attached once (delegation), and timers are the few created at start.
@@ -11,7 +11,19 @@ import { renderPaceChart } from "./pace.js";
 
 const KEY_STORE = "callboard.board.key";
 const PREFS_STORE = "callboard.board.prefs";
-const SCREENS = ["floor", "agents", "leaders", "pace"];
+const SCREENS = ["floor", "agents", "leaders", "pace", "contests"];
+// The TV playlist (the reference wallboard's suggested one): seconds each screen shows at
+// rotate=30, each team's leaderboard a screen of its own; other rotate values scale it.
+const PLAYLIST = [
+  ["floor", 30],
+  ["agents", 30],
+  ["leaders", 20],
+  ["pace", 20],
+  ["contests", 20],
+];
+const CONTEST_ROWS = 10;
+const WINNER_MS = 10000;
+const ENDED_CONTESTS_MAX = 50;
 const FLOOR_METRICS = [
   "dials",
   "connects",
@@ -62,7 +74,6 @@ const SALE_QUEUE_MAX = 5;
 const SEEN_SALES_MAX = 500;
 const CELEBRATE_MS = 6000;
 const CELEBRATE_BUSY_MS = 2500;
-const LEADERBOARD_MIN_INTERVAL_MS = 800;
 const TARGETS_REFRESH_MS = 30000;
 const REFUSED_RETRY_MS = 30000;
 // The stream sends agents at least every 5 s and pace on change; a server that does not
@@ -118,6 +129,13 @@ function takeKey() {
   }
 }
 
+// rotate=30 (or rotate=playlist) is the reference playlist's 30/20 s; rotate=N scales it so
+// that the longest screen shows N seconds.
+function rotateParam(raw) {
+  if (raw === "playlist") return 30;
+  return Math.max(0, Number(raw || 0)) || 0;
+}
+
 const params = new URLSearchParams(location.search);
 const prefs = readPrefs();
 const askedTeams = params
@@ -134,10 +152,10 @@ const state = {
   theme: params.get("theme") || prefs.theme || "dark",
   sound: prefs.sound === true,
   screen: SCREENS.includes(params.get("screen")) ? params.get("screen") : "floor",
-  rotateSeconds: Math.max(0, Number(params.get("rotate") || 0)) || 0,
+  rotateSeconds: rotateParam(params.get("rotate")),
   rotating: false,
   leaderKpi: LEADER_KPIS.includes(params.get("kpi")) ? params.get("kpi") : prefs.kpi || "sales",
-  views: ["metrics", "agents", "sale", "pace", "status"],
+  views: ["metrics", "agents", "sale", "pace", "status", "leaderboard", "contests"],
   metricKeys: [...FLOOR_METRICS],
   metrics: null,
   agents: null,
@@ -145,6 +163,11 @@ const state = {
   status: null,
   target: null,
   leaderboards: new Map(),
+  contests: [],
+  contestsSeen: new Map(),
+  contestsEnded: [],
+  winnerQueue: [],
+  step: null,
   clockOffsetMs: 0,
   streamState: "connecting",
   everOpen: false,
@@ -201,19 +224,16 @@ async function getMetrics(search, keys) {
 
 // -- The stream ------------------------------------------------------------------------
 
-// A board of one team (a team's TV) takes its leaderboard from the stream, computed once per
-// commit for every board that shows it; a board of several teams reads one per team.
-const streamedLeaderboard = () => askedTeams.length === 1;
-
+// Every team's leaderboard comes on the stream (leaderboard_by=team), computed once per
+// commit for every board that shows the same teams: no board reads /v1/leaderboard.
 function streamUrl() {
   const search = teamQuery(new URLSearchParams());
-  const views = [...state.views];
-  if (streamedLeaderboard()) {
-    views.push("leaderboard");
+  if (state.views.includes("leaderboard")) {
     search.set("leaderboard", state.leaderKpi);
+    search.set("leaderboard_by", "team");
     search.set("limit", "10");
   }
-  search.set("views", views.join(","));
+  search.set("views", state.views.join(","));
   search.set("period", "today");
   search.set("metrics", state.metricKeys.join(","));
   return `/v1/stream?${search}`;
@@ -233,7 +253,6 @@ function handleStreamState(next, detail) {
     state.everOpen = true;
     state.lastWordAt = Date.now();
     clearRefusal();
-    if (!streamedLeaderboard()) refreshLeaderboards();
     refreshTargets();
   } else if (next === "refused") {
     handleRefusal(detail);
@@ -297,24 +316,26 @@ function handleEvent(name, payload) {
     case "metrics":
       state.metrics = (data.rows && data.rows[0]) || {};
       renderFloor();
-      scheduleLeaderboards();
       break;
     case "leaderboard":
-      if (streamedLeaderboard() && data.metric === state.leaderKpi) {
-        state.leaderboards = new Map([[askedTeams[0], data.rows || []]]);
+      if (data.metric === state.leaderKpi) {
+        state.leaderboards = Array.isArray(data.teams)
+          ? new Map(data.teams.map((t) => [t.team_id, t.rows || []]))
+          : new Map([[askedTeams.length === 1 ? askedTeams[0] : "", data.rows || []]]);
         renderLeaderboards();
       }
+      break;
+    case "contests":
+      takeContests(data.contests || []);
       break;
     case "agents":
       state.agentsAt = Date.now();
       state.agents = data;
       renderAgents();
       renderFloor();
-      scheduleLeaderboards();
       break;
     case "sale":
       celebrate(data);
-      scheduleLeaderboards();
       break;
     case "pace":
       state.paceAt = Date.now();
@@ -625,42 +646,7 @@ function tickTimers() {
   }
 }
 
-// -- Leaderboards: one per team, read again when the stream says numbers changed --------
-
-function boardTeams() {
-  if (askedTeams.length) return askedTeams;
-  const seen = new Set((state.agents?.agents || []).map((a) => a.team_id).filter(Boolean));
-  return [...seen].sort();
-}
-
-function scheduleLeaderboards() {
-  if (state.leaderTimer || streamedLeaderboard()) return;
-  const wait = Math.max(0, LEADERBOARD_MIN_INTERVAL_MS - (Date.now() - (state.leaderAt || 0)));
-  state.leaderTimer = setTimeout(() => {
-    state.leaderTimer = null;
-    refreshLeaderboards();
-  }, wait);
-}
-
-async function refreshLeaderboards() {
-  state.leaderAt = Date.now();
-  const teams = boardTeams();
-  const kpi = state.leaderKpi;
-  const results = await Promise.all(
-    teams.map(async (team) => {
-      const search = new URLSearchParams({ metric: kpi, period: "today", limit: "10" });
-      search.append("team_id", team);
-      try {
-        return [team, (await getJson("/v1/leaderboard", search)).rows || []];
-      } catch (error) {
-        return [team, state.leaderboards.get(team) || []];
-      }
-    }),
-  );
-  if (kpi !== state.leaderKpi) return;
-  state.leaderboards = new Map(results);
-  renderLeaderboards();
-}
+// -- Leaderboards: one per team, from the stream's leaderboard event --------------------
 
 function renderLeaderboards() {
   const L = state.locale;
@@ -670,7 +656,9 @@ function renderLeaderboards() {
   for (const [team, rows] of state.leaderboards) {
     const panel = el("section", "leader-panel");
     panel.dataset.team = team;
-    const title = el("h2", "leader-title", L.t("team", { team }));
+    // On a TV, each team's leaderboard is a screen of the playlist: one panel at a time.
+    panel.hidden = state.step?.team !== undefined && state.step.team !== team;
+    const title = el("h2", "leader-title", team ? L.t("team", { team }) : L.t("all_teams"));
     const list = el("ol", "leader-list");
     if (!rows.length) list.append(el("li", "leader-empty", L.t("no_ranking")));
     for (const row of rows) {
@@ -686,7 +674,127 @@ function renderLeaderboards() {
     panels.push(panel);
   }
   host.replaceChildren(...panels);
-  host.dataset.count = String(panels.length);
+  host.dataset.count = String(panels.filter((p) => !p.hidden).length);
+}
+
+// -- Contests: the running ones of the board's teams, from the stream's contests event ---
+
+function onBoard(contest) {
+  return !askedTeams.length || (contest.team_ids || []).some((t) => askedTeams.includes(t));
+}
+
+function takeContests(contests) {
+  const shown = contests.filter(onBoard);
+  const running = shown.filter((c) => c.status === "running");
+  const ids = new Set(running.map((c) => c.contest_id));
+  // Ended since the last event (or sent as ended): its winner once, read when it ends.
+  for (const contest of shown) {
+    if (contest.status === "ended") announceWinner(contest);
+  }
+  for (const id of state.contestsSeen.keys()) {
+    if (!ids.has(id) && !shown.some((c) => c.contest_id === id)) {
+      readEnded(id);
+    }
+  }
+  state.contestsSeen = new Map(running.map((c) => [c.contest_id, c]));
+  state.contests = running;
+  renderContests();
+}
+
+async function readEnded(id) {
+  try {
+    const contest = await getJson(`/v1/contests/${encodeURIComponent(id)}`);
+    if (contest.status === "ended") announceWinner(contest);
+  } catch (_) {
+    /* deleted, or no longer readable by this key: nothing to announce */
+  }
+}
+
+function announceWinner(contest) {
+  if (state.contestsEnded.includes(contest.contest_id)) return;
+  state.contestsEnded.push(contest.contest_id);
+  if (state.contestsEnded.length > ENDED_CONTESTS_MAX) state.contestsEnded.shift();
+  if (!contest.winners || !contest.winners.length) return;
+  state.winnerQueue.push(contest);
+  if (state.winnerQueue.length > 3) state.winnerQueue.shift();
+  if (!state.winnerShown) nextWinner();
+}
+
+function competitor(row, L) {
+  return row.agent_id || L.t("team", { team: row.team_id || "" });
+}
+
+function nextWinner() {
+  const banner = $("#contest-winner");
+  const contest = state.winnerQueue.shift();
+  if (!contest) {
+    state.winnerShown = null;
+    banner.hidden = true;
+    return;
+  }
+  state.winnerShown = contest;
+  renderWinner();
+  banner.hidden = false;
+  clearTimeout(state.winnerTimer);
+  state.winnerTimer = setTimeout(nextWinner, WINNER_MS);
+}
+
+function renderWinner() {
+  const contest = state.winnerShown;
+  if (!contest) return;
+  const L = state.locale;
+  const who = contest.winners.map((w) => competitor(w, L)).join(L.t("contest_tie"));
+  setText($("#winner-title"), L.t("contest_winner_title"));
+  setText($("#winner-text"), L.t("contest_winner", { who, name: contest.name }));
+  setText($("#winner-value"), L.kpi(contest.kpi, contest.winners[0].value));
+  setText($("#winner-prize"), contest.prize ? L.t("contest_prize", { prize: contest.prize }) : "");
+}
+
+function renderContests() {
+  const L = state.locale;
+  const host = $("#contests");
+  const cards = state.contests.map((contest) => {
+    const card = el("article", "contest");
+    card.dataset.contest = String(contest.contest_id);
+    const head = el("header", "contest-head");
+    head.append(el("h2", "contest-name", contest.name));
+    head.append(el("span", "contest-left"));
+    const kpiKey = contest.order === "asc" ? "contest_kpi_asc" : "contest_kpi";
+    card.append(head, el("p", "contest-kpi", L.t(kpiKey, { kpi: L.kpiName(contest.kpi) })));
+    const list = el("ol", "contest-list");
+    const rows = (contest.standings || []).slice(0, CONTEST_ROWS);
+    if (!rows.length) list.append(el("li", "leader-empty", L.t("contest_nobody")));
+    for (const row of rows) {
+      const item = el("li", "contest-row");
+      item.dataset.rank = String(row.rank);
+      item.append(el("span", "leader-rank", L.count(row.rank)));
+      item.append(el("span", "contest-who", competitor(row, L)));
+      item.append(el("span", "leader-value", L.kpi(contest.kpi, row.value)));
+      list.append(item);
+    }
+    card.append(list);
+    if (contest.prize) card.append(el("p", "contest-prize", L.t("contest_prize", { prize: contest.prize })));
+    return card;
+  });
+  host.replaceChildren(...cards);
+  $("#no-contests").hidden = cards.length > 0;
+  $("#tab-contests").hidden = cards.length === 0;
+  tickContests();
+}
+
+// Time left counts down between events from each contest's end.
+function tickContests() {
+  const L = state.locale;
+  const now = serverNow();
+  for (const card of document.querySelectorAll("#contests .contest")) {
+    const contest = state.contestsSeen.get(Number(card.dataset.contest));
+    if (!contest) continue;
+    const left = (Date.parse(contest.ends_at) - now) / 1000;
+    setText(
+      $(".contest-left", card),
+      left > 0 ? L.t("contest_left", { value: L.clock(left) }) : L.t("contest_ended"),
+    );
+  }
 }
 
 function rankArrow(row, L) {
@@ -981,6 +1089,8 @@ function applyLanguage() {
   renderFloor();
   renderCounts(agentsOnBoard());
   renderLeaderboards();
+  renderContests();
+  renderWinner();
   renderPace();
   renderFreshness();
   if (state.refusal) showNotice(state.refusal);
@@ -990,8 +1100,11 @@ function applyTheme() {
   document.documentElement.dataset.theme = state.theme === "light" ? "light" : "dark";
 }
 
-function showScreen(name) {
+function showScreen(name, step = { screen: name }) {
   state.screen = name;
+  state.step = step;
+  document.body.dataset.step = step.team !== undefined ? `${name}:${step.team}` : name;
+  renderLeaderboards();
   for (const screen of SCREENS) {
     $(`#screen-${screen}`).hidden = screen !== name;
     const tab = $(`#tab-${screen}`);
@@ -1001,14 +1114,56 @@ function showScreen(name) {
   if (name === "pace") renderPace();
 }
 
+// The playlist as it stands: screens with nothing to show are left out, and each team
+// with a ranking is a leaderboard screen of its own.
+function playlist() {
+  const steps = [];
+  for (const [screen, seconds] of PLAYLIST) {
+    const dwell = (seconds / 30) * state.rotateSeconds * 1000;
+    if (screen === "leaders") {
+      for (const [team, rows] of state.leaderboards) {
+        if (rows.length) steps.push({ screen, team, dwell });
+      }
+    } else if (screen === "floor" || hasContent(screen)) {
+      steps.push({ screen, dwell });
+    }
+  }
+  return steps;
+}
+
+function hasContent(screen) {
+  if (screen === "agents") return agentsOnBoard().length > 0;
+  if (screen === "pace") return Boolean(state.pace);
+  if (screen === "contests") return state.contests.length > 0;
+  return true;
+}
+
+function nextStep() {
+  const steps = playlist();
+  const current = state.step || { screen: state.screen };
+  const at = steps.findIndex((s) => s.screen === current.screen && s.team === current.team);
+  if (at >= 0) return steps[(at + 1) % steps.length];
+  // The current screen left the playlist: the first one after its place.
+  const order = PLAYLIST.map(([screen]) => screen);
+  const after = steps.find((s) => order.indexOf(s.screen) > order.indexOf(current.screen));
+  return after || steps[0];
+}
+
+function advance() {
+  const step = nextStep();
+  showScreen(step.screen, step);
+  clearTimeout(state.rotateTimer);
+  state.rotateTimer = setTimeout(advance, step.dwell);
+}
+
 function setRotation(on) {
   state.rotating = on && state.rotateSeconds > 0;
-  clearInterval(state.rotateTimer);
+  clearTimeout(state.rotateTimer);
   if (state.rotating) {
-    state.rotateTimer = setInterval(() => {
-      const next = SCREENS[(SCREENS.indexOf(state.screen) + 1) % SCREENS.length];
-      showScreen(next);
-    }, state.rotateSeconds * 1000);
+    const first = playlist().find((s) => s.screen === state.screen);
+    state.rotateTimer = setTimeout(advance, first ? first.dwell : 0);
+  } else if (state.step?.team !== undefined) {
+    showScreen(state.screen);
   }
   document.body.classList.toggle("tv", state.rotating);
   document.documentElement.classList.toggle("tv", state.rotating);
@@ -1065,8 +1220,7 @@ function wire() {
     savePrefs(prefs);
     state.leaderboards = new Map();
     renderLeaderboards();
-    if (streamedLeaderboard()) stream.restart();
-    else refreshLeaderboards();
+    stream.restart();
   });
   // A new board link opened over this one: take its key without a reload.
   window.addEventListener("hashchange", () => {
@@ -1152,6 +1306,7 @@ async function paceFromMetrics() {
 function tick() {
   fallbackReads();
   tickTimers();
+  tickContests();
   renderFreshness();
   if (state.openAgent) renderLeadState();
   const L = state.locale;
