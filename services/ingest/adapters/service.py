@@ -138,5 +138,5 @@ class AdapterService:
         limited to teams is held to them as on ``POST /v1/events`` (403, nothing stored)."""
         if events:
             self.ingest.check_teams(dialer, events, [], len(events))
-            self.ingest.publish(events, request_id)
+            self.ingest.publish(events, request_id, only_given=True)
         RECORDS.labels(system, "stored").inc(records)
