@@ -250,7 +250,8 @@ async def vicidial_no_agent(
     },
 )
 async def freeswitch_cdr(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
-    """A ``mod_json_cdr`` leg: a JSON body, or the form field ``cdr`` (``encode=true``)."""
+    """A ``mod_json_cdr`` leg: a JSON body (``encode=false``), the form field ``cdr``
+    (``encode=true``) or ``cdr=`` and base64 (``encode=base64``)."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     body = await request.body()
     adapters.ingest.check_size(None, len(body))
@@ -265,8 +266,9 @@ async def freeswitch_cdr(request: Request, adapters: Adapters, dialer: Dialer) -
             raw = base64.b64decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("the CDR is not base64", details=[{"field": "cdr"}]) from exc
-    elif media in ("application/json", "text/plain", ""):
-        raw = body
+    elif media in ("application/json", "text/plain", "application/x-www-form-plaintext", ""):
+        # Older mod_json_cdr sends unencoded JSON as x-www-form-plaintext.
+        raw = body.removeprefix(b"cdr=")
     else:
         raise UnsupportedMediaType(f"{media} is not a mod_json_cdr body")
     try:
