@@ -46,6 +46,8 @@ import httpx
 
 from services.devstack.kafka import KafkaBroker
 from services.devstack.processes import free_port
+from services.ingest.adapters import connect
+from services.ingest.adapters.common import AdapterContext
 from shared.kafka import ensure_topic
 from tests import adapter_floor as floor
 
@@ -272,6 +274,15 @@ def _bench(
             _post(f"{base}/v1/adapters/connect/firehose", content=_json(body), headers=JSON)
         )
 
+    # The same facts posted as v1 by an integrator who translated them: Firehose's cost
+    # against these is what the adapter itself adds (decoding and translating).
+    context = AdapterContext.create("Asia/Shanghai", SECRET)
+    translated = [e for r in records for e in connect.translate(r, context)]
+    same_events = [
+        _post(f"{base}/v1/events", content=_json(translated[i : i + 500]), headers=JSON)
+        for i in range(0, len(translated), 500)
+    ]
+
     agents = 4
     lines = [
         line
@@ -319,6 +330,13 @@ def _bench(
     )
     native_batch = Case(
         "native v1, 500 events/request", "events", len(native), len(native), partial(_run, batches)
+    )
+    native_connect = Case(
+        "native v1, Connect's events, 500/request",
+        "events",
+        len(translated),
+        len(translated),
+        partial(_run, same_events),
     )
     # (case, the native case it is compared with); every VICIdial URL and Asterisk line
     # gives two events (its call's start and its result).
@@ -372,7 +390,7 @@ def _bench(
     ]
     # Each side interleaved with the other, round after round, so that the load of a shared
     # machine falls on both alike; the medians are compared.
-    cases = (native_single, native_batch, *(c for c, _ in adapters))
+    cases = (native_single, native_batch, native_connect, *(c for c, _ in adapters))
     for case in cases:  # a first round warms the worker (imports, connections), not counted
         case.run()
     for number in range(1, rounds + 1):
@@ -384,11 +402,13 @@ def _bench(
     _say(f"median of {rounds} interleaved rounds; one ingest worker; ratio = cost per event")
     _say("against native v1 measured in the same rounds (events/s native / events/s adapter;")
     _say("above 1 costs more); CPU = the ingest worker's CPU time per event")
-    for case in (native_single, native_batch):
+    for case in (native_single, native_batch, native_connect):
         _say(
             f"{case.name:<40} {case.rate:>9,.0f} events/s"
             f"  CPU {case.cpu_per_event * 1e6:6.0f} us/event"
         )
+    firehose_case = adapters[3][0]
+    adapters.append((firehose_case, native_connect))
     for case, reference in adapters:
         records_rate = case.rate * case.records / case.events
         cpu_ratio = (
@@ -396,8 +416,11 @@ def _bench(
             if reference.cpu_per_event
             else "  n/a"
         )
+        name = (
+            case.name if reference is not native_connect else "  the same, against Connect's events"
+        )
         _say(
-            f"{case.name:<40} {records_rate:>9,.0f} {case.unit}/s"
+            f"{name:<40} {records_rate:>9,.0f} {case.unit}/s"
             f" = {case.rate:>8,.0f} events/s | native {reference.rate:>8,.0f} events/s"
             f" | ratio {reference.rate / case.rate:5.2f}"
             f" | CPU {case.cpu_per_event * 1e6:5.0f} vs {reference.cpu_per_event * 1e6:5.0f}"
