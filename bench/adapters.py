@@ -426,6 +426,10 @@ def _bench(
             f" | CPU {case.cpu_per_event * 1e6:5.0f} vs {reference.cpu_per_event * 1e6:5.0f}"
             f" us/event, ratio {cpu_ratio}"
         )
+    _say("")
+    _say("every round's events/s (the spread a shared machine gives):")
+    for case in (native_single, native_batch, native_connect, *(c for c, _ in adapters[:-1])):
+        _say(f"  {case.name:<40} " + ", ".join(f"{r:,.0f}" for r in case.rates))
 
 
 if __name__ == "__main__":
