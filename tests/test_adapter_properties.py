@@ -7,6 +7,7 @@ contributions must equal those of the records merged once in the order they were
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
@@ -62,10 +63,13 @@ def _records(system: str) -> list[Record]:
 
 
 def _stored(raw: dict[str, Any]) -> dict[str, Any]:
-    """The event as the aggregator reads it back from Kafka."""
+    """The event as the aggregator reads it back from Kafka (adapters store only the fields
+    their translation gave)."""
     event = validate_event(raw)
     assert isinstance(event, BaseEvent), (raw, event)
-    stored: dict[str, Any] = json.loads(event.model_dump_json(exclude_none=True))
+    stored: dict[str, Any] = json.loads(
+        event.model_dump_json(exclude_none=True, exclude_unset=True)
+    )
     return stored
 
 
@@ -111,3 +115,101 @@ def test_the_reference_counts_every_call() -> None:
         inbound = sum(v for (_, name), v in REFERENCE[system].items() if name == "inbound_calls")
         assert dials == sum(1 for c in calls if not c.inbound), system
         assert inbound == sum(1 for c in calls if c.inbound), system
+
+
+# Twilio: a <Dial> child leg and its parent --------------------------------------------------
+
+PARENT_SID = "CA" + "1" * 32
+CHILD_SID = "CA" + "2" * 32
+CUSTOMER = "+8613800138000"
+AGENT_PHONE = "client:agent-7"
+
+
+def _callback(
+    sid: str, status: str, sequence: int, at: str, direction: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "CallSid": sid,
+        "CallStatus": status,
+        "SequenceNumber": str(sequence),
+        "Timestamp": f"Mon, 02 Nov 2026 {at} +0000",
+        "Direction": direction,
+        "agent_id": "agent-7",
+        "team_id": "team-1",
+        **extra,
+    }
+
+
+def _dial_legs(
+    parent_direction: str, parent_from: str, parent_to: str, child_to: str
+) -> list[dict[str, str]]:
+    """A parent leg (answered at 01:00:00, ended 01:01:10) whose <Dial> child rings from
+    01:00:05, is answered at 01:00:12 and talks 55 s."""
+    parent = {"From": parent_from, "To": parent_to}
+    child = {"From": parent_from, "To": child_to, "ParentCallSid": PARENT_SID}
+    return [
+        _callback(PARENT_SID, "ringing", 0, "01:00:00", parent_direction, **parent),
+        _callback(PARENT_SID, "in-progress", 1, "01:00:00", parent_direction, **parent),
+        _callback(
+            PARENT_SID, "completed", 2, "01:01:10", parent_direction, CallDuration="70", **parent
+        ),
+        _callback(CHILD_SID, "initiated", 0, "01:00:05", "outbound-dial", **child),
+        _callback(CHILD_SID, "ringing", 1, "01:00:05", "outbound-dial", **child),
+        _callback(CHILD_SID, "in-progress", 2, "01:00:12", "outbound-dial", **child),
+        _callback(
+            CHILD_SID, "completed", 3, "01:01:07", "outbound-dial", CallDuration="55", **child
+        ),
+    ]
+
+
+def _every_order(callbacks: list[dict[str, str]]) -> set[tuple[tuple[tuple[str, str], Any], ...]]:
+    """The distinct KPI totals of the legs' callbacks merged in every order."""
+    translated = [[_stored(e) for e in twilio.translate(cb, CONTEXT)] for cb in callbacks]
+    outcomes = set()
+    for order in itertools.permutations(range(len(translated))):
+        totals = _kpis([e for i in order for e in translated[i]])
+        outcomes.add(tuple(sorted(totals.items())))
+    return outcomes
+
+
+def test_inbound_call_dialing_an_agent_is_inbound_in_every_order() -> None:
+    # The customer calls in (Direction inbound); the <Dial> child leg rings the agent's app.
+    outcomes = _every_order(_dial_legs("inbound", CUSTOMER, "+862100000000", AGENT_PHONE))
+    assert len(outcomes) == 1
+    totals = dict(outcomes.pop())
+    assert totals.get(("agent-7", "inbound_calls"), 0) == 1
+    assert totals.get(("agent-7", "dials"), 0) == 0
+    assert totals.get(("agent-7", "inbound_connects"), 0) == 1
+    assert totals.get(("agent-7", "abandoned"), 0) == 0
+    assert totals.get(("agent-7", "talk_seconds"), 0) == 55_000  # the child's CallDuration, in ms
+
+
+def test_outbound_call_through_a_child_leg_is_outbound_in_every_order() -> None:
+    # A REST call to the agent (outbound-api) whose <Dial> child rings the customer.
+    outcomes = _every_order(_dial_legs("outbound-api", "+862100000000", AGENT_PHONE, CUSTOMER))
+    assert len(outcomes) == 1
+    totals = dict(outcomes.pop())
+    assert totals.get(("agent-7", "dials"), 0) == 1
+    assert totals.get(("agent-7", "inbound_calls"), 0) == 0
+    assert totals.get(("agent-7", "connects"), 0) == 1
+    assert totals.get(("agent-7", "talk_seconds"), 0) == 55_000
+
+
+def test_agent_app_calling_out_is_outbound_in_every_order() -> None:
+    # The agent's Twilio Client app places the call: Twilio sees it as inbound from
+    # client:..., and its <Dial> child rings the customer.
+    outcomes = _every_order(_dial_legs("inbound", AGENT_PHONE, CUSTOMER, CUSTOMER))
+    assert len(outcomes) == 1
+    totals = dict(outcomes.pop())
+    assert totals.get(("agent-7", "dials"), 0) == 1
+    assert totals.get(("agent-7", "inbound_calls"), 0) == 0
+    assert totals.get(("agent-7", "connects"), 0) == 1
+    assert totals.get(("agent-7", "talk_seconds"), 0) == 55_000
+
+
+def test_child_leg_events_carry_no_direction() -> None:
+    child = _dial_legs("inbound", CUSTOMER, "+862100000000", AGENT_PHONE)[3:]
+    for callback in child:
+        for event in twilio.translate(callback, CONTEXT):
+            assert event["call_id"] == PARENT_SID
+            assert "direction" not in _stored(event)

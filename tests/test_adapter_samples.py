@@ -114,7 +114,8 @@ def test_twilio_progress_events_child_leg_and_machine() -> None:
             "campaign_id": "spring",
             "lead_id": lead("twilio", "+15005550006"),
             "occurred_at": "2026-11-02T01:00:00+00:00",
-            "direction": "outbound",
+            # No direction: a child leg is always outbound-dial; its parent says which way
+            # the customer call went.
         }
     ]
     answered = twilio.translate(
@@ -144,6 +145,7 @@ def test_twilio_progress_events_child_leg_and_machine() -> None:
     assert fax[0]["contact_reached"] is False
     assert fax[0]["occurred_at"] == "2026-11-02T01:00:09+00:00"
     assert fax[0]["event_id"] == "twilio:CAchild:completed:-"
+    assert "direction" not in fax[0]
 
 
 def test_twilio_inbound_lead_is_the_caller_and_lead_id_parameter_wins() -> None:

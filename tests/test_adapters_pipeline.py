@@ -10,6 +10,9 @@ one of their phone numbers, SIP URIs or caller names.
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
+import hmac
 import json
 import random
 import subprocess
@@ -711,3 +714,147 @@ def test_an_ingest_key_limited_to_teams_is_held_to_them_on_adapter_routes(
         ).all()
     engine.dispose()
     assert [tuple(row) for row in counted] == [("t-1", 1)]
+
+
+# Documented body styles and signature schemes -----------------------------------------------
+
+
+def test_freeswitch_every_encode_setting_and_firehose_gzip(make_pipeline: MakePipeline) -> None:
+    pipeline = make_pipeline(**ENV)
+    calls = [c for c in floor.generate(6, DAY_START, 80) if c.outcome in FREESWITCH_OUTCOMES]
+    legs = [leg for call in calls for leg in floor.freeswitch_legs(call)]
+    for index, leg in enumerate(shuffled_with_repeats(legs, 7)):
+        # encode-values (the default): every value URL-encoded inside the JSON.
+        encoded = json.dumps(
+            {"variables": {k: quote(v, safe="") for k, v in leg["variables"].items()}}
+        )
+        style = index % 4
+        if style == 0:  # encode=false: the JSON as the body
+            content, media = json.dumps(leg).encode(), "application/json"
+        elif style == 1:  # encode=true: cdr=<URL-encoded JSON>
+            content, media = (
+                f"cdr={quote(encoded, safe='')}".encode(),
+                ("application/x-www-form-urlencoded"),
+            )
+        elif style == 2:  # encode=base64: cdr=<base64 JSON>
+            content = b"cdr=" + base64.b64encode(encoded.encode())
+            media = "application/x-www-form-base64-encoded"
+        else:  # older mod_json_cdr, encode=false: the JSON as x-www-form-plaintext
+            content, media = encoded.encode(), "application/x-www-form-plaintext"
+        response = pipeline.ingest.post(
+            "/v1/adapters/freeswitch/cdr",
+            params={"uuid": leg["variables"]["uuid"]},
+            content=content,
+            headers={"content-type": media},
+        )
+        assert response.status_code == 200, (style, response.text)
+    bad = pipeline.ingest.post(
+        "/v1/adapters/freeswitch/cdr",
+        content=b"cdr=@@not base64@@",
+        headers={"content-type": "application/x-www-form-base64-encoded"},
+    )
+    assert bad.status_code == 422
+    assert "base64" in bad.json()["error"]["message"]
+    pipeline.wait_caught_up()
+    fs_truth = floor.truth(calls, sales=False, contact_from_code=False)
+    assert_truth(pipeline, fs_truth)
+
+    # Firehose with Content-Encoding: gzip (its HTTP endpoint's GZIP option).
+    connect_calls = floor.generate(9, DAY_START, 60)
+    records = [r for c in connect_calls for r in floor.connect_records(c)]
+    for number, start in enumerate(range(0, len(records), 25)):
+        request = floor.firehose_request(records[start : start + 25], f"gz-{number}")
+        response = pipeline.ingest.post(
+            "/v1/adapters/connect/firehose",
+            content=gzip.compress(json.dumps(request).encode()),
+            headers={"content-type": "application/json", "content-encoding": "gzip"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["requestId"] == f"gz-{number}"
+    not_gzip = pipeline.ingest.post(
+        "/v1/adapters/connect/firehose",
+        content=json.dumps(floor.firehose_request(records[:1], "gz-bad")).encode(),
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert not_gzip.status_code == 400
+    assert not_gzip.json()["errorMessage"] == "the body is not valid gzip"
+    pipeline.wait_caught_up()
+    connect_truth = floor.truth(connect_calls)
+    both = {k: fs_truth.get(k, 0) + connect_truth.get(k, 0) for k in KEYS}
+    print("freeswitch + connect", assert_truth(pipeline, both))
+
+
+PUBLIC = "https://callboard.example.com"
+
+
+def test_twilio_public_base_url_json_bodies_and_hmac_sha256(make_pipeline: MakePipeline) -> None:
+    pipeline = make_pipeline(**ENV, CALLBOARD_PUBLIC_BASE_URL=PUBLIC + "/")
+    path = "/v1/adapters/twilio/status"
+    query = {"agent_id": "agent-1", "team_id": "team-1", "lead_id": "L-json"}
+    form = {
+        "CallSid": "CA" + "3" * 32,
+        "CallStatus": "completed",
+        "CallDuration": "42",
+        "Direction": "outbound-api",
+        "SequenceNumber": "3",
+        "Timestamp": "Mon, 02 Nov 2026 02:00:42 +0000",
+    }
+    local_url = f"http://127.0.0.1:{pipeline.ingest_port}{path}?{urlencode(query)}"
+    public_url = f"{PUBLIC}{path}?{urlencode(query)}"
+
+    # Signed for the URL Twilio requested (the public one): taken; for the local URL: 403.
+    def post_form(url_signed: str, data: dict[str, str]) -> httpx.Response:
+        signature = floor.twilio_signature(TOKEN, url_signed, data)
+        return pipeline.ingest.post(
+            f"{path}?{urlencode(query)}", data=data, headers={"X-Twilio-Signature": signature}
+        )
+
+    refused = post_form(local_url, form)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["details"]["url_checked"] == PUBLIC + path
+    assert post_form(public_url, form).status_code == 200
+
+    # A JSON body: Twilio adds bodySHA256 (hex SHA-256 of the body) and signs the URL alone.
+    body = json.dumps({**form, "CallSid": "CA" + "4" * 32, "CallDuration": "18"}).encode()
+    json_query = {**query, "lead_id": "L-json-2", "bodySHA256": hashlib.sha256(body).hexdigest()}
+    signature = floor.twilio_signature(TOKEN, f"{PUBLIC}{path}?{urlencode(json_query)}", {})
+    headers = {"X-Twilio-Signature": signature, "content-type": "application/json"}
+    taken = pipeline.ingest.post(f"{path}?{urlencode(json_query)}", content=body, headers=headers)
+    assert taken.status_code == 200, taken.text
+    tampered = pipeline.ingest.post(
+        f"{path}?{urlencode(json_query)}", content=body.replace(b"18", b"81"), headers=headers
+    )
+    assert tampered.status_code == 403
+    unsigned_json = pipeline.ingest.post(
+        f"{path}?{urlencode(query)}", content=body, headers=headers
+    )
+    assert unsigned_json.status_code == 403
+
+    # The HMAC-SHA256 variant, announced by X-Twilio-Webhooks-Signature-Settings.
+    sha256_form = {**form, "CallSid": "CA" + "5" * 32, "CallDuration": "30"}
+    sha256_query = {**query, "lead_id": "L-json-3"}
+    signed = f"{PUBLIC}{path}?{urlencode(sha256_query)}" + "".join(
+        f"{name}{sha256_form[name]}" for name in sorted(sha256_form)
+    )
+    digest = hmac.new(TOKEN.encode(), signed.encode(), hashlib.sha256).digest()
+    sha256_headers = {
+        "X-Twilio-Signature": base64.b64encode(digest).decode(),
+        "X-Twilio-Webhooks-Signature-Settings": "key=,algorithm=HMAC_SHA256",
+    }
+    response = pipeline.ingest.post(
+        f"{path}?{urlencode(sha256_query)}", data=sha256_form, headers=sha256_headers
+    )
+    assert response.status_code == 200, response.text
+    unknown = pipeline.ingest.post(
+        f"{path}?{urlencode(sha256_query)}",
+        data=sha256_form,
+        headers={**sha256_headers, "X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_MD5"},
+    )
+    assert unknown.status_code == 403
+
+    pipeline.wait_caught_up()
+    # Three answered outbound calls of one agent: 42 + 18 + 30 s of talk.
+    assert_truth(
+        pipeline,
+        {"dials": 3, "connects": 3, "contacts": 3, "drops": 0, "talk_seconds": 42 + 18 + 30},
+    )

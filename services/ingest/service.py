@@ -296,13 +296,20 @@ class IngestService:
                 details={"rejected": payload},
             )
 
-    def publish(self, events: list[BaseEvent], request_id: str) -> None:
-        """Blocking: returns once Kafka acknowledged every event."""
+    def publish(
+        self, events: list[BaseEvent], request_id: str, *, only_given: bool = False
+    ) -> None:
+        """Blocking: returns once Kafka acknowledged every event.
+
+        With ``only_given`` a message holds only the fields its producer gave, not the
+        schema's defaults: a fact a record does not know leaves the call's register as
+        another record set it.
+        """
         headers = [("request_id", request_id.encode())]
         messages = [
             Message(
                 key=_partition_key(e),
-                value=e.model_dump_json(exclude_none=True).encode(),
+                value=e.model_dump_json(exclude_none=True, exclude_unset=only_given).encode(),
                 headers=headers,
             )
             for e in events

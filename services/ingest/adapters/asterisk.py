@@ -27,6 +27,7 @@ customer's number (``dst`` outbound, ``src`` inbound).
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -227,11 +228,13 @@ def translate(line: str, context: AdapterContext, roster: Roster) -> list[RawEve
     if not call:
         raise TranslationError("linkedid", "is required (or uniqueid: loguniqueid=yes)")
     # (linkedid, uniqueid, sequence) identifies one CDR; without sequence, its start and
-    # second party do.
+    # second party do. The party's channel enters the id hashed: a Local channel's name
+    # holds the number it dialed (Local/13800138000@from-internal-0001;1).
+    party = hashlib.sha256(cdr.dstchannel.encode()).hexdigest()[:16]
     record = (
         f"{cdr.uniqueid}:{cdr.sequence}"
         if cdr.sequence
-        else f"{cdr.uniqueid}:{start.astimezone(UTC):%Y%m%d%H%M%S}:{cdr.dstchannel}"
+        else f"{cdr.uniqueid}:{start.astimezone(UTC):%Y%m%d%H%M%S}:{party}"
     )
     rank = "2" if answered else ("1" if disposition == "ANSWERED" else "0")
     base: RawEvent = {

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -64,6 +64,13 @@ class AdapterContext:
     zone: ZoneInfo
     lead_id_secret: bytes | None = None
     dispositions: DispositionTable = DEFAULT_TABLE
+    # The HMAC keyed once: a copy of it hashes each number without redoing the key's pads.
+    _lead_mac: hmac.HMAC | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.lead_id_secret is not None:
+            mac = hmac.new(self.lead_id_secret, digestmod=hashlib.sha256)
+            object.__setattr__(self, "_lead_mac", mac)
 
     @classmethod
     def create(
@@ -83,9 +90,10 @@ class AdapterContext:
         """
         if not number or not number.strip():
             return None
-        if self.lead_id_secret is None:
+        if self._lead_mac is None:
             raise LeadSecretMissing(field)
-        digest = hmac.new(self.lead_id_secret, normalize_number(number).encode(), hashlib.sha256)
+        digest = self._lead_mac.copy()
+        digest.update(normalize_number(number).encode())
         return f"{system}:{digest.hexdigest()}"
 
 
@@ -95,6 +103,8 @@ _NOT_DIAL_DIGITS = re.compile(r"[^0-9+]")
 def normalize_number(number: str) -> str:
     """``+1 (646) 606-3895`` -> ``+16466063895``; SIP URIs and client names as written."""
     text = number.strip()
+    if text.isascii() and (text.isdigit() or (text[:1] == "+" and text[1:].isdigit())):
+        return text  # already E.164 or plain digits, as most dialers send them
     lowered = text.lower()
     if lowered.startswith(("sip:", "client:", "sips:")):
         return lowered

@@ -32,7 +32,7 @@ copies arrive in, and a repeated copy changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from services.ingest.adapters.common import (
@@ -63,6 +63,8 @@ def _mapping(record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
     value = record.get(field)
     if value is None:
         return {}
+    if type(value) is dict:  # what JSON gives; skips the slower check against the ABC
+        return value
     if not isinstance(value, Mapping):
         raise TranslationError(field, "must be an object")
     return value
@@ -73,6 +75,16 @@ def _string(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def _version(updated: datetime) -> str:
+    """``20220105T171259.000000Z``: fixed width, so that text order is time order
+    (``strftime("%Y%m%dT%H%M%S.%fZ")``, at a third of its cost)."""
+    u = updated.astimezone(UTC)
+    return (
+        f"{u.year:04d}{u.month:02d}{u.day:02d}T{u.hour:02d}{u.minute:02d}{u.second:02d}"
+        f".{u.microsecond:06d}Z"
+    )
 
 
 def is_contact_record(record: Any) -> bool:
@@ -92,9 +104,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     if started is None:
         raise TranslationError("InitiationTimestamp", "is required")
     updated = from_iso(record.get("LastUpdateTimestamp"), "LastUpdateTimestamp")
-    version = (
-        updated.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ") if updated else "00000000T000000"
-    )
+    version = _version(updated) if updated else "00000000T000000"
     agent = _mapping(record, "Agent")
     queue = _mapping(record, "Queue")
     attributes = _mapping(record, "Attributes")
@@ -148,6 +158,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
         )
     )
     ident = event_id(SYSTEM, contact_id, "ctr", version)
+    occurred_at = rfc3339(started)
 
     events: list[RawEvent]
     if transferred:
@@ -156,7 +167,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
                 **base,
                 "event_id": ident + ":ended",
                 "type": "call.ended",
-                "occurred_at": rfc3339(started),
+                "occurred_at": occurred_at,
                 "talk_seconds": talk,
                 "wrap_seconds": wrap,
             }
@@ -167,7 +178,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
                     **base,
                     "event_id": ident + ":answered",
                     "type": "call.answered",
-                    "occurred_at": rfc3339(started),
+                    "occurred_at": occurred_at,
                     "answered_by": "human",
                     "contact_reached": contact,
                 }
@@ -178,7 +189,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
                     **base,
                     "event_id": ident + ":dispositioned",
                     "type": "call.dispositioned",
-                    "occurred_at": rfc3339(started),
+                    "occurred_at": occurred_at,
                     "disposition": disposition[:32],
                 }
             )
@@ -187,7 +198,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
             **base,
             "event_id": ident,
             "type": "call.completed",
-            "occurred_at": rfc3339(started),
+            "occurred_at": occurred_at,
             "direction": "inbound" if inbound else "outbound",
             "answered": answered,
             "answered_by": "machine" if machine and answered else "human",

@@ -13,6 +13,7 @@ import base64
 import binascii
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -25,6 +26,7 @@ from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from services.ingest.adapters import connect, freeswitch, twilio, vicidial
+from services.ingest.adapters.common import RawEvent
 from services.ingest.adapters.service import AdapterService
 from shared.auth import Authenticator, Principal, Scope
 from shared.errors import (
@@ -127,6 +129,27 @@ async def _form(request: Request, adapters: AdapterService) -> ImmutableMultiDic
     return ImmutableMultiDict(parse_qsl(text, keep_blank_values=True))
 
 
+async def _json_form(
+    request: Request, adapters: AdapterService
+) -> tuple[str, ImmutableMultiDict[str, str]]:
+    """A JSON object body: its text (what the signature covers) and its values as fields."""
+    body = await request.body()
+    adapters.ingest.check_size(None, len(body))
+    try:
+        text = body.decode("utf-8")
+        document = orjson.loads(body)
+    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise InvalidInput("the body is not UTF-8 JSON") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput("the JSON body must be an object of callback parameters")
+    fields = [
+        (str(name), value if isinstance(value, str) else orjson.dumps(value).decode())
+        for name, value in document.items()
+        if value is not None
+    ]
+    return text, ImmutableMultiDict(fields)
+
+
 def _merged(query: Any, form: ImmutableMultiDict[str, str] | None) -> dict[str, str]:
     params = {k: str(v) for k, v in query.items()}
     if form is not None:
@@ -162,14 +185,24 @@ async def twilio_status(request: Request, adapters: Adapters, dialer: Dialer) ->
             "Twilio callbacks are refused until CALLBOARD_TWILIO_AUTH_TOKEN is set to the "
             "Twilio account's Auth Token (Console > Account > API keys & tokens)"
         )
-    form = await _form(request, adapters) if request.method == "POST" else None
     signature = request.headers.get("x-twilio-signature")
     if not signature:
         raise Forbidden("the request has no X-Twilio-Signature header; only Twilio may call")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    form: ImmutableMultiDict[str, str] | None = None
+    signed: str | ImmutableMultiDict[str, str] = ImmutableMultiDict()
+    if request.method == "POST" and media == "application/json":
+        # Twilio signs a JSON body through the query parameter bodySHA256 (its SHA-256),
+        # and the URL alone; the validator checks both when given the body as text.
+        if "bodySHA256" not in request.query_params:
+            raise Forbidden("a JSON body must be signed through the bodySHA256 query parameter")
+        signed, form = await _json_form(request, adapters)
+    elif request.method == "POST":
+        form = signed = await _form(request, adapters)
     url = public_url(request, adapters.settings.public_base_url)
     algorithm = get_signature_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
     validator = RequestValidator(token.get_secret_value())
-    if not validator.validate(url, form if form is not None else {}, signature, algorithm):
+    if not validator.validate(url, signed, signature, algorithm):
         raise Forbidden(
             "the X-Twilio-Signature does not match this request: check "
             "CALLBOARD_TWILIO_AUTH_TOKEN, and behind a proxy CALLBOARD_PUBLIC_BASE_URL (or "
@@ -233,7 +266,8 @@ async def vicidial_no_agent(
     },
 )
 async def freeswitch_cdr(request: Request, adapters: Adapters, dialer: Dialer) -> AdapterResponse:
-    """A ``mod_json_cdr`` leg: a JSON body, or the form field ``cdr`` (``encode=true``)."""
+    """A ``mod_json_cdr`` leg: a JSON body (``encode=false``), the form field ``cdr``
+    (``encode=true``) or ``cdr=`` and base64 (``encode=base64``)."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     body = await request.body()
     adapters.ingest.check_size(None, len(body))
@@ -248,8 +282,9 @@ async def freeswitch_cdr(request: Request, adapters: Adapters, dialer: Dialer) -
             raw = base64.b64decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("the CDR is not base64", details=[{"field": "cdr"}]) from exc
-    elif media in ("application/json", "text/plain", ""):
-        raw = body
+    elif media in ("application/json", "text/plain", "application/x-www-form-plaintext", ""):
+        # Older mod_json_cdr sends unencoded JSON as x-www-form-plaintext.
+        raw = body.removeprefix(b"cdr=")
     else:
         raise UnsupportedMediaType(f"{media} is not a mod_json_cdr body")
     try:
@@ -320,29 +355,33 @@ async def connect_firehose(request: Request, adapters: Adapters) -> JsonResponse
         records = envelope["records"]
         if len(records) > adapters.ingest.settings.max_events_per_request:
             raise InvalidInput("too many records in one request")
-        decoded: list[tuple[int, bytes, Any]] = []
-        for index, record in enumerate(records):
-            data = record.get("data") if isinstance(record, dict) else None
-            if not isinstance(data, str):
-                adapters.set_aside(connect.SYSTEM, index, "the record has no data", b"")
-                continue
-            try:
-                raw = base64.b64decode(data, validate=True)
-            except (binascii.Error, ValueError):
-                adapters.set_aside(connect.SYSTEM, index, "data is not base64", data.encode())
-                continue
-            try:
-                document = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                adapters.set_aside(connect.SYSTEM, index, "data is not JSON", raw)
-                continue
-            decoded.append((index, raw, document))
-        events, rejections = adapters.check_many(
-            connect.SYSTEM,
-            [partial(connect.translate, document, adapters.context) for _, _, document in decoded],
-        )
+        # Each record is decoded as its turn to be translated comes, and its document let go
+        # right after: 500 parsed contact records alive at once cost more in allocation and
+        # garbage collection than their decoding.
+        decoded: list[tuple[int, bytes]] = []
+
+        def translations() -> Iterator[Callable[[], list[RawEvent]]]:
+            for index, record in enumerate(records):
+                data = record.get("data") if isinstance(record, dict) else None
+                if not isinstance(data, str):
+                    adapters.set_aside(connect.SYSTEM, index, "the record has no data", b"")
+                    continue
+                try:
+                    raw = base64.b64decode(data, validate=True)
+                except (binascii.Error, ValueError):
+                    adapters.set_aside(connect.SYSTEM, index, "data is not base64", data.encode())
+                    continue
+                try:
+                    document = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    adapters.set_aside(connect.SYSTEM, index, "data is not JSON", raw)
+                    continue
+                decoded.append((index, raw))
+                yield partial(connect.translate, document, adapters.context)
+
+        events, rejections = adapters.check_many(connect.SYSTEM, translations())
         for rejection in rejections:
-            index, raw, _ = decoded[rejection.index]
+            index, raw = decoded[rejection.index]
             adapters.set_aside(connect.SYSTEM, index, rejection.reason, raw)
         stored = len(decoded) - len(rejections)
         await run_in_threadpool(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -80,9 +80,12 @@ class AdapterService:
         return accepted
 
     def check_many(
-        self, system: str, records: Sequence[Callable[[], list[RawEvent]]]
+        self, system: str, records: Iterable[Callable[[], list[RawEvent]]]
     ) -> tuple[list[BaseEvent], list[RecordRejection]]:
         """The events of the records that translate and validate; the others, with reasons.
+
+        ``records`` is read once, in order: each record's translation may be made (and its
+        native document freed) as its turn comes.
 
         The events of all records are validated in one pass, then a record with any event
         refused is set aside whole.
@@ -138,5 +141,5 @@ class AdapterService:
         limited to teams is held to them as on ``POST /v1/events`` (403, nothing stored)."""
         if events:
             self.ingest.check_teams(dialer, events, [], len(events))
-            self.ingest.publish(events, request_id)
+            self.ingest.publish(events, request_id, only_given=True)
         RECORDS.labels(system, "stored").inc(records)

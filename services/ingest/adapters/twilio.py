@@ -13,10 +13,14 @@ the rest.
   began), so the call starts there unless an earlier callback says otherwise.
 - ``AnsweredBy`` (answering machine detection): ``human``, ``unknown`` or absent -> a human;
   ``machine_*`` -> a machine, not a contact; ``fax`` -> not a contact.
-- A child leg (``ParentCallSid``: the ``<Dial>`` to the customer) is the same customer call
-  as its parent: its events carry the parent's call id. It begins after its parent answered,
+- A child leg (``ParentCallSid``: a ``<Dial>`` from the parent) is the same customer call as
+  its parent: its events carry the parent's call id. It begins after its parent answered,
   so its answer, talk and end win over the parent's (the parent's ``CallDuration`` includes
-  the time before the dial).
+  the time before the dial). Its ``Direction`` is always ``outbound-dial``, whichever way
+  the customer call went, so its events say nothing of the direction: the parent's
+  ``Direction`` alone decides it, in whatever order their callbacks arrive.
+- ``Direction`` ``inbound`` -> inbound, unless ``From`` is a ``client:`` (an agent's Twilio
+  Client app calling out, its ``<Dial>`` the customer); anything else -> outbound.
 - Who: the ``agent_id``, ``team_id``, ``campaign_id`` and ``lead_id`` query parameters of the
   ``StatusCallback`` URL; without ``lead_id``, a keyed hash of the customer's number (``To``
   on outbound calls and child legs, ``From`` on inbound ones).
@@ -71,6 +75,10 @@ def _answered_by(value: str | None) -> tuple[str, bool]:
     return "human", True
 
 
+def _is_client(number: str | None) -> bool:
+    return number is not None and number.lower().startswith("client:")
+
+
 def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEvent]:
     """The v1 events of one status callback (its form or query parameters, merged)."""
     sid = required(params, "CallSid")
@@ -78,10 +86,15 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
     parent = text(params, "ParentCallSid")
     sequence = text(params, "SequenceNumber") or "-"
     occurred = _timestamp(params.get("Timestamp"))
-    inbound = (text(params, "Direction") or "").lower() == "inbound" and parent is None
+    caller = text(params, "From")
+    inbound = (
+        parent is None
+        and (text(params, "Direction") or "").lower() == "inbound"
+        and not _is_client(caller)
+    )
     customer_field = "From" if inbound else "To"
-    customer = text(params, customer_field)
-    if customer is not None and customer.lower().startswith("client:"):
+    customer = caller if inbound else text(params, "To")
+    if _is_client(customer):
         customer = None  # a Twilio Client (an agent's app), not the customer
     lead_id = text(params, "lead_id") or context.lead_from_number(SYSTEM, customer, customer_field)
     base: RawEvent = {
@@ -94,7 +107,8 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
             lead_id=lead_id,
         ),
     }
-    direction = "inbound" if inbound else "outbound"
+    # A child leg leaves the direction to its parent (see the module's first lines).
+    direction = {} if parent else {"direction": "inbound" if inbound else "outbound"}
     ident = event_id(SYSTEM, sid, status, sequence)
     if status in STARTED:
         return [
@@ -103,7 +117,7 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
                 "event_id": ident,
                 "type": "call.started",
                 "occurred_at": rfc3339(occurred),
-                "direction": direction,
+                **direction,
             }
         ]
     answered_by, contact = _answered_by(text(params, "AnsweredBy"))
@@ -131,7 +145,7 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
         "event_id": ident,
         "type": "call.completed",
         "occurred_at": rfc3339(shifted(occurred, talk)),
-        "direction": direction,
+        **direction,
         "answered": answered,
         "talk_seconds": talk if answered else 0,
     }
