@@ -14,7 +14,9 @@ from shared.events import PRINTABLE
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["channels"])
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=PRINTABLE)]
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such channel"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such channel"}
+}
 
 
 @router.post("/v1/admin/channels", status_code=201, response_model=ChannelInfo)
