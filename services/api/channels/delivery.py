@@ -42,6 +42,8 @@ DELIVERIES = Counter(
     ["channel", "trigger", "outcome"],
 )
 
+OUTCOMES = ("sent", "failed", "rejected")
+
 # The least time between two messages to one channel (wallboard.md 6.7): WeCom and DingTalk
 # allow 20 a minute per robot (DingTalk then blocks for 10 minutes), Feishu 5 a second,
 # Slack about 1 a second, Teams 4 a second.

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from services.api.channels import repository
-from services.api.channels.delivery import Sender
+from services.api.channels.delivery import DELIVERIES, OUTCOMES, Sender
 from services.api.channels.schedule import parse_schedule, slots_between
 from services.api.channels.schemas import DigestPeriod
 from services.api.channels.service import deliver
@@ -32,6 +32,10 @@ def due_slots(engine: Engine, settings: ApiSettings, now: datetime) -> list[tupl
         channels = repository.list_channels(connection)
     due = []
     for subject in channels:
+        # Every outcome's series exists from the start, at 0, so that an alert on its
+        # increase sees the first failure.
+        for outcome in OUTCOMES:
+            DELIVERIES.labels(subject.name, "schedule", outcome)
         zone = ZoneInfo(settings.timezone_for(subject.teams))
         start = max(since, subject.created_at)
         for slot in slots_between(parse_schedule(subject.schedule), zone, start, now):
