@@ -31,9 +31,13 @@ TOP_N = 10
 
 LABELS: dict[str, dict[str, str]] = {
     "zh-CN": {
-        "daily_ranking": "今日业绩排行",
+        "daily_ranking": "业绩排行",
         "shift_summary": "班次小结",
         "target_pacing": "目标进度",
+        "today": "今日",
+        "yesterday": "昨日",
+        "wtd": "本周",
+        "mtd": "本月",
         "period": "统计区间",
         "dials": "拨打",
         "connects": "接通",
@@ -57,9 +61,13 @@ LABELS: dict[str, dict[str, str]] = {
         "new": "新",
     },
     "zh-TW": {
-        "daily_ranking": "今日業績排行",
+        "daily_ranking": "業績排行",
         "shift_summary": "班次小結",
         "target_pacing": "目標進度",
+        "today": "今日",
+        "yesterday": "昨日",
+        "wtd": "本週",
+        "mtd": "本月",
         "period": "統計區間",
         "dials": "撥打",
         "connects": "接通",
@@ -83,9 +91,13 @@ LABELS: dict[str, dict[str, str]] = {
         "new": "新",
     },
     "en": {
-        "daily_ranking": "Daily ranking",
+        "daily_ranking": "Ranking",
         "shift_summary": "Shift summary",
         "target_pacing": "Target pacing",
+        "today": "today",
+        "yesterday": "yesterday",
+        "wtd": "week to date",
+        "mtd": "month to date",
         "period": "Period",
         "dials": "Dials",
         "connects": "Connects",
@@ -129,7 +141,14 @@ def _change(row: dict[str, Any], words: dict[str, str]) -> str:
 def title(digest: dict[str, Any]) -> str:
     words = LABELS[digest["lang"]]
     scope = ", ".join(digest["teams"]) or words["floor"]
-    return f"{words[digest['report']]} · {scope}"
+    if digest["lang"] == "en":
+        return f"{words[digest['report']]}, {words[digest['period']]} · {scope}"
+    return f"{words[digest['period']]}{words[digest['report']]} · {scope}"
+
+
+def _text(value: object) -> str:
+    """A number as the API answers it; no value (a ratio of nothing) as a dash."""
+    return "—" if value is None else str(value)
 
 
 def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> list[list[str]]:
@@ -138,14 +157,15 @@ def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> 
     words = LABELS[digest["lang"]]
     totals = digest["totals"]
     head = [f"{words['period']}: {digest['from']} – {digest['to']} ({digest['timezone']})"]
-    head += [f"{words[k]}: {bold(str(v))}" for k, v in totals.items()]
+    head += [f"{words[k]}: {bold(_text(v))}" for k, v in totals.items()]
     champion = ", ".join(f"{c['agent_id']} ({c['sales']})" for c in digest["champions"])
     head.append(f"{words['champion']}: {bold(champion or words['none'])}")
     rows = digest["ranking"]["rows"]
     metric = digest["ranking"]["metric"]
     ranking = [bold(f"{words['top']} · {words[metric]}")]
     ranking += [
-        f"{r['rank']}. {r['agent_id']} {r['value']} ({_change(r, words)})" for r in rows[:shown]
+        f"{r['rank']}. {r['agent_id']} {_text(r['value'])} ({_change(r, words)})"
+        for r in rows[:shown]
     ]
     if len(rows) > shown:
         ranking.append(words["more"].format(n=len(rows) - shown))
@@ -153,9 +173,9 @@ def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> 
     for t in digest["targets"]:
         who = t["scope_id"] or words["floor"]
         targets.append(
-            f"{who} {words.get(t['kpi'], t['kpi'])}: {t['actual']} / {words['target']} "
-            f"{t['target']} · {words['attainment']} {t['attainment']} · {words['pace']} "
-            f"{t['pace']} ({t['status']})"
+            f"{who} {words.get(t['kpi'], t['kpi'])}: {_text(t['actual'])} / {words['target']} "
+            f"{t['target']} · {words['attainment']} {_text(t['attainment'])} · "
+            f"{words['pace']} {_text(t['pace'])} ({t['status']})"
         )
     return [head, ranking, targets]
 
