@@ -15,7 +15,7 @@ Each checks what its platform checks (wallboard.md section 6) and answers as it 
   with ``Retry-After``, 400 ``invalid_payload``.
 - Teams ``/workflows/W?sig=S``: an Adaptive Card in ``attachments``, ≤ 28 KB; 202, 401 for a
   bad ``sig``, 429 when throttled.
-- webhook ``/hook/H``: any JSON object; 200.
+- webhook ``/hook/H``: any JSON object; 200, or 503 while "throttled".
 
 The signatures are checked here with code of the tests' own, written from the platforms'
 descriptions, not with the project's.
@@ -236,6 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._reply(202, "")
 
     def _webhook(self, path: str, query: dict[str, str], body: Any, size: int) -> None:
+        if self._throttled("webhook"):
+            return self._reply(503, "upstream unavailable")
         if not isinstance(body, dict):
             return self._reply(400, "not JSON")
         return self._reply(200, {"ok": True})

@@ -133,7 +133,7 @@ def _add(floor: Pipeline, receivers: ChatReceivers, name: str, kind: str, **extr
 
 
 def _send(
-    floor: Pipeline, name: str, period: str = "yesterday"
+    floor: Pipeline, name: str, period: str = "yesterday", **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -148,7 +148,7 @@ def _send(
             period,
         ],
         cwd=REPO,
-        env={**floor.env, "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05"},
+        env={**floor.env, "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05", **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -328,6 +328,23 @@ def test_a_rate_limit_answer_is_retried(
     assert answers[-1].status in (200, 202)
     (delivery,) = _deliveries(floor, name)
     assert (delivery["outcome"], delivery["attempts"]) == ("sent", throttled + 1)
+
+
+def test_retries_run_out_and_the_delivery_is_failed(
+    floor: Pipeline, receivers: ChatReceivers
+) -> None:
+    _add(floor, receivers, "slack-down", "slack")
+    before = len(receivers.received("slack"))
+    receivers.throttle("slack", 10)
+    try:
+        sent = _send(floor, "slack-down", CALLBOARD_CHANNEL_ATTEMPTS="3")
+    finally:
+        receivers.throttle("slack", 0)
+    assert sent.returncode == 1
+    assert [r.status for r in receivers.received("slack")[before:]] == [429, 429, 429]
+    (delivery,) = _deliveries(floor, "slack-down")
+    assert (delivery["outcome"], delivery["attempts"]) == ("failed", 3)
+    assert "429" in delivery["detail"]
 
 
 def test_two_api_processes_send_a_scheduled_digest_once(
