@@ -141,12 +141,13 @@ def _send(name: str, period: str, trigger: str, database_url: str | None) -> Non
         chosen = DigestPeriod(period)
     except ValueError as exc:
         raise typer.BadParameter("period is one of today, yesterday, wtd, mtd") from exc
+    engine = make_engine(settings.database_url)
     sender = Sender(
         attempts=settings.channel_attempts,
         backoff_seconds=settings.channel_backoff_seconds,
         timeout_seconds=settings.channel_timeout_seconds,
+        engine=engine,
     )
-    engine = make_engine(settings.database_url)
     try:
         outcome = send_now(engine, settings, sender, name, chosen, trigger)
     except NotFound as exc:

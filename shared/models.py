@@ -304,6 +304,9 @@ channel = Table(
     Column("report", String(32), nullable=False),
     Column("lang", String(8), nullable=False),
     Column("created_at", TZ, nullable=False),
+    # The earliest moment the next message may go, so that every process sending to the
+    # channel keeps together to its platform's rate limit.
+    Column("next_send_at", TZ, nullable=True),
 )
 
 # One row per digest to send, claimed before it is sent: a scheduled slot is unique per

@@ -46,6 +46,7 @@ class Received:
     size: int
     status: int
     answer: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -330,6 +330,22 @@ def test_a_rate_limit_answer_is_retried(
     assert (delivery["outcome"], delivery["attempts"]) == ("sent", throttled + 1)
 
 
+def test_processes_sending_to_one_channel_keep_its_rate_limit(
+    floor: Pipeline, receivers: ChatReceivers
+) -> None:
+    """WeCom allows 20 messages a minute per robot: one every 3 s, whoever sends."""
+    _add(floor, receivers, "wecom-paced", "wecom")
+    before = len(receivers.received("wecom"))
+    command = [sys.executable, "-m", "services.cli", "report", "send", "--channel", "wecom-paced"]
+    senders = [
+        subprocess.Popen(command, cwd=REPO, env=floor.env, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in senders] == [0, 0]
+    first, second = receivers.received("wecom")[before:]
+    assert second.at - first.at >= 2.9
+
+
 def test_retries_run_out_and_the_delivery_is_failed(
     floor: Pipeline, receivers: ChatReceivers
 ) -> None:

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("report", sa.String(length=32), nullable=False),
         sa.Column("lang", sa.String(length=8), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_send_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_channel")),
     )
     op.create_table(

@@ -20,14 +20,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 import httpx
 import orjson
 from prometheus_client import Counter
+from sqlalchemy import Engine
 
-from services.api.channels.repository import Channel
+from services.api.channels.repository import Channel, reserve_send
 from services.api.channels.schemas import Kind
 
 log = logging.getLogger(__name__)
@@ -130,7 +132,8 @@ class Outcome:
 
 class Sender:
     """Posts messages to channels, one at a time per channel and no faster than its
-    platform allows; ``attempts`` tries with exponential backoff from ``backoff_seconds``."""
+    platform allows (across processes when given the database's ``engine``); ``attempts``
+    tries with exponential backoff from ``backoff_seconds``."""
 
     def __init__(
         self,
@@ -140,7 +143,9 @@ class Sender:
         max_backoff_seconds: float = 120.0,
         timeout_seconds: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        engine: Engine | None = None,
     ) -> None:
+        self.engine = engine
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -155,8 +160,13 @@ class Sender:
             return self._locks.setdefault(name, threading.Lock())
 
     def _pace(self, subject: Channel) -> None:
-        wait = self._last_sent.get(subject.name, -1e9) + MIN_INTERVAL[subject.kind]
-        wait -= time.monotonic()
+        interval = MIN_INTERVAL[subject.kind]
+        if self.engine is not None:
+            # Shared by every process through the channel's row.
+            start = reserve_send(self.engine, subject.name, timedelta(seconds=interval))
+            wait = (start - datetime.now(UTC)).total_seconds()
+        else:
+            wait = self._last_sent.get(subject.name, -1e9) + interval - time.monotonic()
         if wait > 0:
             self.sleep(wait)
         self._last_sent[subject.name] = time.monotonic()

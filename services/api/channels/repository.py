@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.engine import Engine
@@ -106,6 +106,24 @@ def remove_channel(connection: Connection, name: str) -> Channel:
     found = get_channel(connection, name)
     connection.execute(delete(channel).where(channel.c.name == name))
     return found
+
+
+def reserve_send(engine: Engine, name: str, interval: timedelta) -> datetime:
+    """Reserve the channel's next turn to send and return when it starts: at once if the
+    channel has been quiet for ``interval``, else ``interval`` after the turn before. The row
+    lock makes the processes sending to one channel take turns."""
+    with engine.begin() as connection:
+        row = connection.execute(
+            select(channel.c.next_send_at).where(channel.c.name == name).with_for_update()
+        ).first()
+        now = datetime.now(UTC)
+        start = (
+            now if row is None or row.next_send_at is None else max(now, _as_utc(row.next_send_at))
+        )
+        connection.execute(
+            update(channel).where(channel.c.name == name).values(next_send_at=start + interval)
+        )
+        return start
 
 
 def claim_delivery(

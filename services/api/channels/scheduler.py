@@ -51,6 +51,7 @@ class Scheduler:
             attempts=settings.channel_attempts,
             backoff_seconds=settings.channel_backoff_seconds,
             timeout_seconds=settings.channel_timeout_seconds,
+            engine=engine,
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
