@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
+from sqlalchemy import create_engine, text
 
 from services.devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers
@@ -374,24 +375,35 @@ def test_two_api_processes_send_a_scheduled_digest_once(
         # The next local minute: both schedulers see the slot come due together.
         at = datetime.now(ZONE) + timedelta(minutes=1)
         _add(floor, receivers, "scheduled", "webhook", schedule=f"{at:%H:%M} daily")
+        # Another channel's slot was claimed an hour ago by a process that died sending it:
+        # the claim has outlived its lease, and one of the two processes takes it over.
+        _add(floor, receivers, "orphaned", "webhook", schedule=f"{at:%H:%M} daily")
+        slot = at.replace(second=0, microsecond=0).astimezone(UTC)
+        engine = create_engine(floor.database_url)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO channel_delivery (channel, slot, trigger, period, outcome, "
+                    "attempts, claimed_at) VALUES ('orphaned', :slot, 'schedule', 'today', "
+                    "'pending', 0, :claimed)"
+                ),
+                {"slot": slot, "claimed": datetime.now(UTC) - timedelta(hours=1)},
+            )
+        engine.dispose()
+
+        def got(name: str) -> list[Any]:
+            return [r for r in receivers.received("webhook") if r.body["digest"]["channel"] == name]
+
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            got = [
-                r
-                for r in receivers.received("webhook")
-                if r.body["digest"]["channel"] == "scheduled"
-            ]
-            if got:
-                break
+        while time.monotonic() < deadline and not (got("scheduled") and got("orphaned")):
             time.sleep(0.2)
         time.sleep(3)  # room for a second, wrong, delivery
-        got = [
-            r for r in receivers.received("webhook") if r.body["digest"]["channel"] == "scheduled"
-        ]
-        assert len(got) == 1
-        assert got[0].body["digest"]["period"] == "today"
-        (delivery,) = _deliveries(floor, "scheduled")
-        assert (delivery["outcome"], delivery["trigger"]) == ("sent", "schedule")
+        for name in ("scheduled", "orphaned"):
+            assert len(got(name)) == 1, name
+            assert got(name)[0].body["digest"]["period"] == "today"
+            (delivery,) = _deliveries(floor, name)
+            assert (delivery["outcome"], delivery["trigger"]) == ("sent", "schedule")
+            assert datetime.fromisoformat(delivery["slot"]) == slot
         counted: dict[str, float] = {}
         for client in (floor.api, second):
             for line in client.get("/metrics").text.splitlines():

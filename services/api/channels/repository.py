@@ -127,10 +127,17 @@ def reserve_send(engine: Engine, name: str, interval: timedelta) -> datetime:
 
 
 def claim_delivery(
-    engine: Engine, name: str, slot: datetime, trigger: str, period: DigestPeriod
+    engine: Engine,
+    name: str,
+    slot: datetime,
+    trigger: str,
+    period: DigestPeriod,
+    lease: timedelta | None = None,
 ) -> int | None:
     """Claim the delivery of ``name``'s ``slot`` in a transaction of its own; ``None`` when
-    another process (or an earlier run) already holds it."""
+    another process (or an earlier run) holds it. With ``lease``, a claim still pending that
+    long after it was made (its process died while sending) is taken over, by one process."""
+    now = datetime.now(UTC)
     try:
         with engine.begin() as connection:
             result = connection.execute(
@@ -142,14 +149,28 @@ def claim_delivery(
                     period=period.value,
                     outcome="pending",
                     attempts=0,
-                    claimed_at=datetime.now(UTC),
+                    claimed_at=now,
                 )
                 .returning(channel_delivery.c.delivery_id)
             )
             delivery_id: int = result.scalar_one()
             return delivery_id
     except IntegrityError:
-        return None
+        if lease is None:
+            return None
+    with engine.begin() as connection:
+        taken = connection.execute(
+            update(channel_delivery)
+            .where(
+                channel_delivery.c.channel == name,
+                channel_delivery.c.slot == slot,
+                channel_delivery.c.outcome == "pending",
+                channel_delivery.c.claimed_at < now - lease,
+            )
+            .values(claimed_at=now)
+            .returning(channel_delivery.c.delivery_id)
+        ).first()
+        return None if taken is None else int(taken.delivery_id)
 
 
 def finish_delivery(

@@ -4,7 +4,9 @@ slot) lets exactly one of them send each slot.
 
 A slot counts if it fell after the channel was created and within the last
 ``channel_catch_up_seconds``: a process that was down a moment still sends the digest it
-missed, but a restart never floods a group with yesterday's.
+missed, but a restart never floods a group with yesterday's. A claim still pending after
+``channel_claim_lease_seconds`` (longer than any delivery's tries take) belongs to a process
+that died while sending it, and another process takes it over.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class Scheduler:
                 slot=slot,
                 trigger="schedule",
                 period=DigestPeriod.today,
+                lease=timedelta(seconds=self.settings.channel_claim_lease_seconds),
             )
             if outcome is not None and outcome.outcome != "sent":
                 log.warning(

@@ -7,7 +7,7 @@ long the sending took.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -29,10 +29,11 @@ def deliver(
     trigger: str,
     period: DigestPeriod,
     as_of: datetime | None = None,
+    lease: timedelta | None = None,
 ) -> Outcome | None:
     """Claim ``name``'s delivery for ``slot`` and send it; ``None`` when it was already
     claimed (by another process, or an earlier run)."""
-    delivery_id = repository.claim_delivery(engine, name, slot, trigger, period)
+    delivery_id = repository.claim_delivery(engine, name, slot, trigger, period, lease)
     if delivery_id is None:
         return None
     try:
