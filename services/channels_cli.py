@@ -112,7 +112,7 @@ def list_(database_url: DatabaseUrl = None) -> None:
 
 @channels_app.command("remove")
 def remove(name: str, database_url: DatabaseUrl = None) -> None:
-    """Remove a channel (its deliveries stay listed)."""
+    """Remove a channel (the record of its past deliveries stays in the database)."""
     from services.api.channels.repository import remove_channel
     from shared.db import make_engine, transaction
     from shared.errors import NotFound

@@ -285,6 +285,38 @@ def test_listings_and_logs_never_show_a_credential(
     assert floor.api.get("/v1/admin/channels").status_code == 401
 
 
+def test_the_channels_command_tests_and_removes(floor: Pipeline, receivers: ChatReceivers) -> None:
+    _add(floor, receivers, "ding-cli", "dingtalk")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "channels", *args],
+            cwd=REPO,
+            env=floor.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    before = len(receivers.received("dingtalk"))
+    assert cli("test", "ding-cli").returncode == 0
+    (got,) = receivers.received("dingtalk")[before:]
+    assert got.answer == '{"errcode": 0, "errmsg": "ok"}'
+    (delivery,) = _deliveries(floor, "ding-cli")
+    assert (delivery["trigger"], delivery["period"], delivery["outcome"]) == (
+        "test",
+        "today",
+        "sent",
+    )
+    assert cli("remove", "ding-cli").returncode == 0
+    assert floor.api.delete("/v1/admin/channels/ding-cli", headers=H).status_code == 404
+    assert cli("remove", "ding-cli").returncode == 1
+    # The API removes too; a removed channel has no deliveries to list.
+    _add(floor, receivers, "ding-api", "dingtalk")
+    assert floor.api.delete("/v1/admin/channels/ding-api", headers=H).status_code == 200
+    assert floor.api.get("/v1/admin/channels/ding-api/deliveries", headers=H).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("kind", "bad", "code"),
     [

@@ -34,7 +34,7 @@ def list_channels(connection: Db, _admin: Admin) -> list[ChannelInfo]:
 
 @router.delete("/v1/admin/channels/{name}", response_model=ChannelInfo, responses=_NOT_FOUND)
 def remove_channel(name: Name, connection: WriteDb, _admin: Admin) -> ChannelInfo:
-    """Remove a channel; its deliveries stay listed."""
+    """Remove a channel; the record of its past deliveries stays in the database."""
     return repository.remove_channel(connection, name).info()
 
 
