@@ -230,6 +230,30 @@ def test_a_digest_holds_the_apis_numbers_to_the_digit(
 
 
 @pytest.mark.parametrize(
+    ("report", "metric"), [("shift_summary", "dials"), ("target_pacing", "revenue")]
+)
+def test_each_report_ranks_by_its_kpi(
+    floor: Pipeline, receivers: ChatReceivers, report: str, metric: str
+) -> None:
+    name = f"json-{report}"
+    _add(floor, receivers, name, "webhook", report=report, lang="zh-TW")
+    assert _send(floor, name).returncode == 0
+    (digest,) = [
+        r.body["digest"]
+        for r in receivers.received("webhook")
+        if r.body["digest"]["channel"] == name
+    ]
+    board = floor.api.get(
+        "/v1/leaderboard", params={"metric": metric, "period": "yesterday"}, headers=H
+    ).json()
+    assert digest["ranking"] == {"metric": metric, "rows": board["rows"]}
+    expected = (
+        CALLS_YESTERDAY if metric == "dials" else {a: n * PRICE for a, n in SALES_YESTERDAY.items()}
+    )
+    assert {r["agent_id"]: Decimal(str(r["value"])) for r in digest["ranking"]["rows"]} == expected
+
+
+@pytest.mark.parametrize(
     ("kind", "lang", "champion_word"),
     [
         ("wecom", "zh-CN", "销售冠军"),
