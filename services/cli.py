@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from services.aggregator.cli import register as register_aggregator_repairs
+from services.channels_cli import register as register_channels
 from services.devstack.cli import register as register_devstack
 from services.importer.cli import register as register_import
 from services.keys_cli import register as register_keys
@@ -102,6 +103,7 @@ def migrate(revision: str = "head") -> None:
 
 
 register_aggregator_repairs(app)
+register_channels(app)
 register_devstack(app)
 register_import(app)
 register_keys(app)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from shared.kpis import COUNTER_KEYS
@@ -286,6 +287,45 @@ working_calendar = Table(
     Column("calendar", Text, nullable=False),
     Column("updated_at", TZ, nullable=False),
     Column("updated_by", String(128), nullable=False),
+)
+
+# Chat channels (services/api/channels): where digests of the numbers are posted. ``url`` and
+# ``secret`` are credentials, stored to be used and never shown whole. ``teams`` is a
+# comma-separated list of team ids (empty: the floor); ``schedule`` as written by the admin.
+channel = Table(
+    "channel",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=True),
+    Column("teams", Text, nullable=False),
+    Column("schedule", Text, nullable=False),
+    Column("report", String(32), nullable=False),
+    Column("lang", String(8), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    # The earliest moment the next message may go, so that every process sending to the
+    # channel keeps together to its platform's rate limit.
+    Column("next_send_at", TZ, nullable=True),
+)
+
+# One row per digest to send, claimed before it is sent: a scheduled slot is unique per
+# channel, so that of several API processes exactly one sends it. ``outcome`` is pending,
+# sent, failed (retries exhausted) or rejected (a permanent error of the platform).
+channel_delivery = Table(
+    "channel_delivery",
+    metadata,
+    Column("delivery_id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("slot", TZ, nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("claimed_at", TZ, nullable=False),
+    Column("finished_at", TZ, nullable=True),
+    UniqueConstraint("channel", "slot", name="uq_channel_delivery_channel_slot"),
 )
 
 # Contests (竞赛): agents of some teams, or teams against each other, ranked by one KPI over

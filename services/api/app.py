@@ -15,6 +15,8 @@ from services.api.analysis_routes import router as analysis_router
 from services.api.board.page import board_assets
 from services.api.board.page import router as page_router
 from services.api.board.routes import router as board_router
+from services.api.channels.routes import router as channels_router
+from services.api.channels.scheduler import Scheduler
 from services.api.contests.routes import router as contests_router
 from services.api.inflight import InFlightLimit
 from services.api.lag import LagMonitor
@@ -43,6 +45,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     count_queries(engine)
     lag_monitor = LagMonitor(settings, engine)
     change_feed = ChangeFeed(engine)
+    scheduler = Scheduler(engine, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +53,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         lag_monitor.start()
         change_feed.start()
+        scheduler.start()
         yield
+        await run_in_threadpool(scheduler.close)
         await run_in_threadpool(change_feed.close)
         await run_in_threadpool(lag_monitor.close)
         engine.dispose()
@@ -92,6 +97,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(management_router)
     app.include_router(stream_router)
     app.include_router(board_router)
+    app.include_router(channels_router)
     app.include_router(contests_router)
     app.include_router(page_router)
     app.mount("/board/static", board_assets(), name="board-static")

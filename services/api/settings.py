@@ -54,6 +54,16 @@ class ApiSettings(CommonSettings):
     db_pool_size: int | None = Field(default=None, ge=1, le=10_000)
     # How long a request waits for a free database connection before 503 with Retry-After.
     db_pool_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    # Chat channels (services/api/channels): how often the scheduler looks for due slots (0:
+    # this process sends none), how late a missed slot is still sent, after how long a claim
+    # still pending is taken over (its process died), and each delivery's tries, first
+    # backoff (doubling) and HTTP timeout.
+    channel_tick_seconds: float = Field(default=15.0, ge=0)
+    channel_catch_up_seconds: int = Field(default=1800, ge=0)
+    channel_claim_lease_seconds: int = Field(default=900, ge=1)
+    channel_attempts: int = Field(default=5, ge=1, le=20)
+    channel_backoff_seconds: float = Field(default=2.0, ge=0)
+    channel_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @property
     def database_connections(self) -> int:

@@ -1,0 +1,299 @@
+"""A digest as each platform's own message, within its size limit, in the channel's language.
+
+WeCom: ``markdown`` (content ≤ 4096 bytes). DingTalk: ``markdown`` {title, text} (body ≤
+20000 bytes). Feishu: an ``interactive`` card with ``lark_md`` (body ≤ 20 KB). Slack: Block
+Kit with ``mrkdwn`` (a section's text ≤ 3000 characters). Teams: an Adaptive Card in
+``attachments``, as a Workflows webhook takes it (≤ 28 KB). ``webhook``: the digest itself.
+
+A ranking that does not fit is cut, shorter and shorter, with a last line "…and N more": the
+message always fits, and is never refused for its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from services.api.channels.schemas import Kind
+
+# Bytes of the whole JSON body, except WeCom (its markdown content) and Slack (the text of
+# one section); kept a little under each platform's documented limit.
+LIMITS = {
+    Kind.wecom: 4000,
+    Kind.dingtalk: 19_500,
+    Kind.feishu: 19_500,
+    Kind.slack: 2900,
+    Kind.teams: 27_000,
+}
+TOP_N = 10
+
+LABELS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "daily_ranking": "业绩排行",
+        "shift_summary": "班次小结",
+        "target_pacing": "目标进度",
+        "today": "今日",
+        "yesterday": "昨日",
+        "wtd": "本周",
+        "mtd": "本月",
+        "period": "统计区间",
+        "dials": "拨打",
+        "connects": "接通",
+        "contacts": "有效通话",
+        "talk_seconds": "通话秒数",
+        "quotes": "报价",
+        "sales": "成交",
+        "revenue": "金额",
+        "connect_rate": "接通率",
+        "contact_rate": "有效通话率",
+        "close_rate": "成交率",
+        "top": "排行",
+        "champion": "销售冠军",
+        "targets": "目标达成",
+        "attainment": "达成",
+        "pace": "进度",
+        "target": "目标",
+        "more": "…还有 {n} 人",
+        "none": "暂无",
+        "floor": "全场",
+        "new": "新",
+    },
+    "zh-TW": {
+        "daily_ranking": "業績排行",
+        "shift_summary": "班次小結",
+        "target_pacing": "目標進度",
+        "today": "今日",
+        "yesterday": "昨日",
+        "wtd": "本週",
+        "mtd": "本月",
+        "period": "統計區間",
+        "dials": "撥打",
+        "connects": "接通",
+        "contacts": "有效通話",
+        "talk_seconds": "通話秒數",
+        "quotes": "報價",
+        "sales": "成交",
+        "revenue": "金額",
+        "connect_rate": "接通率",
+        "contact_rate": "有效通話率",
+        "close_rate": "成交率",
+        "top": "排行",
+        "champion": "銷售冠軍",
+        "targets": "目標達成",
+        "attainment": "達成",
+        "pace": "進度",
+        "target": "目標",
+        "more": "…還有 {n} 人",
+        "none": "暫無",
+        "floor": "全場",
+        "new": "新",
+    },
+    "en": {
+        "daily_ranking": "Ranking",
+        "shift_summary": "Shift summary",
+        "target_pacing": "Target pacing",
+        "today": "today",
+        "yesterday": "yesterday",
+        "wtd": "week to date",
+        "mtd": "month to date",
+        "period": "Period",
+        "dials": "Dials",
+        "connects": "Connects",
+        "contacts": "Contacts",
+        "talk_seconds": "Talk seconds",
+        "quotes": "Quotes",
+        "sales": "Sales",
+        "revenue": "Revenue",
+        "connect_rate": "Connect rate",
+        "contact_rate": "Contact rate",
+        "close_rate": "Close rate",
+        "top": "Top",
+        "champion": "Champion",
+        "targets": "Targets",
+        "attainment": "attainment",
+        "pace": "pace",
+        "target": "target",
+        "more": "…and {n} more",
+        "none": "none yet",
+        "floor": "Floor",
+        "new": "new",
+    },
+}
+
+
+def _size(payload: dict[str, Any]) -> int:
+    return len(orjson.dumps(payload))
+
+
+def _change(row: dict[str, Any], words: dict[str, str]) -> str:
+    change = row["rank_change"]
+    if change is None:
+        return words["new"]
+    if change > 0:
+        return f"↑{change}"
+    if change < 0:
+        return f"↓{-change}"
+    return "–"
+
+
+def title(digest: dict[str, Any]) -> str:
+    words = LABELS[digest["lang"]]
+    scope = ", ".join(digest["teams"]) or words["floor"]
+    if digest["lang"] == "en":
+        return f"{words[digest['report']]}, {words[digest['period']]} · {scope}"
+    return f"{words[digest['period']]}{words[digest['report']]} · {scope}"
+
+
+def _text(value: object) -> str:
+    """A number as the API answers it; no value (a ratio of nothing) as a dash."""
+    return "—" if value is None else str(value)
+
+
+def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> list[list[str]]:
+    """The digest as sections of lines: period, totals, champion, ranking (``shown`` rows and
+    "…and N more"), targets. Every number as the API answers it."""
+    words = LABELS[digest["lang"]]
+    totals = digest["totals"]
+    head = [f"{words['period']}: {digest['from']} – {digest['to']} ({digest['timezone']})"]
+    head += [f"{words[k]}: {bold(_text(v))}" for k, v in totals.items()]
+    champion = ", ".join(f"{c['agent_id']} ({c['sales']})" for c in digest["champions"])
+    head.append(f"{words['champion']}: {bold(champion or words['none'])}")
+    rows = digest["ranking"]["rows"]
+    metric = digest["ranking"]["metric"]
+    ranking = [bold(f"{words['top']} · {words[metric]}")]
+    ranking += [
+        f"{r['rank']}. {r['agent_id']} {_text(r['value'])} ({_change(r, words)})"
+        for r in rows[:shown]
+    ]
+    if len(rows) > shown:
+        ranking.append(words["more"].format(n=len(rows) - shown))
+    targets = [bold(words["targets"])] if digest["targets"] else []
+    for t in digest["targets"]:
+        who = t["scope_id"] or words["floor"]
+        targets.append(
+            f"{who} {words.get(t['kpi'], t['kpi'])}: {_text(t['actual'])} / {words['target']} "
+            f"{t['target']} · {words['attainment']} {_text(t['attainment'])} · "
+            f"{words['pace']} {_text(t['pace'])} ({t['status']})"
+        )
+    return [head, ranking, targets]
+
+
+def _markdown(digest: dict[str, Any], shown: int) -> str:
+    parts = [f"## {title(digest)}"]
+    parts += [
+        "\n".join(f"> {line}" if i else line for i, line in enumerate(s))
+        for s in sections(digest, shown, lambda s: f"**{s}**")
+        if s
+    ]
+    return "\n\n".join(parts)
+
+
+def _wecom(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+    return {"msgtype": "markdown", "markdown": {"content": _markdown(digest, shown)}}
+
+
+def _dingtalk(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+    return {
+        "msgtype": "markdown",
+        "markdown": {"title": title(digest), "text": _markdown(digest, shown)},
+    }
+
+
+def _feishu(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = []
+    for section in sections(digest, shown, lambda s: f"**{s}**"):
+        if section:
+            if elements:
+                elements.append({"tag": "hr"})
+            elements.append(
+                {"tag": "div", "text": {"tag": "lark_md", "content": "\n".join(section)}}
+            )
+    return {
+        "msg_type": "interactive",
+        "card": {
+            "config": {"wide_screen_mode": True},
+            "header": {
+                "title": {"tag": "plain_text", "content": title(digest)},
+                "template": "blue",
+            },
+            "elements": elements,
+        },
+    }
+
+
+def _slack(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title(digest)[:150]}}
+    ]
+    for section in sections(digest, shown, lambda s: f"*{s}*"):
+        if section:
+            blocks.append(
+                {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(section)}}
+            )
+    return {"text": title(digest), "blocks": blocks}
+
+
+def _teams(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": title(digest),
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        }
+    ]
+    for section in sections(digest, shown, lambda s: f"**{s}**"):
+        for line in section:
+            body.append({"type": "TextBlock", "text": line, "wrap": True, "spacing": "None"})
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": body,
+                },
+            }
+        ],
+    }
+
+
+_RENDER: dict[Kind, Callable[[dict[str, Any], int], dict[str, Any]]] = {
+    Kind.wecom: _wecom,
+    Kind.dingtalk: _dingtalk,
+    Kind.feishu: _feishu,
+    Kind.slack: _slack,
+    Kind.teams: _teams,
+}
+
+
+def _measured(kind: Kind, payload: dict[str, Any]) -> int:
+    if kind is Kind.wecom:
+        return len(payload["markdown"]["content"].encode())
+    if kind is Kind.slack:
+        return max(len(b["text"]["text"]) for b in payload["blocks"])
+    return _size(payload)
+
+
+# Room left for what signing adds to the body (Feishu's timestamp and sign).
+SIGNING_ROOM = 128
+
+
+def render(kind: Kind, digest: dict[str, Any], top_n: int = TOP_N) -> dict[str, Any]:
+    """The message for ``kind``: the top ``top_n`` rows, fewer if the platform's limit says."""
+    if kind is Kind.webhook:
+        return {"digest": digest}
+    limit = LIMITS[kind] - SIGNING_ROOM
+    shown = min(top_n, len(digest["ranking"]["rows"]))
+    while True:
+        payload = _RENDER[kind](digest, shown)
+        if _measured(kind, payload) <= limit or shown == 0:
+            return payload
+        shown = max(0, shown - max(1, shown // 4))
