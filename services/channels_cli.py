@@ -45,7 +45,7 @@ def add(
         list[str] | None, typer.Option("--team", help="A team id; repeatable (none: the floor).")
     ] = None,
     report: Annotated[
-        str, typer.Option(help="daily_ranking, shift_summary or target_pacing.")
+        str, typer.Option(help="daily_ranking, shift_summary, target_pacing or contest.")
     ] = "daily_ranking",
     lang: Annotated[str, typer.Option(help="zh-CN, zh-TW or en.")] = "zh-CN",
     database_url: DatabaseUrl = None,

@@ -309,9 +309,10 @@ channel = Table(
     Column("next_send_at", TZ, nullable=True),
 )
 
-# One row per digest to send, claimed before it is sent: a scheduled slot is unique per
-# channel, so that of several API processes exactly one sends it. ``outcome`` is pending,
-# sent, failed (retries exhausted) or rejected (a permanent error of the platform).
+# One row per digest (or contest announcement) to send, claimed before it is sent: a
+# scheduled slot is unique per channel and subject, so that of several API processes exactly
+# one sends it. ``outcome`` is pending, sent, failed (retries exhausted) or rejected (a
+# permanent error of the platform).
 channel_delivery = Table(
     "channel_delivery",
     metadata,
@@ -325,7 +326,9 @@ channel_delivery = Table(
     Column("detail", Text, nullable=True),
     Column("claimed_at", TZ, nullable=False),
     Column("finished_at", TZ, nullable=True),
-    UniqueConstraint("channel", "slot", name="uq_channel_delivery_channel_slot"),
+    # Empty for a digest; ``contest:<id>:start|lead:<leaders>|result`` for a contest's news.
+    Column("subject", Text, nullable=False, server_default=""),
+    UniqueConstraint("channel", "slot", "subject", name="uq_channel_delivery_channel_slot_subject"),
 )
 
 # Contests (竞赛): agents of some teams, or teams against each other, ranked by one KPI over

@@ -64,6 +64,8 @@ class ApiSettings(CommonSettings):
     channel_attempts: int = Field(default=5, ge=1, le=20)
     channel_backoff_seconds: float = Field(default=2.0, ge=0)
     channel_timeout_seconds: float = Field(default=10.0, gt=0)
+    # At most one contest lead-change message per contest and channel in this time.
+    contest_lead_interval_seconds: float = Field(default=600.0, ge=0)
 
     @property
     def database_connections(self) -> int:

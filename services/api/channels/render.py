@@ -123,6 +123,86 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
+# A contest's announcements (report ``contest``): its start, a change of leader, its result.
+CONTEST_LABELS: dict[str, dict[str, str]] = {
+    "zh-CN": {
+        "start": "竞赛开始",
+        "lead": "领先变化",
+        "result": "竞赛结果",
+        "kpi": "指标",
+        "period": "时间",
+        "prize": "奖品",
+        "leader": "当前领先",
+        "winner": "冠军",
+        "standings": "排名",
+        "more": "…还有 {n} 名",
+        "none": "暂无",
+    },
+    "zh-TW": {
+        "start": "競賽開始",
+        "lead": "領先變化",
+        "result": "競賽結果",
+        "kpi": "指標",
+        "period": "時間",
+        "prize": "獎品",
+        "leader": "目前領先",
+        "winner": "冠軍",
+        "standings": "排名",
+        "more": "…還有 {n} 名",
+        "none": "暫無",
+    },
+    "en": {
+        "start": "Contest started",
+        "lead": "New leader",
+        "result": "Contest result",
+        "kpi": "KPI",
+        "period": "Time",
+        "prize": "Prize",
+        "leader": "Leading",
+        "winner": "Winner",
+        "standings": "Standings",
+        "more": "…and {n} more",
+        "none": "none",
+    },
+}
+
+
+def _competitor(row: dict[str, Any]) -> str:
+    return str(row.get("agent_id") or row["team_id"])
+
+
+def _contest_title(news: dict[str, Any]) -> str:
+    words = CONTEST_LABELS[news["lang"]]
+    return f"{words[news['event']]} · {news['contest']['name']}"
+
+
+def _contest_sections(
+    news: dict[str, Any], shown: int, bold: Callable[[str], str]
+) -> list[list[str]]:
+    """A contest announcement as sections of lines; every number as the API answers it."""
+    words = CONTEST_LABELS[news["lang"]]
+    kpi_words = LABELS[news["lang"]]
+    about = news["contest"]
+    kpi = about["kpi"]
+    head = [f"{words['kpi']}: {kpi_words.get(kpi, kpi)}"]
+    head.append(
+        f"{words['period']}: {about['starts_at']} – {about['ends_at']} ({about['timezone']})"
+    )
+    named = news["winners"] if news["event"] == "result" else news["leaders"]
+    if news["event"] != "start":
+        who = ", ".join(f"{_competitor(r)} ({_text(r['value'])})" for r in named)
+        label = words["winner"] if news["event"] == "result" else words["leader"]
+        head.append(f"{label}: {bold(who or words['none'])}")
+    if about["prize"]:
+        head.append(f"{words['prize']}: {bold(_text(about['prize']))}")
+    rows = news["ranking"]["rows"]
+    ranking = [bold(words["standings"])] if rows else []
+    ranking += [f"{r['rank']}. {_competitor(r)} {_text(r['value'])}" for r in rows[:shown]]
+    if len(rows) > shown:
+        ranking.append(words["more"].format(n=len(rows) - shown))
+    return [head, ranking]
+
+
 def _size(payload: dict[str, Any]) -> int:
     return len(orjson.dumps(payload))
 
@@ -139,6 +219,8 @@ def _change(row: dict[str, Any], words: dict[str, str]) -> str:
 
 
 def title(digest: dict[str, Any]) -> str:
+    if digest["report"] == "contest":
+        return _contest_title(digest)
     words = LABELS[digest["lang"]]
     scope = ", ".join(digest["teams"]) or words["floor"]
     if digest["lang"] == "en":
@@ -154,6 +236,8 @@ def _text(value: object) -> str:
 def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> list[list[str]]:
     """The digest as sections of lines: period, totals, champion, ranking (``shown`` rows and
     "…and N more"), targets. Every number as the API answers it."""
+    if digest["report"] == "contest":
+        return _contest_sections(digest, shown, bold)
     words = LABELS[digest["lang"]]
     totals = digest["totals"]
     head = [f"{words['period']}: {digest['from']} – {digest['to']} ({digest['timezone']})"]

@@ -133,6 +133,7 @@ def claim_delivery(
     trigger: str,
     period: DigestPeriod,
     lease: timedelta | None = None,
+    subject: str = "",
 ) -> int | None:
     """Claim the delivery of ``name``'s ``slot`` in a transaction of its own; ``None`` when
     another process (or an earlier run) holds it. With ``lease``, a claim still pending that
@@ -150,6 +151,7 @@ def claim_delivery(
                     outcome="pending",
                     attempts=0,
                     claimed_at=now,
+                    subject=subject,
                 )
                 .returning(channel_delivery.c.delivery_id)
             )
@@ -164,6 +166,7 @@ def claim_delivery(
             .where(
                 channel_delivery.c.channel == name,
                 channel_delivery.c.slot == slot,
+                channel_delivery.c.subject == subject,
                 channel_delivery.c.outcome == "pending",
                 channel_delivery.c.claimed_at < now - lease,
             )
@@ -171,6 +174,52 @@ def claim_delivery(
             .returning(channel_delivery.c.delivery_id)
         ).first()
         return None if taken is None else int(taken.delivery_id)
+
+
+def claim_lead(
+    engine: Engine, name: str, contest_id: int, leaders: str, interval: timedelta
+) -> int | None:
+    """Claim a lead-change announcement of contest ``contest_id`` on channel ``name``, naming
+    ``leaders``; ``None`` when the last one claimed already named them, or was claimed less
+    than ``interval`` ago. The channel's row lock makes the processes take turns, so that
+    two of them never announce the same change, nor two changes within ``interval``."""
+    prefix = f"contest:{contest_id}:lead:"
+    with engine.begin() as connection:
+        locked = connection.execute(
+            select(channel.c.name).where(channel.c.name == name).with_for_update()
+        ).first()
+        if locked is None:
+            return None
+        last = connection.execute(
+            select(channel_delivery.c.subject, channel_delivery.c.slot)
+            .where(
+                channel_delivery.c.channel == name,
+                channel_delivery.c.subject.startswith(prefix, autoescape=True),
+            )
+            .order_by(channel_delivery.c.slot.desc())
+            .limit(1)
+        ).first()
+        now = datetime.now(UTC)
+        if last is not None and (
+            last.subject == prefix + leaders or _as_utc(last.slot) > now - interval
+        ):
+            return None
+        result = connection.execute(
+            insert(channel_delivery)
+            .values(
+                channel=name,
+                slot=now,
+                trigger="contest",
+                period=DigestPeriod.today.value,
+                outcome="pending",
+                attempts=0,
+                claimed_at=now,
+                subject=prefix + leaders,
+            )
+            .returning(channel_delivery.c.delivery_id)
+        )
+        delivery_id: int = result.scalar_one()
+        return delivery_id
 
 
 def finish_delivery(
@@ -209,6 +258,7 @@ def deliveries(connection: Connection, name: str, limit: int = 100) -> list[Deli
             detail=r.detail,
             claimed_at=_as_utc(r.claimed_at),
             finished_at=_as_utc(r.finished_at) if r.finished_at else None,
+            subject=r.subject,
         )
         for r in rows
     ]

@@ -1,6 +1,7 @@
 """The scheduler each API process runs: every few seconds, the channels' slots that came
-due are claimed and sent. Several processes may run it; the claim (unique per channel and
-slot) lets exactly one of them send each slot.
+due are claimed and sent, and the contests' news (start, lead changes, result) announced.
+Several processes may run it; the claim (unique per channel and slot) lets exactly one of
+them send each slot.
 
 A slot counts if it fell after the channel was created and within the last
 ``channel_catch_up_seconds``: a process that was down a moment still sends the digest it
@@ -19,9 +20,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from services.api.channels import repository
+from services.api.channels.contests import announce_contests
 from services.api.channels.delivery import DELIVERIES, OUTCOMES, Sender
 from services.api.channels.schedule import parse_schedule, slots_between
-from services.api.channels.schemas import DigestPeriod
+from services.api.channels.schemas import DigestPeriod, Report
 from services.api.channels.service import deliver
 from services.api.settings import ApiSettings
 
@@ -34,6 +36,8 @@ def due_slots(engine: Engine, settings: ApiSettings, now: datetime) -> list[tupl
         channels = repository.list_channels(connection)
     due = []
     for subject in channels:
+        if subject.report is Report.contest:
+            continue  # no digest: its contests' news (channels.contests)
         # Every outcome's series exists from the start, at 0, so that an alert on its
         # increase sees the first failure.
         for outcome in OUTCOMES:
@@ -88,6 +92,8 @@ class Scheduler:
                     "scheduled digest not delivered",
                     extra={"channel": name, "outcome": outcome.outcome, "detail": outcome.detail},
                 )
+        if not self._stop.is_set():
+            announce_contests(self.engine, self.settings, self.sender, datetime.now(UTC))
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.channel_tick_seconds):

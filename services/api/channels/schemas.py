@@ -25,6 +25,8 @@ class Report(StrEnum):
     daily_ranking = "daily_ranking"
     shift_summary = "shift_summary"
     target_pacing = "target_pacing"
+    # No digest: the contests of the channel's teams (start, lead changes, result).
+    contest = "contest"
 
 
 class Lang(StrEnum):
@@ -95,13 +97,16 @@ class Delivery(BaseModel):
     delivery_id: int
     channel: str
     slot: datetime
-    trigger: str = Field(description="schedule, manual or test")
+    trigger: str = Field(description="schedule, manual, test or contest")
     period: DigestPeriod
     outcome: str = Field(description="pending, sent, failed (retries exhausted) or rejected")
     attempts: int
     detail: str | None
     claimed_at: datetime
     finished_at: datetime | None
+    subject: str = Field(
+        default="", description="Empty for a digest; contest:<id>:start|lead:<leaders>|result"
+    )
 
 
 def masked_url(url: str) -> str:
