@@ -50,6 +50,7 @@ def announcement(
     with engine.connect() as connection:
         current = standings(connection, settings, found, key_teams=key_teams, now=now)
     return {
+        "channel": subject.name,
         "report": Report.contest.value,
         "event": event,
         "lang": subject.lang.value,
