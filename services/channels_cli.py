@@ -134,7 +134,7 @@ def _send(name: str, period: str, trigger: str, database_url: str | None) -> Non
     from services.api.channels.schemas import DigestPeriod
     from services.api.channels.service import send_now
     from shared.db import make_engine
-    from shared.errors import NotFound
+    from shared.errors import InvalidInput, NotFound
 
     settings = _settings(database_url)
     try:
@@ -150,7 +150,7 @@ def _send(name: str, period: str, trigger: str, database_url: str | None) -> Non
     )
     try:
         outcome = send_now(engine, settings, sender, name, chosen, trigger)
-    except NotFound as exc:
+    except (NotFound, InvalidInput) as exc:
         console.print(exc.message)
         raise typer.Exit(1) from exc
     finally:

@@ -12,6 +12,8 @@ another team hears nothing.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ import pytest
 from services.devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers, Received
 from tests.conftest import cloned_database, new_topic
-from tests.pipeline import Pipeline
+from tests.pipeline import REPO, Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
 ADMIN = "bootstrap-admin-key-for-contest-chat-0123456789"
@@ -236,3 +238,33 @@ def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
     finally:
         second.close()
         floor.stop("api2")
+
+
+def test_a_contest_channel_sends_no_digest(floor: Pipeline, receivers: ChatReceivers) -> None:
+    response = floor.api.post(
+        "/v1/admin/channels",
+        json={
+            "name": "news-only",
+            "kind": "webhook",
+            "url": receivers.url("webhook"),
+            "schedule": "09:00 daily",
+            "report": "contest",
+        },
+        headers=H,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["report"] == "contest"
+    before = len(receivers.received())
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "report", "send", "--channel", "news-only"],
+        cwd=REPO,
+        env=floor.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "takes contest news, not digests" in done.stdout + done.stderr
+    assert len(receivers.received()) == before
+    deliveries = floor.api.get("/v1/admin/channels/news-only/deliveries", headers=H)
+    assert deliveries.json() == []

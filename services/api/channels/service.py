@@ -15,8 +15,9 @@ from services.api.channels import repository
 from services.api.channels.delivery import Outcome, Sender
 from services.api.channels.digest import build_digest
 from services.api.channels.render import render
-from services.api.channels.schemas import DigestPeriod
+from services.api.channels.schemas import DigestPeriod, Report
 from services.api.settings import ApiSettings
+from shared.errors import InvalidInput
 
 
 def deliver(
@@ -59,6 +60,9 @@ def send_now(
     trigger: str = "manual",
 ) -> Outcome:
     """Send ``name``'s digest now (``callboard report send``, ``channels test``)."""
+    with engine.connect() as connection:
+        if repository.get_channel(connection, name).report is Report.contest:
+            raise InvalidInput(f"channel {name!r} takes contest news, not digests")
     now = datetime.now(UTC)
     outcome = deliver(
         engine, settings, sender, name, slot=now, trigger=trigger, period=period, as_of=now
