@@ -241,6 +241,8 @@ def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
 
 
 def test_a_contest_channel_sends_no_digest(floor: Pipeline, receivers: ChatReceivers) -> None:
+    """A floor channel made now (after the contest above ended, when run after it) hears no
+    late start or result, and refuses a digest sent by hand."""
     response = floor.api.post(
         "/v1/admin/channels",
         json={

@@ -6,7 +6,7 @@ sent, as a digest is, so that of several API processes exactly one sends it.
 A channel hears of a contest when it covers one of the contest's teams (a channel of no teams
 covers the whole floor), and sees it as a key of its own teams does: the standings count only
 its teams' records and name no other team. A start or result more than
-``channel_catch_up_seconds`` old is not sent late.
+``channel_catch_up_seconds`` old is not sent late, nor one from before the channel was made.
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def announce_contests(
             if each.ends_at <= now:
                 claims.append(("result", each.ends_at))
             for event, slot in claims:
+                if slot < subject.created_at:
+                    continue  # as a digest's slot: nothing from before the channel was made
                 delivery_id = repository.claim_delivery(
                     engine,
                     subject.name,
