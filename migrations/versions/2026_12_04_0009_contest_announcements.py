@@ -20,25 +20,20 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# In batch mode, so that SQLite (the demo's database) takes the constraint change too: it
+# cannot alter a constraint in place, and batch mode copies the table there.
 def upgrade() -> None:
-    op.add_column(
-        "channel_delivery",
-        sa.Column("subject", sa.Text(), nullable=False, server_default=""),
-    )
-    op.drop_constraint("uq_channel_delivery_channel_slot", "channel_delivery", type_="unique")
-    op.create_unique_constraint(
-        "uq_channel_delivery_channel_slot_subject",
-        "channel_delivery",
-        ["channel", "slot", "subject"],
-    )
+    with op.batch_alter_table("channel_delivery") as batch:
+        batch.add_column(sa.Column("subject", sa.Text(), nullable=False, server_default=""))
+        batch.drop_constraint("uq_channel_delivery_channel_slot", type_="unique")
+        batch.create_unique_constraint(
+            "uq_channel_delivery_channel_slot_subject", ["channel", "slot", "subject"]
+        )
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM channel_delivery WHERE subject <> ''")
-    op.drop_constraint(
-        "uq_channel_delivery_channel_slot_subject", "channel_delivery", type_="unique"
-    )
-    op.create_unique_constraint(
-        "uq_channel_delivery_channel_slot", "channel_delivery", ["channel", "slot"]
-    )
-    op.drop_column("channel_delivery", "subject")
+    with op.batch_alter_table("channel_delivery") as batch:
+        batch.drop_constraint("uq_channel_delivery_channel_slot_subject", type_="unique")
+        batch.create_unique_constraint("uq_channel_delivery_channel_slot", ["channel", "slot"])
+        batch.drop_column("subject")
