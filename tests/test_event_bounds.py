@@ -349,10 +349,13 @@ def check_period_arithmetic(event: BaseEvent) -> None:
         )
 
 
+# Derandomized and without the example database, so that every run (a developer's, CI's)
+# draws the same examples and the count of accepted events below holds for all of them.
 PROPERTY = settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from sqlalchemy import Engine
 
@@ -481,7 +481,13 @@ class AggregatorMember:
         deadline = time.monotonic() + timeout
         # topics() asks the broker every time, and the coordinator takes the partitions of
         # the subscribed topics from that answer.
-        while topic not in consumer.topics() or not consumer.partitions_for_topic(topic):
+        while True:
+            try:
+                if topic in consumer.topics() and consumer.partitions_for_topic(topic):
+                    return
+            except UnknownTopicOrPartitionError:
+                # A topic created a moment ago may not be in every answer yet.
+                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {topic} has no partitions after {timeout:.0f} s")
             time.sleep(0.2)

@@ -21,7 +21,8 @@ statements resolve the table names again once the lock is released, so their nex
 to the new tables and continues from the offsets stored with them; records the rebuild
 applied beyond the live position are skipped there as already applied.
 
-Operator-owned tables (:data:`KEPT_TABLES`: API keys, targets, calendars) are left alone. The
+Operator-owned tables (:data:`KEPT_TABLES`: API keys, targets, calendars, chat channels and
+their deliveries, contests) are left alone. The
 retired tables stay for comparison or rollback until dropped (``--drop-retired``, or
 ``DROP SCHEMA callboard_retired_<stamp> CASCADE``). Aborting before the switch leaves the
 live tables untouched and drops the rebuild schema. PostgreSQL only.
@@ -67,7 +68,15 @@ DERIVED_TABLES = (
     "sale_feed",
 )
 # What people enter and no event can restore: never touched by a rebuild.
-KEPT_TABLES = ("api_key", "target", "target_change", "working_calendar")
+KEPT_TABLES = (
+    "api_key",
+    "target",
+    "target_change",
+    "working_calendar",
+    "channel",
+    "channel_delivery",
+    "contest",
+)
 
 
 class RebuildError(RuntimeError):
