@@ -12,11 +12,12 @@ message always fits, and is never refused for its size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from services.api.channels.schemas import Kind
+from shared.kpis import Lang, kpi_name
 
 # Bytes of the whole JSON body, except WeCom (its markdown content) and Slack (the text of
 # one section); kept a little under each platform's documented limit.
@@ -39,16 +40,6 @@ LABELS: dict[str, dict[str, str]] = {
         "wtd": "本周",
         "mtd": "本月",
         "period": "统计区间",
-        "dials": "拨打",
-        "connects": "接通",
-        "contacts": "有效通话",
-        "talk_seconds": "通话秒数",
-        "quotes": "报价",
-        "sales": "成交",
-        "revenue": "金额",
-        "connect_rate": "接通率",
-        "contact_rate": "有效通话率",
-        "close_rate": "成交率",
         "top": "排行",
         "champion": "销售冠军",
         "targets": "目标达成",
@@ -69,16 +60,6 @@ LABELS: dict[str, dict[str, str]] = {
         "wtd": "本週",
         "mtd": "本月",
         "period": "統計區間",
-        "dials": "撥打",
-        "connects": "接通",
-        "contacts": "有效通話",
-        "talk_seconds": "通話秒數",
-        "quotes": "報價",
-        "sales": "成交",
-        "revenue": "金額",
-        "connect_rate": "接通率",
-        "contact_rate": "有效通話率",
-        "close_rate": "成交率",
         "top": "排行",
         "champion": "銷售冠軍",
         "targets": "目標達成",
@@ -99,16 +80,6 @@ LABELS: dict[str, dict[str, str]] = {
         "wtd": "week to date",
         "mtd": "month to date",
         "period": "Period",
-        "dials": "Dials",
-        "connects": "Connects",
-        "contacts": "Contacts",
-        "talk_seconds": "Talk seconds",
-        "quotes": "Quotes",
-        "sales": "Sales",
-        "revenue": "Revenue",
-        "connect_rate": "Connect rate",
-        "contact_rate": "Contact rate",
-        "close_rate": "Close rate",
         "top": "Top",
         "champion": "Champion",
         "targets": "Targets",
@@ -181,10 +152,9 @@ def _contest_sections(
 ) -> list[list[str]]:
     """A contest announcement as sections of lines; every number as the API answers it."""
     words = CONTEST_LABELS[news["lang"]]
-    kpi_words = LABELS[news["lang"]]
     about = news["contest"]
     kpi = about["kpi"]
-    head = [f"{words['kpi']}: {kpi_words.get(kpi, kpi)}"]
+    head = [f"{words['kpi']}: {_kpi(kpi, news['lang'])}"]
     head.append(
         f"{words['period']}: {about['starts_at']} – {about['ends_at']} ({about['timezone']})"
     )
@@ -228,6 +198,11 @@ def title(digest: dict[str, Any]) -> str:
     return f"{words[digest['period']]}{words[digest['report']]} · {scope}"
 
 
+def _kpi(key: str, lang: str) -> str:
+    """A KPI's name in the channel's language, from the one list of names in shared.kpis."""
+    return kpi_name(key, cast(Lang, lang))
+
+
 def _text(value: object) -> str:
     """A number as the API answers it; no value (a ratio of nothing) as a dash."""
     return "—" if value is None else str(value)
@@ -241,12 +216,12 @@ def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> 
     words = LABELS[digest["lang"]]
     totals = digest["totals"]
     head = [f"{words['period']}: {digest['from']} – {digest['to']} ({digest['timezone']})"]
-    head += [f"{words[k]}: {bold(_text(v))}" for k, v in totals.items()]
+    head += [f"{_kpi(k, digest['lang'])}: {bold(_text(v))}" for k, v in totals.items()]
     champion = ", ".join(f"{c['agent_id']} ({c['sales']})" for c in digest["champions"])
     head.append(f"{words['champion']}: {bold(champion or words['none'])}")
     rows = digest["ranking"]["rows"]
     metric = digest["ranking"]["metric"]
-    ranking = [bold(f"{words['top']} · {words[metric]}")]
+    ranking = [bold(f"{words['top']} · {_kpi(metric, digest['lang'])}")]
     ranking += [
         f"{r['rank']}. {r['agent_id']} {_text(r['value'])} ({_change(r, words)})"
         for r in rows[:shown]
@@ -257,7 +232,7 @@ def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> 
     for t in digest["targets"]:
         who = t["scope_id"] or words["floor"]
         targets.append(
-            f"{who} {words.get(t['kpi'], t['kpi'])}: {_text(t['actual'])} / {words['target']} "
+            f"{who} {_kpi(t['kpi'], digest['lang'])}: {_text(t['actual'])} / {words['target']} "
             f"{t['target']} · {words['attainment']} {_text(t['attainment'])} · "
             f"{words['pace']} {_text(t['pace'])} ({t['status']})"
         )
