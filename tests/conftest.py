@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -61,6 +62,27 @@ def new_topic(bootstrap_servers: str, partitions: int = 3) -> str:
     name = f"events-{uuid.uuid4().hex[:12]}"
     ensure_topic([bootstrap_servers], name, partitions)
     return name
+
+
+@contextmanager
+def own_pipeline(
+    kafka_bootstrap_servers: str,
+    migrated_template: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Pipeline]:
+    """A pipeline on a database and an events topic of its own (a module's floor)."""
+    with (
+        cloned_database(migrated_template) as url,
+        Pipeline(
+            bootstrap_servers=kafka_bootstrap_servers,
+            database_url=url,
+            topic=new_topic(kafka_bootstrap_servers),
+            workdir=workdir,
+            extra_env=extra_env,
+        ) as running,
+    ):
+        yield running
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, text
 
 from services.devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import REPO, TIMEZONE, Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
@@ -95,20 +95,16 @@ def floor(
     migrated_template: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path_factory.mktemp("channels"),
-            extra_env={
-                "CALLBOARD_ADMIN_KEY": ADMIN,
-                "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
-                "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
-            },
-        ) as running,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path_factory.mktemp("channels"),
+        extra_env={
+            "CALLBOARD_ADMIN_KEY": ADMIN,
+            "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
+            "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
+        },
+    ) as running:
         today = datetime.now(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
         running.post(_events(today))
         running.wait_caught_up()

@@ -24,7 +24,7 @@ import pytest
 
 from services.devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers, Received
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import REPO, Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
@@ -46,21 +46,17 @@ def floor(
     migrated_template: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path_factory.mktemp("contest-chat"),
-            extra_env={
-                "CALLBOARD_ADMIN_KEY": ADMIN,
-                "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
-                "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
-                "CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS": str(LEAD_INTERVAL),
-            },
-        ) as running,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path_factory.mktemp("contest-chat"),
+        extra_env={
+            "CALLBOARD_ADMIN_KEY": ADMIN,
+            "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
+            "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
+            "CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS": str(LEAD_INTERVAL),
+        },
+    ) as running:
         yield running
 
 

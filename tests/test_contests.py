@@ -31,7 +31,7 @@ from sqlalchemy import create_engine
 
 from services.api.contests.service import contest_standings
 from services.api.settings import ApiSettings
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
@@ -238,16 +238,12 @@ def floor(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Floor]:
     generated = generate(seed=14)
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path_factory.mktemp("contests"),
-            extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
-        ) as running,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path_factory.mktemp("contests"),
+        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
+    ) as running:
         running.post(generated.events)
         running.wait_caught_up()
         yield Floor(running, generated)

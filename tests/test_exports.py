@@ -22,7 +22,7 @@ import httpx
 import openpyxl
 import pytest
 
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import REPO, TIMEZONE, Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
@@ -122,16 +122,12 @@ def floor(
     migrated_template: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path_factory.mktemp("exports"),
-            extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_MAX_ANSWER_ROWS": "500"},
-        ) as running,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path_factory.mktemp("exports"),
+        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_MAX_ANSWER_ROWS": "500"},
+    ) as running:
         running.post(_floor())
         running.wait_caught_up()
         for scope, scope_id, kpi, value in (

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import REPO, MakePipeline, Pipeline
 
 pytestmark = pytest.mark.pipeline
@@ -240,16 +240,12 @@ def test_an_xlsx_file_imports_as_the_same_rows_as_csv(
 
     from_csv = _import(lisbon_pipeline, as_csv)
     (tmp_path / "xlsx").mkdir()
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path / "xlsx",
-            extra_env={"CALLBOARD_TIMEZONE": "Europe/Lisbon"},
-        ) as second,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path / "xlsx",
+        extra_env={"CALLBOARD_TIMEZONE": "Europe/Lisbon"},
+    ) as second:
         from_xlsx = _import(second, as_xlsx)
         figures = _figures(second)
     assert figures == _figures(lisbon_pipeline)

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.sse import listen, next_event
 
@@ -160,16 +160,12 @@ def floor(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     """The floor above, posted once for the module, and T1's working calendar."""
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path_factory.mktemp("management"),
-            extra_env={"CALLBOARD_ADMIN_KEY": ADMIN},
-        ) as running,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path_factory.mktemp("management"),
+        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN},
+    ) as running:
         running.post(_floor())
         running.wait_caught_up()
         calendar = {"weekdays": [1, 2, 3, 4, 5], "day_start": "09:00", "day_end": "18:00"}

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import cloned_database, new_topic
+from tests.conftest import own_pipeline
 from tests.pipeline import Pipeline
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
@@ -177,16 +177,12 @@ def floor(
     migrated_template: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Floor]:
-    with (
-        cloned_database(migrated_template) as url,
-        Pipeline(
-            bootstrap_servers=kafka_bootstrap_servers,
-            database_url=url,
-            topic=new_topic(kafka_bootstrap_servers),
-            workdir=tmp_path_factory.mktemp("team-keys"),
-            extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
-        ) as running,
-    ):
+    with own_pipeline(
+        kafka_bootstrap_servers,
+        migrated_template,
+        tmp_path_factory.mktemp("team-keys"),
+        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
+    ) as running:
         running.post(_floor())
         running.wait_caught_up()
         yield Floor(running)

@@ -144,6 +144,30 @@ class Cdr:
     sequence: str
 
 
+# Where each field stands (0-based column) in the two Master.csv layouts.
+# cdr_custom's sample: clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata,
+# start, answer, end, duration, billsec, disposition, amaflags, accountcode, uniqueid,
+# userfield, sequence.
+_CDR_CUSTOM = {
+    "src": 1, "dst": 2, "channel": 4, "dstchannel": 5, "start": 8, "answer": 9, "end": 10,
+    "billsec": 12, "disposition": 13, "uniqueid": 16, "sequence": 18,
+}  # fmt: skip
+# cdr_csv: accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata,
+# start, answer, end, duration, billsec, disposition, amaflags,
+# [uniqueid, userfield, [peeraccount, linkedid, sequence]].
+_CDR_CSV = {
+    "src": 1, "dst": 2, "channel": 5, "dstchannel": 6, "start": 9, "answer": 10, "end": 11,
+    "billsec": 13, "disposition": 14, "uniqueid": 16, "linkedid": 19, "sequence": 20,
+}  # fmt: skip
+
+
+def _cdr(columns: list[str], layout: dict[str, int]) -> Cdr:
+    """The fields of one line in ``layout``; the optional trailing columns default to ""."""
+    values = {name: "" for name in Cdr.__dataclass_fields__}
+    values.update({f: columns[i] for f, i in layout.items() if i < len(columns)})
+    return Cdr(**values)
+
+
 def parse_line(line: str) -> Cdr:
     """One ``Master.csv`` line (``cdr_csv`` or the ``cdr_custom`` sample layout)."""
     rows = list(csv.reader([line]))
@@ -154,45 +178,9 @@ def parse_line(line: str) -> Cdr:
         )
     # cdr_csv's column 9 is lastdata, never a bare time: a time there is cdr_custom's start.
     if _TIME.match(columns[8]):
-        # cdr_custom's sample: clid, src, dst, dcontext, channel, dstchannel, lastapp,
-        # lastdata, start, answer, end, duration, billsec, disposition, amaflags,
-        # accountcode, uniqueid, userfield, sequence
-        return Cdr(
-            src=columns[1],
-            dst=columns[2],
-            channel=columns[4],
-            dstchannel=columns[5],
-            start=columns[8],
-            answer=columns[9],
-            end=columns[10],
-            billsec=columns[12],
-            disposition=columns[13],
-            uniqueid=columns[16] if len(columns) > 16 else "",
-            linkedid="",
-            sequence=columns[18] if len(columns) > 18 else "",
-        )
+        return _cdr(columns, _CDR_CUSTOM)
     if _TIME.match(columns[9]):
-        # cdr_csv: accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp,
-        # lastdata, start, answer, end, duration, billsec, disposition, amaflags,
-        # [uniqueid, userfield, [peeraccount, linkedid, sequence]]
-        extra = columns[16:]
-        uniqueid = extra[0] if len(extra) > 0 else ""
-        linkedid = extra[3] if len(extra) > 3 else ""
-        sequence = extra[4] if len(extra) > 4 else ""
-        return Cdr(
-            src=columns[1],
-            dst=columns[2],
-            channel=columns[5],
-            dstchannel=columns[6],
-            start=columns[9],
-            answer=columns[10],
-            end=columns[11],
-            billsec=columns[13],
-            disposition=columns[14],
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            sequence=sequence,
-        )
+        return _cdr(columns, _CDR_CSV)
     raise TranslationError("start", "no time in column 10 (cdr_csv) or 9 (cdr_custom)")
 
 

@@ -218,12 +218,16 @@ def required(record: Mapping[str, Any], field: str) -> str:
     return str(value).strip()
 
 
-def text(record: Mapping[str, Any], field: str) -> str | None:
-    value = record.get(field)
+def stripped(value: Any) -> str | None:
+    """A value as text without surrounding blanks; None for nothing or blanks only."""
     if value is None:
         return None
     value = str(value).strip()
     return value or None
+
+
+def text(record: Mapping[str, Any], field: str) -> str | None:
+    return stripped(record.get(field))
 
 
 def shifted(value: datetime, by_seconds: int) -> datetime:

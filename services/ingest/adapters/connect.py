@@ -47,6 +47,7 @@ from services.ingest.adapters.common import (
     rfc3339,
     scope_fields,
     seconds,
+    stripped,
 )
 from shared.dispositions import Flag
 
@@ -70,13 +71,6 @@ def _mapping(record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
     return value
 
 
-def _string(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _version(updated: datetime) -> str:
     """``20220105T171259.000000Z``: fixed width, so that text order is time order
     (``strftime("%Y%m%dT%H%M%S.%fZ")``, at a third of its cost)."""
@@ -96,10 +90,10 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     if not isinstance(record, Mapping):
         raise TranslationError("(record)", "must be a JSON object")
     contact_id = required(record, "ContactId")
-    channel = (_string(record.get("Channel")) or "VOICE").upper()
+    channel = (stripped(record.get("Channel")) or "VOICE").upper()
     if channel != "VOICE":
         return []  # chats and tasks are not calls
-    method = (_string(record.get("InitiationMethod")) or "").upper()
+    method = (stripped(record.get("InitiationMethod")) or "").upper()
     started = from_iso(record.get("InitiationTimestamp"), "InitiationTimestamp")
     if started is None:
         raise TranslationError("InitiationTimestamp", "is required")
@@ -110,22 +104,22 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     attributes = _mapping(record, "Attributes")
     customer = _mapping(record, "CustomerEndpoint")
 
-    username = _string(agent.get("Username"))
+    username = stripped(agent.get("Username"))
     if username is not None and "@" in username:
         username = username.split("@", 1)[0] or None
-    lead_id = _string(attributes.get("lead_id")) or context.lead_from_number(
-        SYSTEM, _string(customer.get("Address")), "CustomerEndpoint.Address"
+    lead_id = stripped(attributes.get("lead_id")) or context.lead_from_number(
+        SYSTEM, stripped(customer.get("Address")), "CustomerEndpoint.Address"
     )
-    campaign = _string(attributes.get("campaign_id")) or _string(queue.get("Name"))
-    initial = _string(record.get("InitialContactId"))
+    campaign = stripped(attributes.get("campaign_id")) or stripped(queue.get("Name"))
+    initial = stripped(record.get("InitialContactId"))
     transferred = method in _TRANSFER and initial is not None and initial != contact_id
     call_id = native_id(SYSTEM, initial if transferred and initial else contact_id)
     base: RawEvent = {
         "source": SYSTEM,
         "call_id": call_id,
         **scope_fields(
-            agent_id=_string(attributes.get("agent_id")) or username,
-            team_id=_string(attributes.get("team_id")),
+            agent_id=stripped(attributes.get("agent_id")) or username,
+            team_id=stripped(attributes.get("team_id")),
             campaign_id=campaign,
             lead_id=lead_id,
         ),
@@ -133,7 +127,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     has_agent = bool(agent) and (
         username is not None or agent.get("ConnectedToAgentTimestamp") is not None
     )
-    amd = (_string(record.get("AnsweringMachineDetectionStatus")) or "").upper()
+    amd = (stripped(record.get("AnsweringMachineDetectionStatus")) or "").upper()
     machine = amd in _MACHINE
     inbound = method == "INBOUND"
     if inbound:
@@ -144,7 +138,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
         ) and amd not in _NOT_ANSWERED
     talk = seconds(agent.get("AgentInteractionDuration"), "Agent.AgentInteractionDuration")
     wrap = seconds(agent.get("AfterContactWorkDuration"), "Agent.AfterContactWorkDuration")
-    disposition = _string(attributes.get("disposition"))
+    disposition = stripped(attributes.get("disposition"))
     # A known code says whether the decision-maker was reached; without one, an agent did.
     contact = (
         answered
