@@ -17,6 +17,28 @@ from tests.pipeline import MakePipeline, Pipeline
 
 pytest_plugins = ["tests.fixtures_infra", "tests.fault_report"]
 
+# The folder a test lives in says what it needs, and sets its marker:
+#   unit/         nothing outside the process (no broker, no database);
+#   integration/  the real broker or database, driven in this process;
+#   e2e/          the services as processes (ingest, aggregator, API), the browser, faults.
+LAYERS = ("unit", "integration", "e2e")
+# Fixtures that reach the broker or the database, refused in unit/.
+_INFRASTRUCTURE = {"kafka_bootstrap_servers", "postgres_url", "migrated_template", "database_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = item.path.parent.name
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(LAYERS)}}}/")
+        item.add_marker(getattr(pytest.mark, layer))
+        needs = _INFRASTRUCTURE.intersection(getattr(item, "fixturenames", ()))
+        if layer == "unit" and needs:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {', '.join(sorted(needs))}: move it to tests/integration/"
+            )
+
+
 # One template per test run, so that runs sharing a database server do not drop each
 # other's template.
 TEMPLATE = f"callboard_template_{uuid.uuid4().hex[:8]}"

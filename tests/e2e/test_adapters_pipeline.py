@@ -59,7 +59,7 @@ KEYS = (
     "sales",
     "revenue",
 )
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def day_totals(pipeline: Pipeline) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from rich.console import Console
 from services.devstack.demo import DemoOptions, DemoView, FeedStats, Snapshot, render_dashboard
 from services.devstack.processes import port_in_use
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STACK_LINE = re.compile(
     r"ingest http://127\.0\.0\.1:(\d+), api http://127\.0\.0\.1:(\d+), kafka 127\.0\.0\.1:(\d+)"
 )

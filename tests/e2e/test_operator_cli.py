@@ -30,7 +30,7 @@ from kafka import KafkaProducer
 from services.devstack.processes import free_port
 from services.operator_env import RecordedStack, find_state_dir, use_local_stack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "mappings" / "uci-bank-marketing.toml"
 CALLBOARD = Path(sys.executable).with_name("callboard")
 

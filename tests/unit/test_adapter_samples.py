@@ -19,7 +19,7 @@ from services.ingest.adapters import asterisk, connect, freeswitch, twilio, vici
 from services.ingest.adapters.common import AdapterContext, LeadSecretMissing, TranslationError
 from shared.events import validate_event
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SECRET = "a-test-lead-id-secret-of-some-length"
 UTC_CONTEXT = AdapterContext.create("UTC", SECRET)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from shared.kpis import ALL_KPI_KEYS, NAMES_EN, NAMES_ZH, NAMES_ZH_TW
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _documented_keys() -> list[str]:
