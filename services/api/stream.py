@@ -478,11 +478,13 @@ async def stream(
         if "pace" in selected:
             wanted["pace"] = feed.view(("pace", filters), version, compute_pace)
         if "contests" in selected:
-            # Shared per key's teams and contest; looked at again when quiet, since a
-            # contest starts and ends with no commit.
-            tick = int(time.monotonic() // KEEPALIVE_SECONDS) if quiet else None
+            # Shared per key's teams, contest and second: a contest starts and ends with
+            # no commit, so an answer computed before its end must not outlive that second
+            # (the version alone would keep it "running" until the next event arrives).
             wanted["contests"] = feed.view(
-                ("contests", filters.key_teams, contest, tick), version, compute_contests
+                ("contests", filters.key_teams, contest, int(time.time())),
+                version,
+                compute_contests,
             )
         # The views are computed side by side: a board waits for the slowest, not the sum.
         out = dict(zip(wanted, await asyncio.gather(*wanted.values()), strict=True))

@@ -685,7 +685,10 @@ function onBoard(contest) {
 
 function takeContests(contests) {
   const shown = contests.filter(onBoard);
-  const running = shown.filter((c) => c.status === "running");
+  // A contest whose winner was announced never comes back, whatever a late answer says.
+  const running = shown.filter(
+    (c) => c.status === "running" && !state.contestsEnded.includes(c.contest_id),
+  );
   const ids = new Set(running.map((c) => c.contest_id));
   // Ended since the last event (or sent as ended): its winner once, read when it ends.
   for (const contest of shown) {
