@@ -1,1 +1,1 @@
-"""Local infrastructure for development and tests: Kafka, PostgreSQL, the whole stack."""
+"""Development tooling, not deployed: local Kafka and PostgreSQL, the whole stack, the demo."""

@@ -3,7 +3,7 @@
 The demo starts Kafka and the three services under a state directory of its own
 (``.callboard/demo``, on free ports, with a SQLite database there), so it neither needs
 PostgreSQL nor disturbs a stack that ``callboard up`` runs. A feeder thread posts the
-calls of :class:`~services.devstack.simulator.FloorSimulator` to the ingest service at a
+calls of :class:`~devstack.simulator.FloorSimulator` to the ingest service at a
 live pace, a poller thread reads the API about once a second, and the terminal shows the
 floor's totals, the teams and the revenue leaderboard until the time is up or Ctrl-C.
 Whatever way it ends, everything the demo started is stopped before it returns.
@@ -41,10 +41,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from services.devstack.kafka import create_topic
-from services.devstack.processes import DevstackError, free_port, live_pid, tail, write_pid
-from services.devstack.simulator import FloorShape, FloorSimulator
-from services.devstack.stack import SERVICE_NAMES, LocalStack, StackPorts
+from devstack.kafka import create_topic
+from devstack.processes import DevstackError, free_port, live_pid, tail, write_pid
+from devstack.simulator import FloorShape, FloorSimulator
+from devstack.stack import SERVICE_NAMES, LocalStack, StackPorts
 from shared.kpis import COUNTERS, LEAD_COUNTS, RATIOS, Unit
 from shared.settings import CommonSettings
 

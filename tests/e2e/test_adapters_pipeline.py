@@ -30,11 +30,9 @@ import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import create_engine, inspect, text
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 from tests import adapter_floor as floor
 from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
-
-pytestmark = pytest.mark.pipeline
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)

@@ -39,7 +39,6 @@ import pytest
 
 from tests.pipeline import TIMEZONE, Pipeline
 
-pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
 DAY1 = datetime(2026, 11, 2, tzinfo=ZONE)
 DAY2 = DAY1 + timedelta(days=1)

@@ -19,7 +19,6 @@ import pytest
 from tests.pipeline import TIMEZONE, MakePipeline, Pipeline
 from tests.reference import PER_LOGGED_IN_HOUR, logged_in_seconds, per_logged_in_hour
 
-pytestmark = pytest.mark.pipeline
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 QUIET_SECONDS = 600
 ZONE = ZoneInfo(TIMEZONE)

@@ -24,7 +24,6 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
 
-pytestmark = pytest.mark.pipeline
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-page-tests-42"
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("CALLBOARD_SCREENSHOTS_DIR", REPO / "docs" / "screenshots"))

@@ -34,7 +34,7 @@ from services.api.settings import ApiSettings
 from tests.conftest import own_pipeline
 from tests.pipeline import Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 ADMIN = "bootstrap-admin-key-for-contests-0123456789"
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import own_pipeline
 from tests.pipeline import REPO, TIMEZONE, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 ZONE = ZoneInfo(TIMEZONE)
 ADMIN = "bootstrap-admin-key-for-exports-0123456789abcdef"
 H = {"Authorization": f"Bearer {ADMIN}"}

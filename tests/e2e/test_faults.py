@@ -32,11 +32,11 @@ import pytest
 from kafka import KafkaProducer
 from sqlalchemy import create_engine, text
 
+from devstack.kafka import KafkaBroker
+from devstack.postgres import PostgresCluster
+from devstack.processes import free_port
 from services.aggregator.dead_letters import read_dead_letters
 from services.aggregator.settings import AggregatorSettings
-from services.devstack.kafka import KafkaBroker
-from services.devstack.postgres import PostgresCluster
-from services.devstack.processes import free_port
 from shared.db import upgrade_database
 from tests.conftest import new_topic
 from tests.fault_report import FaultReport, FaultRow
@@ -53,8 +53,6 @@ from tests.faults import (
 )
 from tests.floor import generate_floor
 from tests.pipeline import REPO, Pipeline
-
-pytestmark = pytest.mark.pipeline
 
 SMALL_BATCHES = {"CALLBOARD_BATCH_MAX_RECORDS": "150"}
 

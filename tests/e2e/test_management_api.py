@@ -46,7 +46,7 @@ from tests.conftest import own_pipeline
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.sse import listen, next_event
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 ZONE = ZoneInfo(TIMEZONE)
 ADMIN = "bootstrap-admin-key-for-management-0123456789"
 H = {"Authorization": f"Bearer {ADMIN}"}

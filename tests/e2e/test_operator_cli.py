@@ -27,8 +27,8 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from services.devstack.processes import free_port
-from services.operator_env import RecordedStack, find_state_dir, use_local_stack
+from devstack.processes import free_port
+from services.operator.env import RecordedStack, find_state_dir, use_local_stack
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "mappings" / "uci-bank-marketing.toml"
@@ -101,7 +101,6 @@ def _stack_in(folder: Path) -> Iterator[tuple[Path, subprocess.CompletedProcess[
         assert down.returncode == 0, down.stderr[-3000:]
 
 
-@pytest.mark.pipeline
 @pytest.mark.timeout(900)
 def test_readme_command_lines_reach_the_stack_callboard_up_started(
     local_stack: tuple[Path, subprocess.CompletedProcess[str]],
