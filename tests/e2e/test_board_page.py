@@ -3,7 +3,10 @@ the real pipeline: the numbers it shows, live sales and states, languages, team-
 keys, the stale warning, and a heap that stays flat over many stream updates.
 
 Screenshots of every screen in English and Chinese go to docs/screenshots/ (or
-CALLBOARD_SCREENSHOTS_DIR)."""
+CALLBOARD_SCREENSHOTS_DIR).
+
+Over 500 lines as one module: its tests share one browser, one pipeline and the floor
+the page's numbers are checked against."""
 
 from __future__ import annotations
 

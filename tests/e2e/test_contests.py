@@ -10,6 +10,8 @@ sale is large, so that counting anything outside the window would change the sta
 The truth is computed here from the generated calls and sales, with exact fractions and a
 ranking written for the test (ties share a rank: 1, 2, 2, 4); it shares no code with the
 API.
+
+Over 500 lines as one module: every test reads the one generated floor and its truth.
 """
 
 from __future__ import annotations

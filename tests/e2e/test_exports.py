@@ -5,6 +5,8 @@ The floor, in Asia/Shanghai on Monday 2 and Tuesday 3 November 2026: team T1 (a1
 team 华东:2 (b1, b2), whose name Excel cannot take as a sheet name as it is. Each agent makes
 calls with talk times in fractions of a second, and sales with cents. The headers expected
 in Chinese are read from docs/kpis.md, not from the code.
+
+Over 500 lines as one module: every test reads the one floor above, file by file.
 """
 
 from __future__ import annotations
