@@ -104,3 +104,20 @@ def test_image_holds_no_devstack() -> None:
         if top == ".":
             assert _dockerignored("devstack"), source
     assert _dockerignored("devstack")
+
+
+def test_callboard_from_a_checkout_finds_the_dev_commands_beside_services(tmp_path: Path) -> None:
+    # Run from elsewhere, with nothing on the path but what the install maps: devstack/ is
+    # found because it sits beside services/ in this checkout.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "up", "--help"],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--kafka-port" in done.stdout and "--state-dir" in done.stdout
+    assert "development command" not in done.stdout + done.stderr
