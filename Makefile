@@ -59,7 +59,7 @@ deps: venv
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 \
 			apt-get install -y --no-install-recommends $$packages; \
 	fi
-	$(BIN)/python -c 'from services.devstack.kafka import ensure_kafka_jars; ensure_kafka_jars()'
+	$(BIN)/python -c 'from devstack.kafka import ensure_kafka_jars; ensure_kafka_jars()'
 
 test: venv deps
 	$(BIN)/python -m pytest -q

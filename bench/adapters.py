@@ -44,8 +44,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from services.devstack.kafka import KafkaBroker
-from services.devstack.processes import free_port
+from devstack.kafka import KafkaBroker
+from devstack.processes import free_port
 from services.ingest.adapters import connect
 from services.ingest.adapters.common import AdapterContext
 from shared.kafka import ensure_topic

@@ -35,10 +35,10 @@ from kafka.structs import TopicPartition
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from services.devstack.kafka import KafkaBroker
-from services.devstack.postgres import PostgresCluster
-from services.devstack.processes import free_port
-from services.devstack.simulator import FloorShape, FloorSimulator
+from devstack.kafka import KafkaBroker
+from devstack.postgres import PostgresCluster
+from devstack.processes import free_port
+from devstack.simulator import FloorShape, FloorSimulator
 from shared.db import upgrade_database
 from shared.kafka import ensure_topic
 

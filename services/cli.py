@@ -3,7 +3,12 @@
 Every command but the services themselves and the local-stack ones is an operator command:
 it finds the stack ``callboard up`` started when no settings name another, and says in one
 line that the database or the broker does not answer rather than raising
-(``services/operator_env.py``). A new command gets both by being added here.
+(``services/operator/env.py``). A new command gets both by being added here.
+
+The local-stack commands (``up``, ``down``, ``status``, ``infra``, ``demo``) live in the
+development package ``devstack/`` beside ``services/`` in a checkout, which neither the
+wheel nor the image ships: installed from a checkout they are there, elsewhere each says in
+one line where to run it.
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ import typer
 from typer.core import TyperGroup
 
 from services.aggregator.cli import register as register_aggregator_repairs
-from services.channels_cli import register as register_channels
-from services.devstack.cli import register as register_devstack
-from services.importer.cli import register as register_import
-from services.keys_cli import register as register_keys
-from services.operator_env import unreachable_message, use_local_stack
+from services.devcommands import register as register_devstack
+from services.operator.channels import register as register_channels
+from services.operator.env import unreachable_message, use_local_stack
+from services.operator.importer.cli import register as register_import
+from services.operator.keys import register as register_keys
 
 # The commands that run or manage a process of their own, with settings given explicitly
 # (by `callboard up`, a supervisor or the caller): they never look for the local stack.

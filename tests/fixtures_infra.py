@@ -7,7 +7,7 @@ Each of the two comes from the first of these that applies:
 1. an environment variable naming one that already runs
    (``CALLBOARD_TEST_KAFKA_BOOTSTRAP_SERVERS``, ``CALLBOARD_TEST_DATABASE_URL``);
 2. a container, when a Docker engine answers;
-3. a process started here from ``services/devstack`` on free ports, stopped at the end.
+3. a process started here from ``devstack`` on free ports, stopped at the end.
 
 A test never skips for want of a broker or database: if none of these works, it errors
 with the reason. Both start in parallel on first use, since the JVM is slow to come up.
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
-from services.devstack.kafka import KafkaBroker, broker_ready
-from services.devstack.postgres import PostgresCluster
-from services.devstack.processes import free_port
+from devstack.kafka import KafkaBroker, broker_ready
+from devstack.postgres import PostgresCluster
+from devstack.processes import free_port
 
 KAFKA_ENV = "CALLBOARD_TEST_KAFKA_BOOTSTRAP_SERVERS"
 DATABASE_ENV = "CALLBOARD_TEST_DATABASE_URL"
@@ -222,7 +222,7 @@ class Infrastructure:
             broker.start(timeout=120)
         except Exception as exc:
             raise RuntimeError(f"no Kafka broker for the tests: {tried}; and {exc}") from exc
-        return KafkaEndpoint(broker.bootstrap_servers, broker, "local broker (services.devstack)")
+        return KafkaEndpoint(broker.bootstrap_servers, broker, "local broker (devstack)")
 
     def _obtain_database(self) -> DatabaseEndpoint:
         if url := os.environ.get(DATABASE_ENV):
@@ -248,7 +248,7 @@ class Infrastructure:
             cluster.start()
         except Exception as exc:
             raise RuntimeError(f"no PostgreSQL for the tests: {tried}; and {exc}") from exc
-        return DatabaseEndpoint(cluster.url, cluster, "local cluster (services.devstack)")
+        return DatabaseEndpoint(cluster.url, cluster, "local cluster (devstack)")
 
 
 _INFRASTRUCTURE = pytest.StashKey[Infrastructure]()

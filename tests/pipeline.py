@@ -19,7 +19,7 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from sqlalchemy import create_engine, text
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEZONE = "Asia/Shanghai"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.pipeline import TIMEZONE, MakePipeline, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-limit-tests-0123456789"
 ZONE = ZoneInfo(TIMEZONE)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.pipeline import REPO, MakePipeline, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-tests-0123456789"
 CACHE_SECONDS = 0.3

@@ -20,7 +20,6 @@ import pytest
 
 from tests.pipeline import REPO, MakePipeline, Pipeline
 
-pytestmark = pytest.mark.pipeline
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 CACHE_SECONDS = 2.0
 

@@ -26,12 +26,12 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers
 from tests.conftest import own_pipeline
 from tests.pipeline import REPO, TIMEZONE, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 ZONE = ZoneInfo(TIMEZONE)
 ADMIN = "bootstrap-admin-key-for-channels-0123456789abcdef"
 H = {"Authorization": f"Bearer {ADMIN}"}

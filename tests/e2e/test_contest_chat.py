@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers, Received
 from tests.conftest import own_pipeline
 from tests.pipeline import REPO, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 ADMIN = "bootstrap-admin-key-for-contest-chat-0123456789"
 H = {"Authorization": f"Bearer {ADMIN}"}
 TEAM = {"a1": "T1", "a2": "T1", "b1": "T2"}

@@ -14,10 +14,8 @@ import sqlalchemy as sa
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from services.devstack.kafka import KafkaBroker, create_topic
-from services.devstack.postgres import PostgresCluster
-
-pytestmark = pytest.mark.pipeline
+from devstack.kafka import KafkaBroker, create_topic
+from devstack.postgres import PostgresCluster
 
 
 def _unique(prefix: str) -> str:

@@ -42,7 +42,6 @@ import pytest
 
 from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
 
-pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
 DAY = datetime(2026, 11, 9, tzinfo=ZONE)
 

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.pipeline import MakePipeline, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 ADMIN_KEY = "fuzzing-bootstrap-admin-key-0123456789abcdef"
 EXAMPLES = 60

@@ -23,8 +23,6 @@ import pytest
 from tests.conftest import own_pipeline
 from tests.pipeline import REPO, MakePipeline, Pipeline
 
-pytestmark = pytest.mark.pipeline
-
 DATA = REPO.parent / "shared" / "data" / "uci-bank-marketing" / "bank-full.csv"
 MAPPING = REPO / "mappings" / "uci-bank-marketing.toml"
 LISBON = ZoneInfo("Europe/Lisbon")

@@ -11,10 +11,8 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 from tests.pipeline import Pipeline
-
-pytestmark = pytest.mark.pipeline
 
 
 def _call(event_id: str, **fields: Any) -> dict[str, Any]:

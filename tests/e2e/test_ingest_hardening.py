@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from tests.pipeline import REPO, MakePipeline, Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 ADMIN_KEY = "bootstrap-admin-key-for-hardening-0123456789"
 CACHE_SECONDS = 0.3

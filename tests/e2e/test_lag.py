@@ -174,7 +174,6 @@ def assert_caught_up_and_agrees_with_kafka(pipeline: Pipeline) -> None:
         assert p["consumer_assigned"] is True
 
 
-@pytest.mark.pipeline
 @pytest.mark.timeout(240)
 def test_lag_through_a_consumer_frozen_stopped_and_restarted(watched: Pipeline) -> None:
     pipeline = watched

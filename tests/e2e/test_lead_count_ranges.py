@@ -23,7 +23,6 @@ from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.reference import LEADS, bucket_of, keyed, reference_cells, rollup
 
-pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
 START = datetime(2026, 10, 14, 0, 0, tzinfo=ZONE)
 

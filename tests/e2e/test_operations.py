@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 from tests.pipeline import Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 
 def _call(event_id: str) -> dict[str, Any]:

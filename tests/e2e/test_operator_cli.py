@@ -1,11 +1,12 @@
 """The operator commands find the local stack, and say in one line when no database answers.
 
-The first test types the README's command lines, as a new user does after ``make up``,
-against a stack started by ``callboard up`` with no ``CALLBOARD_*`` setting in the
-environment of any command after it. ``make up`` is ``callboard up`` on the fixed ports
-9092, 5432, 8001 and 8000, which another stack or test run on this machine may hold; the
-test starts the same stack on free ports instead (``callboard up --kafka-port ...``, the
-only difference), in a temporary folder whose ``.callboard`` holds its state.
+The first test types the README's command lines (those of its tour read from README.md),
+as a new user does after ``make up``, against a stack started by ``callboard up`` with no
+``CALLBOARD_*`` setting in the environment of any command after it. ``make up`` is
+``callboard up`` on the fixed ports 9092, 5432, 8001 and 8000, which another stack or test
+run on this machine may hold; the test starts the same stack on free ports instead
+(``callboard up --kafka-port ...``, the only difference), in a temporary folder whose
+``.callboard`` holds its state.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from services.devstack.processes import free_port
-from services.operator_env import RecordedStack, find_state_dir, use_local_stack
+from devstack.processes import free_port
+from services.operator.env import RecordedStack, find_state_dir, use_local_stack
 
 REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
 MAPPING = REPO / "mappings" / "uci-bank-marketing.toml"
 CALLBOARD = Path(sys.executable).with_name("callboard")
 
@@ -51,6 +53,12 @@ def _user_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBOARD_")}
     pythonpath = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return {**env, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **extra}
+
+
+def _readme_lines(prefix: str) -> list[str]:
+    """README.md's command lines that start with ``prefix``, as typed: comments left out."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.startswith(prefix)]
 
 
 def _callboard(
@@ -101,7 +109,6 @@ def _stack_in(folder: Path) -> Iterator[tuple[Path, subprocess.CompletedProcess[
         assert down.returncode == 0, down.stderr[-3000:]
 
 
-@pytest.mark.pipeline
 @pytest.mark.timeout(900)
 def test_readme_command_lines_reach_the_stack_callboard_up_started(
     local_stack: tuple[Path, subprocess.CompletedProcess[str]],
@@ -118,19 +125,27 @@ def test_readme_command_lines_reach_the_stack_callboard_up_started(
     # The command `callboard up` prints, as printed.
     printed = re.search(r"`(callboard keys create --name NAME --scope ingest)`", up.stderr)
     assert printed is not None, up.stderr
-    created = _callboard(printed.group(1).replace("NAME", "dialer-floor-2"), folder)
+    created = _callboard(printed.group(1).replace("NAME", "first-dialer"), folder)
+    assert created.returncode == 0, created.stderr
+    assert re.fullmatch(r"cb_[0-9a-f]{12}_\S+", created.stdout.strip()), created.stdout
+    assert "Traceback" not in created.stderr
+
+    # The README's tour: an ingest key, a read key, the list.
+    create_ingest, create_read, list_keys = _readme_lines(".venv/bin/callboard keys ")
+    assert "--name dialer-floor-2 --scope ingest" in create_ingest
+    assert "--name floor-wallboard --scope read" in create_read
+    created = _callboard(create_ingest, folder)
     assert created.returncode == 0, created.stderr
     ingest_key = created.stdout.strip()
     assert re.fullmatch(r"cb_[0-9a-f]{12}_\S+", ingest_key), created.stdout
-    assert "Traceback" not in created.stderr
 
-    created = _callboard(".venv/bin/callboard keys create --name wallboard-t2 --scope read", folder)
+    created = _callboard(create_read, folder)
     assert created.returncode == 0, created.stderr
     read_key = created.stdout.strip()
 
-    listed = _callboard(".venv/bin/callboard keys list", folder)
+    listed = _callboard(list_keys, folder)
     assert listed.returncode == 0, listed.stderr
-    for name, key in (("dialer-floor-2", ingest_key), ("wallboard-t2", read_key)):
+    for name, key in (("dialer-floor-2", ingest_key), ("floor-wallboard", read_key)):
         key_id = key.split("_")[1]
         assert re.search(rf"{key_id}.*{name}", listed.stdout), listed.stdout
 

@@ -7,13 +7,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from tests.floor import Floor, generate_floor, reference_by_agent
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.reference import COUNTERS, LEADS, MONEY
-
-pytestmark = pytest.mark.pipeline
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)

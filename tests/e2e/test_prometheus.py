@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.devstack.processes import free_port
+from devstack.processes import free_port
 from tests.pipeline import REPO, Pipeline
 
 OPS = REPO / "ops" / "prometheus"
@@ -83,7 +83,6 @@ def query(client: httpx.Client, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-@pytest.mark.pipeline
 @pytest.mark.timeout(180)
 def test_a_real_prometheus_scrapes_all_three_services(
     scraped: tuple[Pipeline, int], tmp_path: Path

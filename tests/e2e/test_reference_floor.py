@@ -13,7 +13,6 @@ from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.reference import METRICS, bucket_of, keyed, reference_cells, rollup, value_pairs
 
-pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
 # 20:00 to 04:00 local: the floor crosses midnight, so day buckets and day rollups both count.
 START = datetime(2026, 11, 5, 20, 0, tzinfo=ZONE)

@@ -63,7 +63,6 @@ def _day_view(pipeline: Pipeline, day: datetime, granularity: str) -> list[dict[
     return rows
 
 
-@pytest.mark.pipeline
 def test_the_aggregator_drops_old_minutes_and_call_state_on_a_schedule(
     pipeline: Pipeline,
 ) -> None:

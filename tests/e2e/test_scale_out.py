@@ -13,13 +13,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewPartitions
 
 from tests.pipeline import MakePipeline, Pipeline
-
-pytestmark = pytest.mark.pipeline
 
 AGENTS = [f"scale-{i:02d}" for i in range(40)]
 

@@ -7,12 +7,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from tests.pipeline import Pipeline
 from tests.sse import listen, next_event
-
-pytestmark = pytest.mark.pipeline
 
 
 def test_wallboard_stream_follows_the_commits(any_pipeline: Pipeline) -> None:

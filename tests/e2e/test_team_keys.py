@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import own_pipeline
 from tests.pipeline import Pipeline
 
-pytestmark = [pytest.mark.pipeline, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 ADMIN = "bootstrap-admin-key-for-team-keys-0123456789"
 NOVEMBER = {"from": "2026-11-01T00:00:00+08:00", "to": "2026-12-01T00:00:00+08:00"}

@@ -9,11 +9,7 @@ So London sees one call on each of two days; Shanghai sees both on Tuesday.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.pipeline import MakePipeline
-
-pytestmark = pytest.mark.pipeline
 
 
 def _call(n: int, at: str) -> dict[str, str]:

@@ -147,7 +147,7 @@ def test_a_team_limited_reader_gets_its_teams_and_is_refused_others() -> None:
 def test_a_local_stack_makes_one_bootstrap_admin_key_and_keeps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.devstack.stack import LocalStack
+    from devstack.stack import LocalStack
 
     monkeypatch.delenv("CALLBOARD_ADMIN_KEY", raising=False)
     stack = LocalStack(state_dir=tmp_path / ".callboard")

@@ -6,7 +6,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from kafka import KafkaConsumer
 from kafka.future import Future
 
@@ -60,7 +59,6 @@ def test_each_call_gets_its_own_limit() -> None:
         assert len(client._net.failed) == 2 and exits == []
 
 
-@pytest.mark.pipeline
 def test_a_real_client_wait_that_never_ends_is_failed(kafka_bootstrap_servers: str) -> None:
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap_servers)
     watch = CallWatch(1.0, exit=lambda code: None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -54,3 +55,75 @@ def test_architecture_md_names_only_paths_that_exist() -> None:
     assert "services/ingest/adapters/" in paths and "shared/models.py" in paths
     missing = sorted(p for p in paths if not (repo / p).exists() and not (DOCS / p).exists())
     assert missing == []
+
+
+REPO = DOCS.parent
+README = REPO / "README.md"
+# A Markdown link or image: [text](target) / ![alt](target).
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _pages() -> list[Path]:
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation out, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_relative_link_in_readme_and_docs_resolves() -> None:
+    broken = []
+    for page in _pages():
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            path, _, fragment = target.partition("#")
+            resolved = (page.parent / path) if path else page
+            if not resolved.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+            elif fragment:
+                headings = re.findall(r"^#+ (.+)$", resolved.read_text(encoding="utf-8"), re.M)
+                if fragment not in {_anchor(h) for h in headings}:
+                    broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_the_readme_fits_on_two_screens_and_links_every_docs_page() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    linked = {Path(target.partition("#")[0]).name for target in LINK.findall(text)}
+    assert {page.name for page in DOCS.glob("*.md")} <= linked
+
+
+def _settings_in_code() -> set[str]:
+    """Every CALLBOARD_* name the code reads: settings fields and names written out."""
+    names: set[str] = set()
+    for folder in ("services", "shared", "devstack"):
+        for path in (REPO / folder).rglob("*.py"):
+            source = path.read_text(encoding="utf-8")
+            names |= set(re.findall(r"CALLBOARD_[A-Z0-9_]*[A-Z0-9]", source))
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.ClassDef) and any(
+                    ast.unparse(base).endswith("Settings") for base in node.bases
+                ):
+                    names |= {
+                        "CALLBOARD_" + item.target.id.upper()
+                        for item in node.body
+                        if isinstance(item, ast.AnnAssign)
+                        and isinstance(item.target, ast.Name)
+                        and item.target.id != "model_config"
+                        and not item.target.id.startswith("_")
+                    }
+    return names
+
+
+def test_configuration_md_names_every_setting_of_the_code() -> None:
+    names = _settings_in_code()
+    # The settings every service reads, and one of the development commands.
+    assert {"CALLBOARD_DATABASE_URL", "CALLBOARD_TEAM_TIMEZONES", "CALLBOARD_STATE_DIR"} <= names
+    documented = set(
+        re.findall(r"`(CALLBOARD_[A-Z0-9_]+)`", (DOCS / "configuration.md").read_text())
+    )
+    assert sorted(names - documented) == []

@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.devstack.demo import DEFAULT_DEMO_DIR, DemoOptions, run_demo
-from services.devstack.processes import DevstackError
-from services.devstack.stack import DEFAULT_STATE_DIR, ComponentStatus, LocalStack, Report
+from devstack.demo import DEFAULT_DEMO_DIR, DemoOptions, run_demo
+from devstack.processes import DevstackError
+from devstack.stack import DEFAULT_STATE_DIR, ComponentStatus, LocalStack, Report
 
 console = Console(stderr=True, log_path=False)
 

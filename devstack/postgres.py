@@ -26,7 +26,7 @@ from typing import Self
 import psycopg
 from psycopg import sql
 
-from services.devstack.processes import DevstackError, port_in_use, tail
+from devstack.processes import DevstackError, port_in_use, tail
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class PostgresCluster:
             command.append("--no-sync")
         self._run(command, check=True)
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# Settings managed by services/devstack/postgres.py.\n")
+            conf.write("\n# Settings managed by devstack/postgres.py.\n")
             conf.write("include = 'callboard.conf'\n")
 
     def _write_config(self) -> None:

@@ -17,17 +17,21 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import port_for
+
 
 class DevstackError(RuntimeError):
     """A local infrastructure component could not be installed, started or stopped."""
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing uses right now, outside the ephemeral range.
+
+    port-for picks among the ports IANA leaves unassigned that the kernel never hands to
+    outgoing connections, so that a client's connection cannot take the port between now
+    and the moment the server binds it (as it can take one from ``bind(0)``).
+    """
+    return port_for.select_random()
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

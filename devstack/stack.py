@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from services.devstack.kafka import KafkaBroker, kafka_jars_cached
-from services.devstack.postgres import PostgresCluster
-from services.devstack.processes import (
+from devstack.kafka import KafkaBroker, kafka_jars_cached
+from devstack.postgres import PostgresCluster
+from devstack.processes import (
     DevstackError,
     live_pid,
     spawn,
@@ -33,7 +33,7 @@ from services.devstack.processes import (
     terminate,
     write_pid,
 )
-from services.operator_env import RecordedStack
+from services.operator.env import RecordedStack
 from shared.auth import bootstrap_admin_key
 
 DEFAULT_STATE_DIR = Path(".callboard")

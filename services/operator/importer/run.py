@@ -31,8 +31,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from services.importer.mapping import Mapping, RowError
-from services.importer.sheets import is_workbook, workbook_row_count, workbook_rows
+from services.operator.importer.mapping import Mapping, RowError
+from services.operator.importer.sheets import is_workbook, workbook_row_count, workbook_rows
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from services.keys_cli import DatabaseUrl, shown
+from services.operator.keys import DatabaseUrl, shown
 
 if TYPE_CHECKING:
     from services.api.settings import ApiSettings

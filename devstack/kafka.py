@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from services.devstack.processes import (
+from devstack.processes import (
     DevstackError,
     free_port,
     live_pid,
@@ -368,7 +368,7 @@ class KafkaBroker:
             "delete.topic.enable": "true",
         }
         body = "".join(f"{key}={value}\n" for key, value in properties.items())
-        self.config_path.write_text("# Written by services/devstack/kafka.py.\n" + body)
+        self.config_path.write_text("# Written by devstack/kafka.py.\n" + body)
         (self.workdir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
 
     def _format_storage(self, java: str, libs: Path) -> None:

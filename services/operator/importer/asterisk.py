@@ -33,9 +33,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from services.importer.run import ImportSummary, post_batch
 from services.ingest.adapters import asterisk
 from services.ingest.adapters.common import AdapterContext, TranslationError
+from services.operator.importer.run import ImportSummary, post_batch
 
 
 @dataclass(frozen=True, slots=True)

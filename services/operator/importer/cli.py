@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from services.importer.mapping import MappingError, load_mapping
-from services.importer.run import Importer, IngestUnavailable, print_summary
+from services.operator.importer.mapping import MappingError, load_mapping
+from services.operator.importer.run import Importer, IngestUnavailable, print_summary
 
 
 class Format(StrEnum):
@@ -101,10 +101,10 @@ def _import_asterisk(
     api_key: str | None,
     console: Console,
 ) -> None:
-    from services.importer.asterisk import CdrImporter
     from services.ingest.adapters.asterisk import RosterError, load_roster
     from services.ingest.adapters.common import AdapterContext
     from services.ingest.settings import IngestSettings
+    from services.operator.importer.asterisk import CdrImporter
 
     try:
         roster = load_roster(roster_path)

@@ -1,0 +1,1 @@
+"""Development tooling, not deployed: local Kafka and PostgreSQL, the whole stack, the demo."""

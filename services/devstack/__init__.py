@@ -1,1 +1,0 @@
-"""Local infrastructure for development and tests: Kafka, PostgreSQL, the whole stack."""

@@ -1,0 +1,1 @@
+"""Operator tools: API keys, chat channels, imports, and how they find the running stack."""
