@@ -27,9 +27,9 @@ from kafka import KafkaProducer
 from sqlalchemy import create_engine
 
 from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
-from services.api import queries
-from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, Query
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, TimeRange
+from services.api.metrics.queries import Filters, Query
 from services.api.settings import ApiSettings
 from services.devstack.simulator import FloorShape, FloorSimulator
 from shared.kafka import ensure_topic

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select
 
-from services.api.periods import Granularity, TimeRange
+from services.api.metrics.periods import Granularity, TimeRange
 from shared.kpis import LEAD_FACT_OF, from_stored
 from shared.leadcounts import kind_of, mark_column, range_mark
 from shared.models import (

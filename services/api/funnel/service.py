@@ -18,21 +18,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.api import queries
-from services.api.periods import TimeRange
-from services.api.queries import Filters, KeyTeams
+from services.api.metrics import queries
+from services.api.metrics.periods import TimeRange
+from services.api.metrics.queries import Filters, KeyTeams
 from services.api.settings import ApiSettings
-from services.api.targets import (
-    Target,
-    amount,
-    calendar_for_team,
-    calendars,
-    own_actuals,
-    scope_filters,
-    share,
-    team_of,
-    value_changes,
-)
+from services.api.targets.repository import Target, calendar_for_team, calendars, value_changes
+from services.api.targets.rules import amount, scope_filters, share
+from services.api.targets.service import own_actuals, team_of
 from shared.errors import InvalidInput
 from shared.models import lead_fact, lead_stage, stage_change
 from shared.playbook import (

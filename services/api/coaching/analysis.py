@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from services.api import queries
-from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, Query
-from services.api.service import MetricsService, money_text
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, TimeRange
+from services.api.metrics.queries import Filters, Query
+from services.api.metrics.service import MetricsService, money_text
 from services.api.settings import ApiSettings
 from shared.errors import InvalidInput, NotFound
 from shared.kpis import DRIVER_BASE_KEYS, DRIVERS, driver_result, driver_values

@@ -29,28 +29,25 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from services.api import queries
-from services.api.funnel import (
+from services.api.funnel.service import (
     check_result_target,
     current_stages,
     reached,
     result_per_won,
     window_before,
 )
-from services.api.periods import TimeRange
-from services.api.queries import KeyTeams
+from services.api.metrics import queries
+from services.api.metrics.periods import TimeRange
+from services.api.metrics.queries import KeyTeams
 from services.api.settings import ApiSettings
-from services.api.targets import (
-    Target,
+from services.api.targets.repository import Target
+from services.api.targets.rules import amount, period_range, scope_filters, share
+from services.api.targets.service import (
     actuals,
-    amount,
     own_actuals,
     pace_many,
-    period_range,
     present_pacing,
     present_target,
-    scope_filters,
-    share,
     so_far,
 )
 from shared.kpis import DRIVER_BASE_KEYS, DRIVERS, driver_values
