@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from services.api.coaching import schemas
 from services.api.coaching.analysis import best_time_to_call, driver_model
 from services.api.coaching.anomalies import find_anomalies
 from services.api.coaching.diagnosis import diagnose
@@ -32,7 +33,7 @@ from shared.kpis import DRIVERS
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-@router.get("/v1/drivers", tags=["coaching"])
+@router.get("/v1/drivers", response_model=schemas.DriversResponse, tags=["coaching"])
 def get_drivers(
     request: Request,
     reader: Reader,
@@ -76,7 +77,7 @@ def get_drivers(
     )
 
 
-@router.get("/v1/best-time", tags=["coaching"])
+@router.get("/v1/best-time", response_model=schemas.BestTimeResponse, tags=["coaching"])
 def get_best_time(
     reader: Reader,
     settings: Settings,
@@ -100,7 +101,12 @@ def get_best_time(
     return {**when.bounds(), "cells": cells}
 
 
-@router.get("/v1/targets/{target_id}/diagnosis", tags=["coaching"], responses=TARGET_NOT_FOUND)
+@router.get(
+    "/v1/targets/{target_id}/diagnosis",
+    response_model=schemas.DiagnosisResponse,
+    tags=["coaching"],
+    responses=TARGET_NOT_FOUND,
+)
 def get_diagnosis(
     target_id: TargetId, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -111,7 +117,7 @@ def get_diagnosis(
     return diagnose(connection, settings, subject, judged_at(as_of), key_teams=reader.team_ids)
 
 
-@router.get("/v1/anomalies", tags=["coaching"])
+@router.get("/v1/anomalies", response_model=schemas.AnomaliesResponse, tags=["coaching"])
 def get_anomalies(
     reader: Reader,
     settings: Settings,

@@ -18,6 +18,7 @@ from services.api.deps import (
     judged_at,
     parse_timestamp,
 )
+from services.api.funnel import schemas
 from services.api.funnel.service import funnel_rows, present_row, target_plan
 from services.api.metrics.periods import Period, TimeRange, resolve_range
 from services.api.targets.schemas import TARGET_NOT_FOUND, TargetId
@@ -27,7 +28,12 @@ from shared.errors import ERROR_RESPONSES
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-@router.get("/v1/funnel", tags=["funnel"])
+@router.get(
+    "/v1/funnel",
+    response_model=schemas.FunnelResponse,
+    response_model_exclude_unset=True,
+    tags=["funnel"],
+)
 def get_funnel(
     reader: Reader,
     settings: Settings,
@@ -68,7 +74,12 @@ def get_funnel(
     }
 
 
-@router.get("/v1/targets/{target_id}/plan", tags=["funnel"], responses=TARGET_NOT_FOUND)
+@router.get(
+    "/v1/targets/{target_id}/plan",
+    response_model=schemas.PlanResponse,
+    tags=["funnel"],
+    responses=TARGET_NOT_FOUND,
+)
 def get_plan(
     target_id: TargetId, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
 ) -> dict[str, Any]:

@@ -182,6 +182,7 @@ def get_dispositions(
 
 @router.get(
     "/v1/leaderboard/agents/{agent_id}",
+    response_model=schemas.AgentRankResponse,
     tags=["metrics"],
     responses={404: {"model": ErrorBody, "description": "The agent is not ranked"}},
 )

@@ -1,4 +1,8 @@
-"""Response bodies of the read API."""
+"""Answers of the metrics and leaderboard routes.
+
+A KPI's value is given in its unit: money as a decimal string (cents), counts as integers,
+ratios and seconds as numbers; it is typed ``Any`` so that each keeps its own JSON type.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,13 @@ class LeaderboardRow(BaseModel):
     volume: Any
     previous_rank: int | None
     rank_change: int | None
+
+
+class Bounds(BaseModel):
+    """The ``[from, to)`` an answer covers, in its zone's offset."""
+
+    from_: str = Field(alias="from")
+    to: str
 
 
 class LeaderboardResponse(BaseModel):
@@ -75,3 +86,16 @@ class DispositionsResponse(BaseModel):
     flags: list[str]
     table: list[DispositionCodeOut]
     rows: list[DispositionRowOut]
+
+
+class AgentRankResponse(BaseModel):
+    """One agent's rank, with the agents ranked just above and below it."""
+
+    metric: str
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    min_volume: int
+    ranked: int = Field(description="How many agents are ranked")
+    agent: LeaderboardRow
+    rows: list[LeaderboardRow]

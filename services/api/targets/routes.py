@@ -33,6 +33,7 @@ from services.api.export.reports import pacing_report, scorecards_report
 from services.api.metrics import queries
 from services.api.numbers import AttainmentCap
 from services.api.settings import ApiSettings
+from services.api.targets import schemas
 from services.api.targets.repository import (
     Target,
     calendars,
@@ -94,7 +95,9 @@ def _with_history(connection: Connection, settings: ApiSettings, subject: Target
 # Targets
 
 
-@router.post("/v1/targets", status_code=201, tags=["targets"])
+@router.post(
+    "/v1/targets", status_code=201, response_model=schemas.TargetWithHistory, tags=["targets"]
+)
 def post_target(
     new: NewTarget, settings: Settings, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def post_target(
     return _with_history(connection, settings, created)
 
 
-@router.get("/v1/targets", tags=["targets"])
+@router.get("/v1/targets", response_model=schemas.TargetList, tags=["targets"])
 def list_targets(
     reader: Reader,
     settings: Settings,
@@ -131,7 +134,12 @@ def list_targets(
     return {"targets": [present_target(t, settings) for t in visible]}
 
 
-@router.get("/v1/targets/{target_id}", tags=["targets"], responses=TARGET_NOT_FOUND)
+@router.get(
+    "/v1/targets/{target_id}",
+    response_model=schemas.TargetWithHistory,
+    tags=["targets"],
+    responses=TARGET_NOT_FOUND,
+)
 def get_one_target(
     target_id: TargetId, reader: Reader, settings: Settings, connection: Db
 ) -> dict[str, Any]:
@@ -140,7 +148,12 @@ def get_one_target(
     return _with_history(connection, settings, subject)
 
 
-@router.patch("/v1/targets/{target_id}", tags=["targets"], responses=TARGET_NOT_FOUND)
+@router.patch(
+    "/v1/targets/{target_id}",
+    response_model=schemas.TargetWithHistory,
+    tags=["targets"],
+    responses=TARGET_NOT_FOUND,
+)
 def patch_target(
     target_id: TargetId, change: TargetUpdate, settings: Settings, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
@@ -150,7 +163,12 @@ def patch_target(
     return _with_history(connection, settings, changed)
 
 
-@router.delete("/v1/targets/{target_id}", tags=["targets"], responses=TARGET_NOT_FOUND)
+@router.delete(
+    "/v1/targets/{target_id}",
+    response_model=schemas.TargetWithHistory,
+    tags=["targets"],
+    responses=TARGET_NOT_FOUND,
+)
 def remove_target(
     target_id: TargetId, settings: Settings, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
@@ -159,7 +177,12 @@ def remove_target(
     return _with_history(connection, settings, deleted)
 
 
-@router.get("/v1/targets/{target_id}/history", tags=["targets"], responses=TARGET_NOT_FOUND)
+@router.get(
+    "/v1/targets/{target_id}/history",
+    response_model=schemas.TargetHistory,
+    tags=["targets"],
+    responses=TARGET_NOT_FOUND,
+)
 def get_history(
     target_id: TargetId, reader: Reader, settings: Settings, connection: Db
 ) -> dict[str, Any]:
@@ -167,7 +190,12 @@ def get_history(
     return {"target_id": target_id, "history": history(connection, settings, subject)}
 
 
-@router.get("/v1/targets/{target_id}/pacing", tags=["targets"], responses=TARGET_NOT_FOUND)
+@router.get(
+    "/v1/targets/{target_id}/pacing",
+    response_model=schemas.TargetPacingAt,
+    tags=["targets"],
+    responses=TARGET_NOT_FOUND,
+)
 def get_pacing(
     target_id: TargetId, reader: Reader, settings: Settings, connection: Db, as_of: AsOf = None
 ) -> dict[str, Any]:
@@ -178,7 +206,13 @@ def get_pacing(
     return {"as_of": moment.astimezone(settings.zone).isoformat(), **row}
 
 
-@router.post("/v1/targets/{target_id}/split", tags=["targets"], responses=TARGET_NOT_FOUND)
+@router.post(
+    "/v1/targets/{target_id}/split",
+    response_model=schemas.SplitResponse,
+    response_model_exclude_unset=True,
+    tags=["targets"],
+    responses=TARGET_NOT_FOUND,
+)
 def post_split(
     target_id: TargetId,
     request: SplitRequest,
@@ -193,7 +227,9 @@ def post_split(
     return split(connection, settings, target_id, request, admin)
 
 
-@router.get("/v1/pacing", tags=["targets"], responses=FILE_RESPONSES)
+@router.get(
+    "/v1/pacing", response_model=schemas.PacingList, tags=["targets"], responses=FILE_RESPONSES
+)
 def get_all_pacing(
     reader: Reader,
     settings: Settings,
@@ -235,7 +271,9 @@ def get_all_pacing(
     return respond(pacing_report(answer, lang, settings.timezone, asked), format)
 
 
-@router.get("/v1/leaderboard/attainment", tags=["metrics"])
+@router.get(
+    "/v1/leaderboard/attainment", response_model=schemas.AttainmentLeaderboard, tags=["metrics"]
+)
 def get_attainment_leaderboard(
     reader: Reader,
     settings: Settings,
@@ -268,7 +306,13 @@ def get_attainment_leaderboard(
     }
 
 
-@router.get("/v1/scorecards", tags=["targets"], responses=FILE_RESPONSES)
+@router.get(
+    "/v1/scorecards",
+    response_model=schemas.ScorecardsResponse,
+    response_model_exclude_unset=True,
+    tags=["targets"],
+    responses=FILE_RESPONSES,
+)
 def get_scorecards(
     reader: Reader,
     settings: Settings,
@@ -323,7 +367,7 @@ def get_scorecards(
 # Working calendars
 
 
-@router.get("/v1/working-calendars", tags=["targets"])
+@router.get("/v1/working-calendars", response_model=schemas.WorkingCalendars, tags=["targets"])
 def get_calendars(reader: Reader, connection: Db) -> dict[str, Any]:
     """Working days and hours per team; ``*`` holds for every team without its own (and for
     campaign and floor targets). Without any: Monday to Friday, 09:00–18:00. A key limited
@@ -339,7 +383,7 @@ def get_calendars(reader: Reader, connection: Db) -> dict[str, Any]:
     }
 
 
-@router.put("/v1/working-calendars/{name}", tags=["targets"])
+@router.put("/v1/working-calendars/{name}", response_model=schemas.NamedCalendar, tags=["targets"])
 def put_working_calendar(
     name: CalendarName, calendar: WorkingCalendar, connection: WriteDb, admin: Admin
 ) -> dict[str, Any]:
