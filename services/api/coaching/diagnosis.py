@@ -21,7 +21,6 @@ one won lead brings, the part of the target above the best past period.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -33,7 +32,6 @@ from services.api.funnel.service import (
     check_result_target,
     current_stages,
     reached,
-    result_per_won,
     window_before,
 )
 from services.api.metrics import queries
@@ -50,7 +48,13 @@ from services.api.targets.service import (
     present_target,
     so_far,
 )
-from shared.kpis import DRIVER_BASE_KEYS, DRIVERS, driver_values
+from shared.kpis import (
+    DRIVER_BASE_KEYS,
+    DRIVERS,
+    driver_values,
+    median_driver,
+    result_per_won_lead,
+)
 from shared.playbook import (
     FUNNEL,
     conversion_rates,
@@ -73,11 +77,6 @@ def drivers_for(kpi: str) -> tuple[str, ...]:
     if kpi in ("sales", "leads_won"):
         return keys[:4]
     return keys[:5] if kpi == "revenue" else keys
-
-
-def _median(values: list[Decimal | None]) -> Decimal | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
 
 
 def _peers(subject: Target, roster: dict[str, str]) -> tuple[str, list[str]]:
@@ -205,7 +204,9 @@ def _driver_lens(
         peers = [driver_values(b, with_margin) for b in bases.values()]
     else:
         peers = [driver_values(own_base, with_margin)]
-    implied: dict[str, Decimal | None] = {k: _median([p.get(k) for p in peers]) for k in keys[1:]}
+    implied: dict[str, Decimal | None] = {
+        k: median_driver([p.get(k) for p in peers]) for k in keys[1:]
+    }
     rates_product: Decimal | None = Decimal(1)
     for key in keys[1:]:
         value = implied[key]
@@ -268,7 +269,7 @@ def _funnel_lens(
         window,
         key_teams=key_teams,
     )
-    per_won = result_per_won(subject.kpi, base)
+    per_won = result_per_won_lead(subject.kpi, base)
     to_won = {
         stage: _product(rates, ("acknowledged", "intent", "ready")[i:])
         for i, stage in enumerate(("acknowledged", "intent", "ready"))
