@@ -3,7 +3,7 @@ quota splits, scorecards, the funnel's conversion and shape, backward planning, 
 gap and the anomaly test (``kpis.md``: Funnel, Targets and pacing, Rankings and monitoring).
 
 Nothing here reads the database, so every rule is defined once and tested by hand. The API
-(``services/api/targets.py``, ``funnel.py``, ``diagnosis.py``) feeds it numbers it read.
+(``services/api/targets/``, ``funnel/``, ``coaching/``) feeds it numbers it read.
 """
 
 from __future__ import annotations

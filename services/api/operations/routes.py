@@ -21,7 +21,7 @@ router = APIRouter(responses=ERROR_RESPONSES)
 @router.get("/v1/ops/lag", response_model=schemas.LagResponse, tags=["operations"])
 async def get_lag(request: Request, settings: Settings, _reader: Reader) -> dict[str, Any]:
     """Per partition of the events topic: end and committed offsets, lag, and a status
-    judged over a sliding window of observations (rules: ``services/api/lag.py``)."""
+    judged over a sliding window of observations (rules: ``services/api/operations/lag.py``)."""
     monitor: LagMonitor = request.app.state.lag_monitor
     try:
         partitions = await run_in_threadpool(monitor.observe)
