@@ -3,9 +3,8 @@
 One :class:`ChangeFeed` per API process learns of every commit — on PostgreSQL by
 ``LISTEN`` on the channel the aggregator notifies inside its batch transaction, on SQLite by
 one watcher reading the stored offsets four times a second — and wakes the open streams.
-A stream recomputes its view only then (views with the same parameters share one
-computation per change) and sends an event only when its numbers changed. Open
-connections never poll the database themselves.
+Open connections never poll the database themselves; how many a caller may hold is
+bounded here too (``CALLBOARD_STREAMS_PER_KEY``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""HTTP route of the live stream: Server-Sent Events for wallboards, driven by the
-aggregator's commits (``services.api.stream.feed``).
+"""HTTP route of the live stream: ``GET /v1/stream``, Server-Sent Events for wallboards.
 
-One :class:`ChangeFeed` per API process learns of every commit — on PostgreSQL by
-``LISTEN`` on the channel the aggregator notifies inside its batch transaction, on SQLite by
-one watcher reading the stored offsets four times a second — and wakes the open streams.
-A stream recomputes its view only then (views with the same parameters share one
-computation per change) and sends an event only when its numbers changed. Open
-connections never poll the database themselves.
+Each open stream waits on the process's change feed (``services.api.stream.feed``), and
+recomputes its views only when the aggregator has committed: views with the same parameters
+share one computation per change, and an event is sent only when its numbers changed.
 """
 
 from __future__ import annotations
