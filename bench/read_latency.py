@@ -28,9 +28,9 @@ from sqlalchemy import create_engine
 
 from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
 from devstack.simulator import FloorShape, FloorSimulator
-from services.api import queries
-from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, Query
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, TimeRange
+from services.api.metrics.queries import Filters, Query
 from services.api.settings import ApiSettings
 from shared.kafka import ensure_topic
 from shared.kpis import LEAD_COUNT_KEYS

@@ -6,7 +6,9 @@ ratios with :func:`compute_kpis`. Both read the definitions from here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -414,6 +416,31 @@ def driver_result(values: Mapping[str, Decimal | None]) -> Decimal | None:
             return None
         product *= value
     return product
+
+
+def log_ratio(value: Decimal | None, reference: Decimal | None) -> float | None:
+    """``ln(value / reference)``: a driver's exact term in ``ln(result / reference result)``
+    (the performance-driver model); ``None`` unless both are positive."""
+    if value is None or reference is None or value <= 0 or reference <= 0:
+        return None
+    return math.log(value / reference)
+
+
+def median_driver(values: Iterable[Decimal | None]) -> Decimal | None:
+    """A reference driver: the median of the known values (a team's agents, or the teams)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def result_per_won_lead(kpi: str, base: Mapping[str, Decimal | None]) -> Decimal | None:
+    """What one won lead brings to a result KPI: the result over the won leads seen."""
+    won = base.get("leads_won")
+    if kpi == "leads_won":
+        return Decimal(1)
+    value = base.get(kpi)
+    if not won or value is None:
+        return None
+    return value / won
 
 
 # ---------------------------------------------------------------------------------------------

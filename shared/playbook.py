@@ -3,12 +3,11 @@ quota splits, scorecards, the funnel's conversion and shape, backward planning, 
 gap and the anomaly test (``kpis.md``: Funnel, Targets and pacing, Rankings and monitoring).
 
 Nothing here reads the database, so every rule is defined once and tested by hand. The API
-(``services/api/targets.py``, ``funnel.py``, ``diagnosis.py``) feeds it numbers it read.
+(``services/api/targets/``, ``funnel/``, ``coaching/``) feeds it numbers it read.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from shared.kpis import RATIO_BY_KEY
+from shared.kpis import RATIO_BY_KEY, log_ratio
 from shared.timeutil import add_months, quarter_start, week_start
 
 # ---------------------------------------------------------------------------------------------
@@ -536,7 +535,7 @@ def driver_gaps(
 ) -> tuple[float | None, list[DriverGap]]:
     """``ln(result / reference result) = Σ ln(driver / reference driver)``: each term is that
     driver's share of the gap (``kpis.md``, the performance-driver model)."""
-    terms = {k: _log_ratio(v, reference.get(k)) for k, v in values.items()}
+    terms = {k: log_ratio(v, reference.get(k)) for k, v in values.items()}
     known = [t for t in terms.values() if t is not None]
     total = sum(known) if len(known) == len(terms) else None
     gaps = [
@@ -550,12 +549,6 @@ def driver_gaps(
         for k, t in terms.items()
     ]
     return total, gaps
-
-
-def _log_ratio(value: Decimal | None, reference: Decimal | None) -> float | None:
-    if value is None or reference is None or value <= 0 or reference <= 0:
-        return None
-    return math.log(value / reference)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,21 +11,25 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
-from services.api.analysis_routes import router as analysis_router
+from services.api.admin.routes import router as admin_router
 from services.api.board.page import board_assets
 from services.api.board.page import router as page_router
 from services.api.board.routes import router as board_router
 from services.api.channels.routes import router as channels_router
 from services.api.channels.scheduler import Scheduler
+from services.api.coaching.routes import router as coaching_router
 from services.api.contests.routes import router as contests_router
+from services.api.deps import pool_exhausted
+from services.api.funnel.routes import router as funnel_router
 from services.api.inflight import InFlightLimit
-from services.api.lag import LagMonitor
-from services.api.management_routes import router as management_router
-from services.api.metrics import count_queries
-from services.api.routes import pool_exhausted, router
+from services.api.metrics.routes import router as metrics_router
+from services.api.operations.lag import LagMonitor
+from services.api.operations.prometheus import count_queries
+from services.api.operations.routes import router as operations_router
 from services.api.settings import ApiSettings, api_settings
-from services.api.stream import ChangeFeed, StreamSlots
-from services.api.stream import router as stream_router
+from services.api.stream.feed import ChangeFeed, StreamSlots
+from services.api.stream.routes import router as stream_router
+from services.api.targets.routes import router as targets_router
 from shared.auth import Authenticator
 from shared.db import make_engine
 from shared.errors import ServiceUnavailable
@@ -92,9 +96,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         error = pool_exhausted()
         return JsonResponse(error.body(), status_code=error.status_code, headers=error.headers)
 
-    app.include_router(router)
-    app.include_router(analysis_router)
-    app.include_router(management_router)
+    app.include_router(metrics_router)
+    app.include_router(operations_router)
+    app.include_router(admin_router)
+    app.include_router(coaching_router)
+    app.include_router(targets_router)
+    app.include_router(funnel_router)
     app.include_router(stream_router)
     app.include_router(board_router)
     app.include_router(channels_router)

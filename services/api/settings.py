@@ -27,7 +27,7 @@ class ApiSettings(CommonSettings):
     group_id: str = "callboard-aggregator"
     # Ratio KPIs need this much volume (their denominator) to rank, unless a request says.
     leaderboard_min_volume: int = Field(default=20, ge=0)
-    # Lag status (services/api/lag.py): observations every lag_sample_seconds (0: only on
+    # Lag status (services/api/operations/lag.py): observations every lag_sample_seconds (0: only on
     # request), judged over the last lag_window_seconds; a partition with lag whose
     # committed offset has not moved for lag_stall_seconds is stalled or in error.
     lag_sample_seconds: float = Field(default=5.0, ge=0)

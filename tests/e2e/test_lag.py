@@ -14,7 +14,7 @@ import httpx
 import pytest
 from kafka import KafkaAdminClient
 
-from services.api.lag import Observation, evaluate, stuck_seconds, worst
+from services.api.operations.lag import Observation, evaluate, stuck_seconds, worst
 from tests.pipeline import Pipeline
 
 WINDOW, STALL = 60.0, 60.0

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from services.aggregator.consumer import BatchApplier, Record
 from services.aggregator.settings import AggregatorSettings
-from services.api.periods import Period, resolve_range
+from services.api.metrics.periods import Period, resolve_range
 from shared.db import upgrade_database
 from shared.events import EARLIEST, LATEST, MONEY_LIMIT, BaseEvent, validate_event
 from shared.timeutil import add_months, local_midnight, quarter_start, week_start

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.auth import Principal, generate_key, hash_key
 from shared.errors import Forbidden, RateLimited
 from shared.events import validate_event
 from shared.ratelimit import RateLimiter
+from tests.in_process import InProcess
 
 
 def _event(**fields: Any) -> dict[str, Any]:
@@ -47,27 +46,6 @@ def test_control_characters_in_a_disposition_are_refused() -> None:
 
 def test_unicode_ids_are_still_fine() -> None:
     assert not isinstance(validate_event(_event(agent_id="座席-17", team_id="二组")), list)
-
-
-class InProcess:
-    """The read API in this process (no lifespan: no lag sampler), over httpx's ASGI bridge."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-                return await client.request(method, url, **kwargs)
-
-        return asyncio.run(send())
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.api.periods import Period, TimeRange, resolve_range
+from services.api.metrics.periods import Period, TimeRange, resolve_range
 from shared.errors import InvalidInput
 
 ZONE = ZoneInfo("Asia/Shanghai")

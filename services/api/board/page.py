@@ -8,14 +8,14 @@ are in the package (no build step, nothing fetched at run time).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
 
-from services.api.settings import ApiSettings, BoardState
+from services.api.deps import Settings
+from services.api.settings import BoardState
 from shared.errors import ERROR_RESPONSES
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -23,11 +23,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["board"])
-
-
-def _settings(request: Request) -> ApiSettings:
-    settings: ApiSettings = request.app.state.settings
-    return settings
 
 
 class BoardConfig(BaseModel):
@@ -52,7 +47,7 @@ def board_slash() -> RedirectResponse:
 
 
 @router.get("/board/config.json", response_model=BoardConfig)
-def board_config(settings: Annotated[ApiSettings, Depends(_settings)]) -> BoardConfig:
+def board_config(settings: Settings) -> BoardConfig:
     """The wallboard's settings: the drop-rate maximum and the time-in-state colour steps."""
     return BoardConfig(
         drop_rate_max=str(settings.drop_rate_max),

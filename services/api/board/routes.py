@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from services.api.board import schemas
 from services.api.board.service import agents_now, pace_hourly, utc_now
-from services.api.routes import Db, Reader, Settings, filters_for
+from services.api.deps import Db, Reader, Settings, filters_for
 from shared.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)

@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, select
 
-from services.api import queries, targets
-from services.api.periods import Granularity, Period, TimeRange, resolve_range
-from services.api.queries import Filters, Query
-from services.api.service import MetricsService, money_text
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, Period, TimeRange, resolve_range
+from services.api.metrics.queries import Filters, Query
+from services.api.metrics.service import MetricsService, money_text
 from services.api.settings import ApiSettings
+from services.api.targets.repository import Target, calendar_for_team, calendars, find_targets
+from services.api.targets.rules import DEFAULT_CALENDAR_NAME
 from shared.kpis import from_stored
 from shared.models import agent_state_change, lead_fact, sale_feed
 from shared.playbook import working_seconds
@@ -296,7 +298,7 @@ def _needed(
         scope, ids = "team", list(filters.team_ids)
     else:
         scope, ids = "floor", [""]
-    found = targets.find_targets(
+    found = find_targets(
         connection,
         scope=scope,
         scope_ids=ids,
@@ -304,20 +306,20 @@ def _needed(
         active_at=now,
         settings=settings,
     )
-    applying: dict[tuple[str, str], targets.Target] = {}
+    applying: dict[tuple[str, str], Target] = {}
     for candidate in found:
         key = (candidate.scope_id, candidate.kpi)
         known = applying.get(key)
         rank = PERIOD_ORDER.index(candidate.period.value)
         if known is None or rank < PERIOD_ORDER.index(known.period.value):
             applying[key] = candidate
-    known_calendars = targets.calendars(connection)
+    known_calendars = calendars(connection)
     bounds = _hour_starts(day, zone)
     hours: dict[str, list[Decimal] | None] = dict.fromkeys(PACE_KPIS)
     whole: dict[str, Decimal | None] = dict.fromkeys(PACE_KPIS)
     for (scope_id, kpi), subject in sorted(applying.items()):
-        team = scope_id if scope == "team" else targets.DEFAULT_CALENDAR_NAME
-        calendar = targets.calendar_for_team(known_calendars, team)
+        team = scope_id if scope == "team" else DEFAULT_CALENDAR_NAME
+        calendar = calendar_for_team(known_calendars, team)
         period = subject.range(settings)
         period_seconds = working_seconds(calendar, zone, period.start, period.end)
         if period_seconds == 0:

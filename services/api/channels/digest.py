@@ -14,15 +14,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from services.api import queries
 from services.api.channels.repository import Channel
 from services.api.channels.schemas import DigestPeriod, Report
-from services.api.periods import Granularity, Period, resolve_range
-from services.api.queries import Filters
-from services.api.queries import Query as MetricsQuery
-from services.api.service import MetricsService
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, Period, resolve_range
+from services.api.metrics.queries import Filters
+from services.api.metrics.queries import Query as MetricsQuery
+from services.api.metrics.service import MetricsService
 from services.api.settings import ApiSettings
-from services.api.targets import find_targets, pacing_rows, team_of
+from services.api.targets.repository import find_targets
+from services.api.targets.service import pacing_rows, team_of
 
 TOTALS = (
     "dials",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from services.api.channels import repository
 from services.api.channels.schemas import ChannelInfo, Delivery, NewChannel
-from services.api.routes import Admin, Db, WriteDb
+from services.api.deps import Admin, Db, WriteDb
 from shared.errors import ERROR_RESPONSES, ErrorBody
 from shared.events import PRINTABLE
 

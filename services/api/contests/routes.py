@@ -17,7 +17,7 @@ from services.api.contests.service import (
     present_contest,
     present_standings,
 )
-from services.api.routes import Admin, Db, Reader, Settings, WriteDb, parse_timestamp
+from services.api.deps import Admin, Db, Reader, Settings, WriteDb, parse_timestamp
 from shared.errors import ERROR_RESPONSES, ErrorBody
 
 router = APIRouter(responses=ERROR_RESPONSES)

@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, delete, insert, select
 
-from services.api import queries
 from services.api.contests.schemas import ContestStatus, NewContest
-from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, KeyTeams, Query
-from services.api.service import MetricsService, check_rankable, present
+from services.api.metrics import queries
+from services.api.metrics.periods import FIRST_YEAR, LAST_YEAR, Granularity, TimeRange
+from services.api.metrics.queries import Filters, KeyTeams, Query
+from services.api.metrics.service import MetricsService, check_rankable, present
 from services.api.settings import ApiSettings
-from services.api.targets import FIRST_YEAR, LAST_YEAR, who
+from services.api.targets.repository import who
 from shared.auth import Principal
 from shared.errors import InvalidInput, NotFound
 from shared.kpis import RATIO_BY_KEY, volume_key

@@ -1,19 +1,13 @@
 """Prometheus metrics of the read API: the aggregator group's lag, per partition.
 
-The API observes lag (``services.api.lag``) every few seconds, so its ``/metrics`` is where
-Prometheus finds lag; HTTP latency by route comes from ``shared.http``.
+The API observes lag (``services.api.operations.lag``) every few seconds, so its ``/metrics``
+is where Prometheus finds lag; HTTP latency by route comes from ``shared.http``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
-
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, event
-
-if TYPE_CHECKING:
-    from services.api.lag import PartitionLag
 
 LAG_EVENTS = Gauge(
     "callboard_consumer_lag_events",
@@ -49,17 +43,6 @@ STREAM_COMPUTATIONS = Counter(
     "Stream views computed (one per distinct view and change, shared by its streams)",
 )
 OPEN_STREAMS = Gauge("callboard_api_open_streams", "Open /v1/stream connections")
-
-
-def observe_lag(
-    topic: str, partitions: Sequence[PartitionLag], severity: Mapping[str, int]
-) -> None:
-    for p in partitions:
-        labels = (topic, str(p.partition))
-        LAG_EVENTS.labels(*labels).set(p.lag)
-        LAG_SECONDS.labels(*labels).set(p.lag_seconds)
-        LAG_STATUS.labels(*labels).set(severity[p.status])
-        COMMITTED_OFFSET.labels(*labels).set(p.committed_offset)
 
 
 def count_queries(engine: Engine) -> None:

@@ -14,6 +14,10 @@ from shared.errors import InvalidInput
 from shared.playbook import PeriodKind, period_start_of
 from shared.timeutil import floor_minute, local_midnight
 
+# Periods and moments this API reasons about: wide enough for any floor, narrow enough that
+# date arithmetic on them never leaves the calendar.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+
 
 class Period(StrEnum):
     today = "today"

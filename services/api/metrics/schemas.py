@@ -1,8 +1,12 @@
-"""Response bodies of the read API."""
+"""Answers of the metrics and leaderboard routes.
+
+A KPI's value is given in its unit: money as a decimal string (cents), counts as integers,
+ratios and seconds as numbers; it is typed ``Any`` so that each keeps its own JSON type.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +30,13 @@ class LeaderboardRow(BaseModel):
     rank_change: int | None
 
 
+class Bounds(BaseModel):
+    """The ``[from, to)`` an answer covers, in its zone's offset."""
+
+    from_: str = Field(alias="from")
+    to: str
+
+
 class LeaderboardResponse(BaseModel):
     metric: str
     from_: str = Field(alias="from")
@@ -33,35 +44,6 @@ class LeaderboardResponse(BaseModel):
     timezone: str
     min_volume: int
     rows: list[LeaderboardRow]
-
-
-LagStatus = Literal["ok", "warning", "stalled", "error"]
-
-
-class PartitionLagOut(BaseModel):
-    partition: int
-    end_offset: int
-    committed_offset: int
-    # The offset Kafka holds for the group: committed there after the database commit.
-    kafka_committed_offset: int | None
-    lag: int
-    lag_seconds: float | None
-    status: LagStatus
-    last_commit_at: str | None
-    consumer_assigned: bool
-
-
-class LagResponse(BaseModel):
-    topic: str
-    group_id: str
-    status: LagStatus
-    window_seconds: float
-    partitions: list[PartitionLagOut]
-
-
-class ReadyResponse(BaseModel):
-    status: str
-    database: bool
 
 
 class DispositionCodeOut(BaseModel):
@@ -104,3 +86,16 @@ class DispositionsResponse(BaseModel):
     flags: list[str]
     table: list[DispositionCodeOut]
     rows: list[DispositionRowOut]
+
+
+class AgentRankResponse(BaseModel):
+    """One agent's rank, with the agents ranked just above and below it."""
+
+    metric: str
+    from_: str = Field(alias="from")
+    to: str
+    timezone: str
+    min_volume: int
+    ranked: int = Field(description="How many agents are ranked")
+    agent: LeaderboardRow
+    rows: list[LeaderboardRow]

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from services.api import queries
-from services.api.periods import Granularity, TimeRange, bucket_count
-from services.api.queries import Bucket, Filters, Query, RowKey
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, TimeRange, bucket_count
+from services.api.metrics.queries import Bucket, Filters, Query, RowKey
 from services.api.settings import ApiSettings
 from shared.errors import InvalidInput
 from shared.kpis import (

@@ -1,97 +1,133 @@
-"""HTTP routes for coaching: the driver model, the best time to call, dispositions, and an
-agent's own place on the leaderboard."""
+"""HTTP routes of metrics and leaderboards: any KPI for any scope and period, agents ranked
+by one KPI, one agent's place among them, and the disposition table with its counts."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from services.api import schemas
-from services.api.analysis import best_time_to_call, driver_model
-from services.api.dispositions import disposition_rows, published_table
-from services.api.numbers import MinVolume, parse_decimal
-from services.api.periods import Granularity, Period
-from services.api.queries import Filters
-from services.api.queries import Query as MetricsQuery
-from services.api.routes import Db, Reader, Settings, filters_for, request_time
-from services.api.service import MetricsService, parse_group_by
+from services.api.deps import (
+    Db,
+    FileFormat,
+    Ids,
+    Reader,
+    ReportLang,
+    Settings,
+    filters_for,
+    request_time,
+)
+from services.api.export.files import FILE_RESPONSES, respond
+from services.api.export.reports import leaderboard_report, metrics_report
+from services.api.metrics import schemas
+from services.api.metrics.dispositions import disposition_rows, published_table
+from services.api.metrics.periods import Granularity, Period
+from services.api.metrics.queries import Query as MetricsQuery
+from services.api.metrics.service import MetricsService, parse_group_by, parse_metrics
+from services.api.numbers import MinVolume
 from shared.dispositions import Flag, cached_dispositions
 from shared.errors import ERROR_RESPONSES, ErrorBody, NotFound
-from shared.kpis import DRIVERS
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
-Ids = Annotated[list[str] | None, Query()]
 
-
-@router.get("/v1/drivers", tags=["coaching"])
-def get_drivers(
-    request: Request,
+@router.get(
+    "/v1/metrics",
+    response_model=schemas.MetricsResponse,
+    tags=["metrics"],
+    responses=FILE_RESPONSES,
+)
+def get_metrics(
     reader: Reader,
     settings: Settings,
     connection: Db,
-    agent_id: str | None = None,
-    team_id: str | None = None,
-    reference: str = "team_median",
+    metrics: Annotated[str | None, Query(description="Comma-separated KPI keys")] = None,
+    group_by: Annotated[str | None, Query(description="agent, team, campaign")] = None,
+    granularity: Granularity = Granularity.none,
     period: Period | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
-) -> dict[str, Any]:
-    """The performance-driver model for an agent or team against a reference.
+    agent_id: Annotated[list[str] | None, Query()] = None,
+    team_id: Annotated[list[str] | None, Query()] = None,
+    campaign_id: Annotated[list[str] | None, Query()] = None,
+    format: FileFormat = "json",
+    lang: ReportLang = "en",
+) -> Any:
+    """KPIs for any scope and period; the formulas are those of kpis.md.
 
-    ``reference``: ``team_median`` (the median of each driver over the agent's team, or over
-    all teams for a team; for a key limited to teams, over those teams), ``previous_period``
-    (the same scope, the period of equal length before), or ``target`` (give
-    ``target_<driver>`` for each driver). Each driver's ``log_share`` is its exact term in
-    ``ln(result / reference)``; ``ranked_by_cost`` lists the drivers that pull the result
-    below the reference, the costliest first.
+    Periods and buckets are in the deployment's time zone, or in a team's own zone
+    (``CALLBOARD_TEAM_TIMEZONES``) when the request names that one team.
     """
-    if team_id is not None:
-        filters_for(reader, None, [team_id], None)
-    targets: dict[str, Decimal] = {}
-    for driver in DRIVERS:
-        raw = request.query_params.get(f"target_{driver.key}")
-        if raw is not None:
-            targets[driver.key] = parse_decimal(f"target_{driver.key}", raw)
-    rng = request_time(settings, Filters(key_teams=reader.team_ids), period, from_, to).range
-    # A key limited to some teams reads an agent's records in those teams only: an agent of
-    # another team answers as one without calls.
-    return driver_model(
-        connection,
-        settings,
-        rng,
-        agent_id=agent_id,
-        team_id=team_id,
-        reference=reference,
-        targets=targets,
-        key_teams=reader.team_ids,
+    keys = parse_metrics(metrics)
+    filters = filters_for(reader, agent_id, team_id, campaign_id)
+    when = request_time(settings, filters, period, from_, to)
+    query = MetricsQuery(
+        parse_group_by(group_by),
+        granularity,
+        when.range,
+        filters,
+        when.zone,
+        settings.week_start,
+        native=when.native,
     )
+    rows = MetricsService(settings).metrics(connection, keys, query)
+    answer = {
+        **when.bounds(),
+        "granularity": granularity.value,
+        "metrics": list(keys),
+        "rows": rows,
+    }
+    if format == "json":
+        return answer
+    asked = {"group_by": group_by, "agent_id": agent_id, "team_id": team_id}
+    asked["campaign_id"] = campaign_id
+    return respond(metrics_report(answer, query.group_by, lang, asked), format)
 
 
-@router.get("/v1/best-time", tags=["coaching"])
-def get_best_time(
+@router.get(
+    "/v1/leaderboard",
+    response_model=schemas.LeaderboardResponse,
+    tags=["metrics"],
+    responses=FILE_RESPONSES,
+)
+def get_leaderboard(
     reader: Reader,
     settings: Settings,
     connection: Db,
+    metric: str = "sales",
     period: Period | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
-    team_id: Ids = None,
-    campaign_id: Ids = None,
-) -> dict[str, Any]:
-    """Connect and contact rate by local weekday (1 = Monday) and hour of day."""
+    team_id: Annotated[list[str] | None, Query()] = None,
+    campaign_id: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+    min_volume: MinVolume = None,
+    order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
+    format: FileFormat = "json",
+    lang: ReportLang = "en",
+) -> Any:
+    """Agents ranked by one KPI; ties share a rank; rank change against the previous period."""
     filters = filters_for(reader, None, team_id, campaign_id)
-    when = request_time(
-        settings,
-        Filters(key_teams=reader.team_ids),
-        period or (None if from_ or to else Period.mtd),
-        from_,
-        to,
+    when = request_time(settings, filters, period, from_, to)
+    effective_min, rows = MetricsService(settings).leaderboard(
+        connection,
+        metric.strip(),
+        when.range,
+        filters,
+        limit=limit,
+        min_volume=min_volume,
+        ascending=order == "asc",
     )
-    cells = best_time_to_call(connection, settings, when.range, filters)
-    return {**when.bounds(), "cells": cells}
+    answer = {
+        "metric": metric,
+        **when.bounds(),
+        "min_volume": effective_min,
+        "rows": rows,
+    }
+    if format == "json":
+        return answer
+    asked = {"team_id": team_id, "campaign_id": campaign_id, "order": order, "limit": limit}
+    return respond(leaderboard_report(answer, lang, asked), format)
 
 
 @router.get(
@@ -146,6 +182,7 @@ def get_dispositions(
 
 @router.get(
     "/v1/leaderboard/agents/{agent_id}",
+    response_model=schemas.AgentRankResponse,
     tags=["metrics"],
     responses={404: {"model": ErrorBody, "description": "The agent is not ranked"}},
 )

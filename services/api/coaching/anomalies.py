@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from services.api import queries
-from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, Query
-from services.api.service import MetricsService
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, TimeRange
+from services.api.metrics.queries import Filters, Query
+from services.api.metrics.service import MetricsService
 from services.api.settings import ApiSettings
-from services.api.targets import amount
+from services.api.targets.rules import amount
 from shared.kpis import RATIO_BY_KEY
 from shared.playbook import ANOMALY_MIN_BASELINE_DAYS, ANOMALY_Z, deviation
 from shared.timeutil import floor_minute, local_midnight

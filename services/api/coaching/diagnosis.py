@@ -21,7 +21,6 @@ one won lead brings, the part of the target above the best past period.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -29,31 +28,33 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from services.api import queries
-from services.api.funnel import (
+from services.api.funnel.service import (
     check_result_target,
     current_stages,
     reached,
-    result_per_won,
     window_before,
 )
-from services.api.periods import TimeRange
-from services.api.queries import KeyTeams
+from services.api.metrics import queries
+from services.api.metrics.periods import TimeRange
+from services.api.metrics.queries import KeyTeams
 from services.api.settings import ApiSettings
-from services.api.targets import (
-    Target,
+from services.api.targets.repository import Target
+from services.api.targets.rules import amount, period_range, scope_filters, share
+from services.api.targets.service import (
     actuals,
-    amount,
     own_actuals,
     pace_many,
-    period_range,
     present_pacing,
     present_target,
-    scope_filters,
-    share,
     so_far,
 )
-from shared.kpis import DRIVER_BASE_KEYS, DRIVERS, driver_values
+from shared.kpis import (
+    DRIVER_BASE_KEYS,
+    DRIVERS,
+    driver_values,
+    median_driver,
+    result_per_won_lead,
+)
 from shared.playbook import (
     FUNNEL,
     conversion_rates,
@@ -76,11 +77,6 @@ def drivers_for(kpi: str) -> tuple[str, ...]:
     if kpi in ("sales", "leads_won"):
         return keys[:4]
     return keys[:5] if kpi == "revenue" else keys
-
-
-def _median(values: list[Decimal | None]) -> Decimal | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
 
 
 def _peers(subject: Target, roster: dict[str, str]) -> tuple[str, list[str]]:
@@ -208,7 +204,9 @@ def _driver_lens(
         peers = [driver_values(b, with_margin) for b in bases.values()]
     else:
         peers = [driver_values(own_base, with_margin)]
-    implied: dict[str, Decimal | None] = {k: _median([p.get(k) for p in peers]) for k in keys[1:]}
+    implied: dict[str, Decimal | None] = {
+        k: median_driver([p.get(k) for p in peers]) for k in keys[1:]
+    }
     rates_product: Decimal | None = Decimal(1)
     for key in keys[1:]:
         value = implied[key]
@@ -271,7 +269,7 @@ def _funnel_lens(
         window,
         key_teams=key_teams,
     )
-    per_won = result_per_won(subject.kpi, base)
+    per_won = result_per_won_lead(subject.kpi, base)
     to_won = {
         stage: _product(rates, ("acknowledged", "intent", "ready")[i:])
         for i, stage in enumerate(("acknowledged", "intent", "ready"))

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from services.api import queries
-from services.api.periods import Granularity
-from services.api.queries import Query, RowKey
-from services.api.service import GROUPS, present_bucket
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity
+from services.api.metrics.queries import Query, RowKey
+from services.api.metrics.service import GROUPS, present_bucket
 from shared.dispositions import DispositionTable, Flag
 
 

@@ -18,22 +18,15 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.api import queries
-from services.api.periods import TimeRange
-from services.api.queries import Filters, KeyTeams
+from services.api.metrics import queries
+from services.api.metrics.periods import TimeRange
+from services.api.metrics.queries import Filters, KeyTeams
 from services.api.settings import ApiSettings
-from services.api.targets import (
-    Target,
-    amount,
-    calendar_for_team,
-    calendars,
-    own_actuals,
-    scope_filters,
-    share,
-    team_of,
-    value_changes,
-)
+from services.api.targets.repository import Target, calendar_for_team, calendars, value_changes
+from services.api.targets.rules import amount, scope_filters, share
+from services.api.targets.service import own_actuals, team_of
 from shared.errors import InvalidInput
+from shared.kpis import result_per_won_lead
 from shared.models import lead_fact, lead_stage, stage_change
 from shared.playbook import (
     FUNNEL,
@@ -232,17 +225,6 @@ def present_row(row: FunnelRow, group_by: Sequence[str]) -> dict[str, Any]:
 # The backward plan of a target
 
 
-def result_per_won(kpi: str, base: dict[str, Decimal | None]) -> Decimal | None:
-    """What one won lead brings to a result KPI: the result over the won leads seen."""
-    won = base.get("leads_won")
-    if kpi == "leads_won":
-        return Decimal(1)
-    value = base.get(kpi)
-    if not won or value is None:
-        return None
-    return value / won
-
-
 def check_result_target(subject: Target) -> None:
     if subject.kpi not in RESULT_KPIS:
         raise InvalidInput(
@@ -309,7 +291,7 @@ def target_plan(
             window = window_before(week.start)
             seen = reached(connection, window, filters, ()).get((), reached_at_least([]))
             rates = conversion_rates(seen)
-            per_won = result_per_won(
+            per_won = result_per_won_lead(
                 kpi,
                 own_actuals(connection, settings, subject, base_keys, window, key_teams=key_teams),
             )

@@ -8,21 +8,28 @@ driver's share of the gap (``kpis.md``).
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from services.api import queries
-from services.api.periods import Granularity, TimeRange
-from services.api.queries import Filters, Query
-from services.api.service import MetricsService, money_text
+from services.api.metrics import queries
+from services.api.metrics.periods import Granularity, TimeRange
+from services.api.metrics.queries import Filters, Query
+from services.api.metrics.service import MetricsService, money_text
 from services.api.settings import ApiSettings
 from shared.errors import InvalidInput, NotFound
-from shared.kpis import DRIVER_BASE_KEYS, DRIVERS, driver_result, driver_values
+from shared.kpis import (
+    DRIVER_BASE_KEYS,
+    DRIVERS,
+    RATIO_BY_KEY,
+    driver_result,
+    driver_values,
+    log_ratio,
+    median_driver,
+    ratio_value,
+)
 from shared.models import kpi_minute, lead_fact
 from shared.timeutil import as_utc
 
@@ -41,11 +48,6 @@ def _scope_query(
     settings: ApiSettings, rng: TimeRange, filters: Filters, group_by: tuple[str, ...] = ()
 ) -> Query:
     return Query(group_by, Granularity.none, rng, filters, settings.zone, settings.week_start)
-
-
-def _median(values: list[Decimal | None]) -> Decimal | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
 
 
 def driver_model(
@@ -116,15 +118,15 @@ def driver_model(
         reference_values = driver_values(reference_base, with_margin)
     else:
         per_peer = [driver_values(p, with_margin) for p in peers]
-        reference_values = {k: _median([p[k] for p in per_peer]) for k in values}
+        reference_values = {k: median_driver([p[k] for p in per_peer]) for k in values}
 
     result = driver_result(values)
     reference_result = driver_result(reference_values)
-    log_gap = _log_ratio(result, reference_result)
+    log_gap = log_ratio(result, reference_result)
     drivers = []
     for key, value in values.items():
         ref = reference_values.get(key)
-        share = _log_ratio(value, ref)
+        share = log_ratio(value, ref)
         drivers.append(
             {
                 "driver": key,
@@ -153,12 +155,6 @@ def driver_model(
         "drivers": drivers,
         "ranked_by_cost": [d["driver"] for d in costly if d["log_share"] < 0],
     }
-
-
-def _log_ratio(value: Decimal | None, reference: Decimal | None) -> float | None:
-    if value is None or reference is None or value <= 0 or reference <= 0:
-        return None
-    return math.log(value / reference)
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -223,6 +219,8 @@ def best_time_to_call(
     out = []
     for (weekday, hour), cell in sorted(cells.items()):
         dialed, reached = len(cell["dialed"]), len(cell["reached"])
+        counts = {"dials": cell["dials"], "connects": cell["connects"]}
+        counts |= {"leads_dialed": dialed, "leads_reached": reached}
         out.append(
             {
                 "weekday": weekday,
@@ -231,14 +229,13 @@ def best_time_to_call(
                 "connects": cell["connects"],
                 "leads_dialed": dialed,
                 "leads_reached": reached,
-                "connect_rate": _rate(cell["connects"], cell["dials"]),
-                "contact_rate": _rate(reached, dialed),
+                "connect_rate": _rate("connect_rate", counts),
+                "contact_rate": _rate("contact_rate", counts),
             }
         )
     return out
 
 
-def _rate(numerator: int, denominator: int) -> float | None:
-    if not denominator:
-        return None
-    return float((Decimal(numerator) / denominator).quantize(Decimal("0.000001")))
+def _rate(key: str, base: dict[str, int]) -> float | None:
+    value = ratio_value(RATIO_BY_KEY[key], base)
+    return None if value is None else float(value)

@@ -8,6 +8,10 @@ team is the team its events named, or else its current team from the roster.
 A key limited to some teams reads only the records that themselves name one of them
 (``Filters.key_teams``): never by way of the roster, which any posted event can change.
 :func:`filter_conditions` is where that is applied, so every read built on it has it.
+
+One module, over 500 lines: every read here shares :class:`Filters`, :class:`Query`, the
+split of a range into whole days and edge minutes, and the one place a key's teams are
+applied; split apart, each piece would import all of them back.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select
 
-from services.api.periods import Granularity, TimeRange
+from services.api.metrics.periods import Granularity, TimeRange
 from shared.kpis import LEAD_FACT_OF, from_stored
 from shared.leadcounts import kind_of, mark_column, range_mark
 from shared.models import (

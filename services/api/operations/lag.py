@@ -40,7 +40,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -50,7 +50,12 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.structs import TopicPartition
 from sqlalchemy import Engine
 
-from services.api import metrics
+from services.api.operations.prometheus import (
+    COMMITTED_OFFSET,
+    LAG_EVENTS,
+    LAG_SECONDS,
+    LAG_STATUS,
+)
 from services.api.settings import ApiSettings
 from shared.models import consumer_offset
 from shared.timeutil import as_utc
@@ -227,7 +232,7 @@ class LagMonitor:
                         observation.owned,
                     )
                 )
-        metrics.observe_lag(topic, out, SEVERITY)
+        observe_lag(topic, out, SEVERITY)
         self.latest = (worst(p.status for p in out), now)
         return out
 
@@ -296,3 +301,14 @@ class LagMonitor:
             if self._admin is not None:
                 self._admin.close()
                 self._admin = None
+
+
+def observe_lag(
+    topic: str, partitions: Sequence[PartitionLag], severity: Mapping[str, int]
+) -> None:
+    for p in partitions:
+        labels = (topic, str(p.partition))
+        LAG_EVENTS.labels(*labels).set(p.lag)
+        LAG_SECONDS.labels(*labels).set(p.lag_seconds)
+        LAG_STATUS.labels(*labels).set(severity[p.status])
+        COMMITTED_OFFSET.labels(*labels).set(p.committed_offset)

@@ -1,0 +1,1 @@
+"""The lead funnel: leads per stage, stage-to-stage conversion, and the backward plan."""
