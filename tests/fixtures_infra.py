@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from services.devstack.cluster import KafkaCluster
 from services.devstack.kafka import KafkaBroker, broker_ready
 from services.devstack.postgres import PostgresCluster
 from services.devstack.processes import free_port
@@ -317,3 +318,27 @@ def postgres_url(database_endpoint: DatabaseEndpoint) -> str:
 def postgres_cluster(database_endpoint: DatabaseEndpoint) -> PostgresCluster | None:
     """The PostgreSQL server when this session started it (so it can be stopped), else None."""
     return database_endpoint.cluster
+
+
+@pytest.fixture(scope="session")
+def _kafka_cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), num_partitions=3)
+    try:
+        cluster.start(timeout=180)
+    except Exception as exc:
+        pytest.fail(f"no three-node Kafka cluster for the tests: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def kafka_cluster(_kafka_cluster_session: KafkaCluster) -> KafkaCluster:
+    """A three-node KRaft cluster of this session's own, whole and in sync for each test.
+
+    Always started here, whatever the environment names, since its tests kill, freeze and
+    restart its nodes. A test that leaves a node down finds it back in the next one.
+    """
+    cluster = _kafka_cluster_session
+    cluster.start()
+    cluster.wait_healthy()
+    return cluster
