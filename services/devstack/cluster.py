@@ -137,6 +137,7 @@ class KafkaCluster:
         cache_dir: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir).absolute()
+        self.version = version
         if ports is not None and len(ports) != len(NODE_IDS):
             raise DevstackError(f"a Kafka cluster needs {len(NODE_IDS)} ports, got {len(ports)}")
         previous = {
@@ -185,6 +186,12 @@ class KafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    @property
+    def log_path(self) -> Path:
+        """The log of a node that is down (the one to read when something failed), else 1's."""
+        down = [node for node in self.nodes if not node.is_running()]
+        return (down or self.nodes)[0].log_path
 
     def node(self, node_id: int) -> ClusterNode:
         try:

@@ -190,10 +190,13 @@ def create_topic(
     bootstrap: str,
     name: str,
     partitions: int = 3,
-    replication_factor: int = 1,
+    replication_factor: int = -1,
     timeout: float = 30.0,
 ) -> None:
-    """Create a topic (if missing) and wait until every partition has a leader."""
+    """Create a topic (if missing) and wait until every partition has a leader.
+
+    The replication factor -1 is the brokers' default: one broker, or all of a cluster.
+    """
     from kafka.errors import TopicAlreadyExistsError
 
     timeout_ms = int(timeout * 1000)

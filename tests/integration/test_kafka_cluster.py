@@ -14,24 +14,18 @@ from kafka.structs import TopicPartition
 
 from services.devstack.cluster import KafkaCluster
 from services.devstack.kafka import _admin, create_topic
+from tests.fixtures_infra import KAFKA_REFUSED_SOCKETS
 
 PARTITIONS = 3
 
-# kafka-python leaks the socket of every refused connection attempt, and the clients here
-# see nodes killed under them: the warnings about those sockets are the library's.
-pytestmark = [
-    pytest.mark.filterwarnings(
-        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
-    ),
-    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
-]
+pytestmark = list(KAFKA_REFUSED_SOCKETS)
 
 
 @pytest.fixture
 def topic(kafka_cluster: KafkaCluster) -> str:
     name = f"cluster-{uuid.uuid4().hex[:12]}"
-    # -1: the brokers' default replication factor, which the cluster sets to three.
-    create_topic(kafka_cluster.bootstrap_servers, name, PARTITIONS, replication_factor=-1)
+    # Replicated as the brokers' default says, which the cluster sets to three.
+    create_topic(kafka_cluster.bootstrap_servers, name, PARTITIONS)
     kafka_cluster.wait_healthy()
     return name
 
