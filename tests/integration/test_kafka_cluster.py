@@ -85,6 +85,15 @@ def test_nodes_have_their_own_ports_and_processes(kafka_cluster: KafkaCluster) -
     assert all(node.pid is not None for node in nodes)
     assert kafka_cluster.bootstrap_servers == ",".join(f"127.0.0.1:{node.port}" for node in nodes)
 
+    # Another handle on the same workdir (a later `callboard status`) finds the same nodes.
+    again = KafkaCluster(kafka_cluster.workdir)
+    assert again.bootstrap_servers == kafka_cluster.bootstrap_servers
+    assert [node.controller_port for node in again.nodes] == [
+        node.controller_port for node in nodes
+    ]
+    assert [node.pid for node in again.nodes] == [node.pid for node in nodes]
+    assert {node.cluster_id for node in again.nodes} == {nodes[0].cluster_id}
+
 
 def test_topics_are_on_all_three_nodes_and_need_two_in_sync(
     kafka_cluster: KafkaCluster, topic: str
