@@ -49,8 +49,8 @@ KafkaBrokers = Annotated[
         "--brokers",
         envvar="CALLBOARD_DEV_KAFKA_BROKERS",
         callback=_broker_count,
-        help="Kafka brokers: 1, or 3 for a KRaft cluster on ports kafka-port to kafka-port + 2 "
-        "(topics replicated 3 times, 2 in sync to accept a write) [default: 1].",
+        help="Kafka brokers: 1 (the default), or 3 for a KRaft cluster on ports kafka-port to "
+        "kafka-port + 2 (topics replicated 3 times, 2 in sync to accept a write).",
     ),
 ]
 PostgresPort = Annotated[
