@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 import orjson
-from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -40,7 +39,7 @@ from services.devstack.postgres import PostgresCluster
 from services.devstack.processes import free_port
 from services.devstack.simulator import FloorShape, FloorSimulator
 from shared.db import upgrade_database
-from shared.kafka import ensure_topic
+from shared.kafka import ensure_topic, kafka_consumer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,7 +102,7 @@ class Stack:
             self.stop(name)
 
     def end_offsets(self) -> dict[int, int]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        consumer = kafka_consumer(bootstrap=self.bootstrap)
         try:
             tps = [
                 TopicPartition(self.topic, p)
