@@ -33,6 +33,8 @@ from shared.dispositions import cached_dispositions
 
 log = logging.getLogger(__name__)
 
+UNDECODABLE = "undecodable"
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -91,48 +93,57 @@ class BatchApplier:
         the system are at fault. With ``refuse``, every record not applied yet is set aside
         with that reason instead: the member found that the database refuses it.
         """
-        started = time.perf_counter()
         letters: list[DeadLetter] = []
         pending: Pending = []
+        # Outside the transaction: work that needs no lock holds none back.
+        with metrics.stage("decode"):
+            decoded = [(record, None, refuse) if refuse else _decode(record) for record in records]
+        transaction_started = time.perf_counter()
         with transaction(self.engine) as connection:
-            claimed = repository.claim_offsets(
-                connection, self.topic, (r.partition for r in records)
-            )
+            with metrics.stage("lock"):
+                claimed = repository.claim_offsets(
+                    connection, self.topic, (r.partition for r in records)
+                )
             next_offsets: dict[int, int] = {}
             skipped = 0
-            for record in records:
+            for record, event, reason in decoded:
                 if record.offset < claimed[record.partition]:
                     skipped += 1
                     continue
                 next_offsets[record.partition] = max(
                     next_offsets.get(record.partition, 0), record.offset + 1
                 )
-                if refuse is not None:
-                    letters.append(_letter(record, refuse))
-                    continue
-                event, reason = _decode(record)
-                unfit = None if event is None else does_not_fit(event)
                 if event is None:
+                    if reason.startswith(UNDECODABLE):
+                        metrics.REJECTED.inc()
                     letters.append(_letter(record, reason))
-                elif unfit is not None:
-                    letters.append(_letter(record, f"does not fit the tables: {unfit}"))
                 else:
                     pending.append((record, event))
             if next_offsets:
                 keys, pending = _entity_keys(pending, letters, set_aside=set_aside)
-                repository.lock_entities(connection, keys)
-                stored = repository.load_states(connection, keys)
-                delta, pending = self._build(pending, stored, letters, set_aside=set_aside)
-                # Stored before the commit that makes their offsets final.
-                self.dead_letters.send(letters)
-                repository.write_delta(connection, delta, self.builder)
+                with metrics.stage("load_state"):
+                    # Waits here while another member holds one of these entities.
+                    stored = repository.lock_and_load_states(connection, keys)
+                with metrics.stage("merge"):
+                    delta, pending = self._build(pending, stored, letters, set_aside=set_aside)
+                with metrics.stage("write"):
+                    # Stored before the commit that makes their offsets final.
+                    self.dead_letters.send(letters)
+                    repository.write_delta(connection, delta, self.builder)
+                    repository.drop_placeholders(
+                        connection, [k for k in keys if k not in delta.states]
+                    )
                 self._transactions += 1
                 self.failpoints.crash_at("mid_batch", self._transactions)
                 repository.save_offsets(connection, self.topic, next_offsets)
                 if pending:
                     repository.announce_commit(connection, self.topic, len(pending))
+            commit_started = time.perf_counter()
+        metrics.STAGE_SECONDS.labels("commit").inc(time.perf_counter() - commit_started)
         result = BatchResult(len(pending), skipped, len(letters), next_offsets)
-        metrics.observe_batch(result.applied, result.skipped, time.perf_counter() - started)
+        metrics.observe_batch(
+            result.applied, result.skipped, time.perf_counter() - transaction_started
+        )
         for hook in self.after_commit:
             hook(result)
         return result
@@ -193,8 +204,7 @@ class BatchApplier:
             attempt = connection.begin()
             try:
                 keys = sorted({key for event in events if (key := entity_key(event))})
-                repository.lock_entities(connection, keys)
-                delta = self._merge(events, repository.load_states(connection, keys))
+                delta = self._merge(events, repository.lock_and_load_states(connection, keys))
                 repository.write_delta(connection, delta, self.builder)
                 back = repository.load_states(connection, keys)
                 if _canonical(back) != _canonical(delta.states):
@@ -273,12 +283,15 @@ def _letter(record: Record, reason: str) -> DeadLetter:
     )
 
 
-def _decode(record: Record) -> tuple[dict[str, Any] | None, str]:
+def _decode(record: Record) -> tuple[Record, dict[str, Any] | None, str]:
+    """The record's event, or ``None`` and why it is not one the tables can take."""
     try:
         event = orjson.loads(record.value or b"")
         if not isinstance(event, dict) or "type" not in event or "event_id" not in event:
             raise ValueError("not an event object (an object with type and event_id)")
-        return event, ""
     except (orjson.JSONDecodeError, ValueError) as exc:
-        metrics.REJECTED.inc()
-        return None, reason_of("undecodable", exc)
+        return record, None, reason_of(UNDECODABLE, exc)
+    unfit = does_not_fit(event, record.value)
+    if unfit is not None:
+        return record, None, f"does not fit the tables: {unfit}"
+    return record, event, ""

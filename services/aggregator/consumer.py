@@ -212,7 +212,7 @@ class AggregatorMember:
 
     def poll_once(self) -> int:
         try:
-            with self.watch.call("poll", self.consumer):
+            with self.watch.call("poll", self.consumer), metrics.stage("poll"):
                 polled = self.consumer.poll(
                     timeout_ms=self.settings.poll_timeout_ms,
                     max_records=self.settings.batch_max_records,

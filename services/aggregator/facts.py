@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from shared.dispositions import DEFAULT_TABLE, DispositionTable, Flag
@@ -43,7 +44,13 @@ def parse_utc_text(value: str) -> datetime:
 
 
 def event_time(event: dict[str, Any]) -> str:
-    return utc_text(datetime.fromisoformat(event["occurred_at"]))
+    return _utc_text_of(event["occurred_at"])
+
+
+# Each event's time is read by the merge and by the roster: parsed once.
+@lru_cache(maxsize=16384)
+def _utc_text_of(occurred_at: str) -> str:
+    return utc_text(datetime.fromisoformat(occurred_at))
 
 
 def entity_key(event: dict[str, Any]) -> str | None:

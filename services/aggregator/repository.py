@@ -44,14 +44,18 @@ from shared.timeutil import week_start
 
 _CHUNK = 1000
 _ADDITIVE = frozenset((*COUNTER_KEYS, *MARK_COLUMNS, "calls"))
-# Entities are locked through a fixed number of advisory-lock slots, so that two members
-# that briefly process the same entity take turns without filling the lock table.
-_LOCK_SLOTS = 512
+# Two members that briefly process the same entity (during a rebalance, or a call whose
+# events went to two partitions) take turns on it: each locks the rows of its entities, an
+# entity not stored yet through a placeholder row with this state. Row locks, not advisory
+# locks: they take no room in the lock table, so a batch locks exactly its own entities and
+# members working on different ones never wait for each other.
+_PLACEHOLDER = "null"
 # A batch's lead counts are worked out from the facts its leads had before it, so two
-# members whose batches share a lead take turns for the last step of their batches. Leads
-# lock through slots of their own, above the entity slots and taken after them: every
-# member takes its locks in ascending order, so no two wait for each other in a circle.
-_LEAD_LOCK_SLOTS = 64
+# members whose batches share a lead take turns for the last step of their batches: each
+# lead has a row of its own (kept, with the placeholder state) that the batch locks, after
+# its entities. Every member takes its locks in ascending order within each step, so no two
+# wait for each other in a circle.
+_LEAD_KEY_PREFIX = "lead:"
 
 
 def _insert(connection: Connection, table: Table) -> Any:
@@ -206,32 +210,58 @@ def announce_commit(connection: Connection, topic: str, events: int) -> None:
     )
 
 
-def lock_entities(connection: Connection, keys: Sequence[str]) -> None:
-    _lock_slots(connection, keys, 0, _LOCK_SLOTS)
+def lock_and_load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]:
+    """Lock the entities ``keys`` until the commit; their stored states (none: not stored).
 
-
-def _lock_slots(connection: Connection, keys: Iterable[str], base: int, slots: int) -> None:
-    """Advisory locks on the slots ``base + hash % slots`` of ``keys``, in ascending order."""
+    An entity not stored yet gets a placeholder row, locked like the others; the caller
+    writes its state or drops the placeholder (``drop_placeholders``).
+    """
     if connection.dialect.name != "postgresql":
-        return
-    keys = list(set(keys))
-    if not keys:
+        return load_states(connection, keys)
+    states: dict[str, State] = {}
+    for key, state in _lock_rows(connection, keys):
+        if state != _PLACEHOLDER:
+            states[key] = orjson.loads(state)
+    return states
+
+
+def drop_placeholders(connection: Connection, keys: Sequence[str]) -> None:
+    """Remove the placeholders of ``keys`` (entities locked whose state was not written)."""
+    if connection.dialect.name != "postgresql" or not keys:
         return
     connection.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(slot) FROM "
-            "(SELECT DISTINCT :base + abs(hashtext(k)) % :slots AS slot "
-            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY slot) AS s"
-        ),
-        {"base": base, "slots": slots, "keys": keys},
+        text("DELETE FROM entity_state WHERE key = ANY(CAST(:keys AS text[])) AND state = :p"),
+        {"keys": list(keys), "p": _PLACEHOLDER},
     )
+
+
+def _lock_rows(connection: Connection, keys: Iterable[str]) -> list[tuple[str, str]]:
+    """Row locks on the ``entity_state`` rows of ``keys`` in ascending order, placeholders
+    inserted for those missing; each key with its stored state.
+
+    One statement per chunk, the chunks in order: the rows are locked in key order whether
+    they existed or not, so two members never wait for each other in a circle.
+    """
+    out: list[tuple[str, str]] = []
+    for chunk in _chunks(sorted(set(keys))):
+        rows = connection.execute(
+            text(
+                "INSERT INTO entity_state (key, state) "
+                "SELECT k, :p FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k "
+                "ON CONFLICT (key) DO UPDATE SET state = entity_state.state "
+                "RETURNING key, state"
+            ),
+            {"keys": list(chunk), "p": _PLACEHOLDER},
+        )
+        out.extend((row.key, row.state) for row in rows)
+    return out
 
 
 def load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]:
     states: dict[str, State] = {}
     for chunk in _chunks(keys):
         query = select(entity_state.c.key, entity_state.c.state).where(
-            entity_state.c.key.in_(chunk)
+            entity_state.c.key.in_(chunk), entity_state.c.state != _PLACEHOLDER
         )
         for row in connection.execute(query):
             states[row.key] = orjson.loads(row.state)
@@ -331,8 +361,9 @@ def _write_lead_facts(
     """Lead facts, and the daily lead counts they change (see ``leadcounts.py``)."""
     if not rows:
         return
-    leads = (v.lead_id for r in rows for v in (r.value, r.previous) if v is not None)
-    _lock_slots(connection, leads, _LOCK_SLOTS, _LEAD_LOCK_SLOTS)
+    if connection.dialect.name == "postgresql":
+        leads = {v.lead_id for r in rows for v in (r.value, r.previous) if v is not None}
+        _lock_rows(connection, (f"{_LEAD_KEY_PREFIX}{lead}" for lead in leads))
     appended: list[tuple[str, str, date, Scope]] = []
     recompute: set[str] = set()
     days: set[date] = set()
