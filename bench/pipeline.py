@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,12 +67,12 @@ class Stack:
         self.ingest_url = f"http://127.0.0.1:{free_port()}"
         self.api_url = f"http://127.0.0.1:{free_port()}"
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         with (self.workdir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", *args],
                 cwd=REPO,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -164,8 +165,11 @@ def bench_ingest(stack: Stack, events: int, batch: int, clients: int) -> float:
 def bench_aggregator(stack: Stack, processes: int) -> float:
     target = sum(stack.end_offsets().values())
     baseline = stack.applied()
-    for n in range(processes):
-        stack.start(f"aggregator-{n}", "aggregator")
+    ports = [free_port() for _ in range(processes)]
+    for n, port in enumerate(ports):
+        stack.start(
+            f"aggregator-{n}", "aggregator", env={"CALLBOARD_AGGREGATOR_METRICS_PORT": str(port)}
+        )
     first_moved: float | None = None
     first_value = baseline
     deadline = time.monotonic() + 900
@@ -187,7 +191,19 @@ def bench_aggregator(stack: Stack, processes: int) -> float:
         f"aggregator ({processes} process{'es' if processes > 1 else ''}): {counted} events in "
         f"{elapsed:.2f} s after the first batch = {rate:,.0f} events/s"
     )
+    for n, port in enumerate(ports):
+        stages = _stage_seconds(port)
+        _say(f"  aggregator-{n} seconds by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in stages))
     return rate
+
+
+def _stage_seconds(metrics_port: int) -> list[tuple[str, float]]:
+    """An aggregator's ``callboard_aggregator_stage_seconds_total``, stage by stage."""
+    body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    found = re.findall(
+        r'^callboard_aggregator_stage_seconds_total\{stage="(\w+)"\} (\S+)$', body, re.M
+    )
+    return [(stage, float(value)) for stage, value in found]
 
 
 def bench_freshness(stack: Stack, rate: int, seconds: int) -> tuple[float, float]:
