@@ -30,6 +30,7 @@ from services.aggregator.limits import counter_out_of_range, does_not_fit
 from services.aggregator.settings import AggregatorSettings
 from shared.db import transaction
 from shared.dispositions import cached_dispositions
+from shared.events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +229,13 @@ def _probe_events(now: datetime) -> list[dict[str, Any]]:
         {
             **common,
             "event_id": f"{call_id}-started",
-            "type": "call.started",
+            "type": EventType.call_started,
             "occurred_at": now.isoformat(),
         },
         {
             **common,
             "event_id": f"{call_id}-completed",
-            "type": "call.completed",
+            "type": EventType.call_completed,
             "occurred_at": now.isoformat(),
             "answered": True,
             "talk_seconds": 75,
