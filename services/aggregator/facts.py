@@ -71,10 +71,14 @@ def entity_key(event: dict[str, Any]) -> str | None:
 def _set(registers: dict[str, Register], name: str, value: Any, ts: str, event_id: str) -> None:
     if value is None:
         return
-    new = [value, ts, event_id]
     old = registers.get(name)
-    if old is None or (ts, event_id, repr(value)) > (old[1], old[2], repr(old[0])):
-        registers[name] = new
+    if old is None:
+        registers[name] = [value, ts, event_id]
+        return
+    # The order (ts, event_id, repr(value)); the values' text only for a tie, which is rare.
+    order, known = (ts, event_id), (old[1], old[2])
+    if order > known or (order == known and repr(value) > repr(old[0])):
+        registers[name] = [value, ts, event_id]
 
 
 def _value(registers: dict[str, Register], name: str, default: Any = None) -> Any:
