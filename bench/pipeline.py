@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -30,7 +31,6 @@ from typing import Any
 
 import httpx
 import orjson
-from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -40,7 +40,7 @@ from devstack.postgres import PostgresCluster
 from devstack.processes import free_port
 from devstack.simulator import FloorShape, FloorSimulator
 from shared.db import upgrade_database
-from shared.kafka import ensure_topic
+from shared.kafka import ensure_topic, kafka_consumer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,12 +67,12 @@ class Stack:
         self.ingest_url = f"http://127.0.0.1:{free_port()}"
         self.api_url = f"http://127.0.0.1:{free_port()}"
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         with (self.workdir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.cli", *args],
                 cwd=REPO,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -103,7 +103,7 @@ class Stack:
             self.stop(name)
 
     def end_offsets(self) -> dict[int, int]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        consumer = kafka_consumer(bootstrap=self.bootstrap)
         try:
             tps = [
                 TopicPartition(self.topic, p)
@@ -165,8 +165,11 @@ def bench_ingest(stack: Stack, events: int, batch: int, clients: int) -> float:
 def bench_aggregator(stack: Stack, processes: int) -> float:
     target = sum(stack.end_offsets().values())
     baseline = stack.applied()
-    for n in range(processes):
-        stack.start(f"aggregator-{n}", "aggregator")
+    ports = [free_port() for _ in range(processes)]
+    for n, port in enumerate(ports):
+        stack.start(
+            f"aggregator-{n}", "aggregator", env={"CALLBOARD_AGGREGATOR_METRICS_PORT": str(port)}
+        )
     first_moved: float | None = None
     first_value = baseline
     deadline = time.monotonic() + 900
@@ -188,7 +191,19 @@ def bench_aggregator(stack: Stack, processes: int) -> float:
         f"aggregator ({processes} process{'es' if processes > 1 else ''}): {counted} events in "
         f"{elapsed:.2f} s after the first batch = {rate:,.0f} events/s"
     )
+    for n, port in enumerate(ports):
+        stages = _stage_seconds(port)
+        _say(f"  aggregator-{n} seconds by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in stages))
     return rate
+
+
+def _stage_seconds(metrics_port: int) -> list[tuple[str, float]]:
+    """An aggregator's ``callboard_aggregator_stage_seconds_total``, stage by stage."""
+    body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    found = re.findall(
+        r'^callboard_aggregator_stage_seconds_total\{stage="(\w+)"\} (\S+)$', body, re.M
+    )
+    return [(stage, float(value)) for stage, value in found]
 
 
 def bench_freshness(stack: Stack, rate: int, seconds: int) -> tuple[float, float]:

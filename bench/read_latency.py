@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
-from kafka import KafkaProducer
 from sqlalchemy import create_engine
 
 from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
@@ -32,7 +31,7 @@ from services.api.metrics import queries
 from services.api.metrics.periods import Granularity, TimeRange
 from services.api.metrics.queries import Filters, Query
 from services.api.settings import ApiSettings
-from shared.kafka import ensure_topic
+from shared.kafka import ensure_topic, kafka_producer
 from shared.kpis import LEAD_COUNT_KEYS
 
 QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
@@ -73,8 +72,8 @@ def load(stack: Stack, events: int, shape: FloorShape) -> int:
     now = datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     span = max(now - month_start - timedelta(minutes=10), timedelta(hours=1))
-    producer = KafkaProducer(
-        bootstrap_servers=stack.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+    producer = kafka_producer(
+        bootstrap=stack.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
     )
     started = time.perf_counter()
     sent = 0

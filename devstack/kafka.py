@@ -145,10 +145,10 @@ def _read_properties(path: Path) -> dict[str, str]:
 
 
 def _admin(bootstrap: str, timeout_ms: int) -> Any:
-    from kafka import KafkaAdminClient
+    from shared.kafka import kafka_admin
 
-    return KafkaAdminClient(
-        bootstrap_servers=bootstrap,
+    return kafka_admin(
+        bootstrap=bootstrap,
         client_id="callboard-devstack",
         request_timeout_ms=timeout_ms,
         bootstrap_timeout_ms=timeout_ms,

@@ -4,6 +4,10 @@ gap and the anomaly test (``kpis.md``: Funnel, Targets and pacing, Rankings and 
 
 Nothing here reads the database, so every rule is defined once and tested by hand. The API
 (``services/api/targets/``, ``funnel/``, ``coaching/``) feeds it numbers it read.
+
+Longer than 500 lines on purpose: it is the one place of the playbook's formulas, as
+``kpis.py`` is of the KPIs', each a short pure function in the order of ``kpis.md``'s
+sections, so that the document is checked against one file.
 """
 
 from __future__ import annotations

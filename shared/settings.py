@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.dispositions import load_dispositions
@@ -36,6 +36,15 @@ class CommonSettings(BaseSettings):
     # How often the Kafka clients ask the broker for the topic's partitions: partitions
     # added to scale out get events from ingest, and an aggregator member, within this long.
     kafka_metadata_refresh_seconds: float = Field(default=30.0, gt=0)
+    # How the Kafka clients reach a secured cluster (shared/kafka.py builds every client).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The CA that signed the brokers' certificates; none: the system's trust store.
+    kafka_ssl_cafile: Path | None = None
+    # The aggregator's consumer group: the aggregator joins it, the API reports its lag.
+    group_id: str = "callboard-aggregator"
     database_url: str = DEFAULT_DATABASE_URL
     timezone: str = "Asia/Shanghai"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -72,6 +81,27 @@ class CommonSettings(BaseSettings):
     # Disposition codes added to or overriding the default table, per campaign (TOML; the
     # format is in shared/dispositions.py). Read once at start: a bad file stops the service.
     dispositions_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete_kafka_security(self) -> CommonSettings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                name
+                for name, value in (
+                    ("CALLBOARD_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                    ("CALLBOARD_KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                    ("CALLBOARD_KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"CALLBOARD_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                    f"needs {', '.join(missing)}"
+                )
+        if self.kafka_ssl_cafile is not None and not self.kafka_ssl_cafile.is_file():
+            raise ValueError(f"CALLBOARD_KAFKA_SSL_CAFILE: no file {self.kafka_ssl_cafile}")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -25,6 +25,7 @@ from services.aggregator.facts import (
     merge,
 )
 from shared.dispositions import DEFAULT_TABLE, DispositionTable
+from shared.events import EventType
 from shared.timeutil import floor_local_hour, parse_minute_text
 from shared.timeutil import week_start as week_start_of
 
@@ -128,7 +129,7 @@ class BatchBuilder:
         current: dict[str, State | None] = {}
         for event in events:
             self._track_agent(event, delta)
-            if event["type"] == "lead.stage_changed":
+            if event["type"] == EventType.lead_stage_changed:
                 self._track_stage(event, delta)
             key = entity_key(event)
             if key is None:
@@ -160,7 +161,7 @@ class BatchBuilder:
             known = delta.roster.get(agent_id)
             if known is None or candidate > known:
                 delta.roster[agent_id] = candidate
-        if event["type"] == "agent.state_changed":
+        if event["type"] == EventType.agent_state_changed:
             delta.agent_states[event["event_id"]] = {
                 "event_id": event["event_id"],
                 "agent_id": agent_id,

@@ -29,7 +29,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from services.aggregator import metrics
 from services.aggregator.settings import AggregatorSettings
-from shared.kafka import ensure_topic
+from shared.kafka import ensure_topic, kafka_consumer, kafka_producer
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class KafkaDeadLetters:
     def _get(self) -> KafkaProducer:
         if self._producer is None:
             # One partition: few records, read in the order they failed.
-            ensure_topic(self.settings.bootstrap_servers, self.topic, 1)
+            ensure_topic(self.settings, self.topic, 1)
             self._producer = _producer(self.settings, "callboard-aggregator-dead-letters")
         return self._producer
 
@@ -135,15 +135,14 @@ class KafkaDeadLetters:
 
 
 def _producer(settings: AggregatorSettings, client_id: str) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    return kafka_producer(
+        settings,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         max_block_ms=10_000,
         request_timeout_ms=10_000,
         delivery_timeout_ms=30_000,
-        reconnect_backoff_max_ms=2_000,
     )
 
 
@@ -200,8 +199,8 @@ def replay_group(settings: AggregatorSettings) -> str:
 
 def _replay_consumer(settings: AggregatorSettings) -> KafkaConsumer:
     """A consumer in the replay group; it reads the dead-letter topic from its start."""
-    return KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+    return kafka_consumer(
+        settings,
         group_id=replay_group(settings),
         client_id="callboard-dead-letters",
         enable_auto_commit=False,

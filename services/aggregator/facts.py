@@ -20,9 +20,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from shared.dispositions import DEFAULT_TABLE, DispositionTable, Flag
+from shared.events import EventType
 from shared.kpis import to_stored
 
 State = dict[str, Any]
@@ -43,19 +45,25 @@ def parse_utc_text(value: str) -> datetime:
 
 
 def event_time(event: dict[str, Any]) -> str:
-    return utc_text(datetime.fromisoformat(event["occurred_at"]))
+    return _utc_text_of(event["occurred_at"])
+
+
+# Each event's time is read by the merge and by the roster: parsed once.
+@lru_cache(maxsize=16384)
+def _utc_text_of(occurred_at: str) -> str:
+    return utc_text(datetime.fromisoformat(occurred_at))
 
 
 def entity_key(event: dict[str, Any]) -> str | None:
     """The entity an event belongs to; ``None`` for events that are not merged."""
     kind: str = event["type"]
-    if kind.startswith("call.") or kind == "survey.completed":
+    if kind.startswith("call.") or kind == EventType.survey_completed:
         return f"call:{event['call_id']}"
-    if kind in ("sale.closed", "sale.cancelled", "payment.received"):
+    if kind in (EventType.sale_closed, EventType.sale_cancelled, EventType.payment_received):
         return f"order:{event['order_id']}"
-    if kind == "quote.given":
+    if kind == EventType.quote_given:
         return f"quote:{event['event_id']}"
-    if kind == "lead.stage_changed":
+    if kind == EventType.lead_stage_changed:
         return f"stage:{event['event_id']}"
     return None
 
@@ -63,10 +71,14 @@ def entity_key(event: dict[str, Any]) -> str | None:
 def _set(registers: dict[str, Register], name: str, value: Any, ts: str, event_id: str) -> None:
     if value is None:
         return
-    new = [value, ts, event_id]
     old = registers.get(name)
-    if old is None or (ts, event_id, repr(value)) > (old[1], old[2], repr(old[0])):
-        registers[name] = new
+    if old is None:
+        registers[name] = [value, ts, event_id]
+        return
+    # The order (ts, event_id, repr(value)); the values' text only for a tie, which is rare.
+    order, known = (ts, event_id), (old[1], old[2])
+    if order > known or (order == known and repr(value) > repr(old[0])):
+        registers[name] = [value, ts, event_id]
 
 
 def _value(registers: dict[str, Register], name: str, default: Any = None) -> Any:
@@ -75,11 +87,11 @@ def _value(registers: dict[str, Register], name: str, default: Any = None) -> An
 
 
 _CALL_FIELDS: dict[str, tuple[str, ...]] = {
-    "call.started": ("direction",),
-    "call.answered": ("contact_reached", "answered_by"),
-    "call.ended": ("talk_seconds", "wrap_seconds", "resolved"),
-    "call.dispositioned": ("disposition",),
-    "call.completed": (
+    EventType.call_started: ("direction",),
+    EventType.call_answered: ("contact_reached", "answered_by"),
+    EventType.call_ended: ("talk_seconds", "wrap_seconds", "resolved"),
+    EventType.call_dispositioned: ("disposition",),
+    EventType.call_completed: (
         "direction",
         "answered",
         "contact_reached",
@@ -114,19 +126,19 @@ def merge(state: State | None, event: dict[str, Any], *, in_place: bool = False)
             _set(registers, name, event.get(name), ts, event_id)
         for name in _CALL_FIELDS[kind]:
             _set(registers, name, event.get(name), ts, event_id)
-        if kind == "call.answered":
+        if kind == EventType.call_answered:
             _set(registers, "answered", True, ts, event_id)
-        elif kind in ("call.ended", "call.completed"):
+        elif kind in (EventType.call_ended, EventType.call_completed):
             _set(registers, "ended", True, ts, event_id)
-    elif kind == "survey.completed":
+    elif kind == EventType.survey_completed:
         new["start"] = min(new.get("start") or ts, ts)
         survey = [event["score"], *(event.get(n) or "" for n in _SCOPE_FIELDS[:3]), ts]
         _set(registers, "survey", survey, ts, event_id)
-    elif kind == "sale.closed":
+    elif kind == EventType.sale_closed:
         _set(registers, "sale", [event.get(n) for n in _SALE_FIELDS] + [ts], ts, event_id)
-    elif kind == "sale.cancelled":
+    elif kind == EventType.sale_cancelled:
         new["cancelled"] = True
-    elif kind == "payment.received":
+    elif kind == EventType.payment_received:
         scope = [event.get(n) or "" for n in _SCOPE_FIELDS[:3]]
         payments = new.setdefault("payments", {})
         payments[event_id] = _greater(payments.get(event_id), [event["amount"], ts, *scope])
@@ -214,10 +226,10 @@ def contribution(
             event.get("team_id") or "",
             event.get("campaign_id") or "",
         )
-        if event["type"] == "quote.given":
+        if event["type"] == EventType.quote_given:
             out.add(event["ts"], scope, "quotes", 1)
             out.lead_facts["quoted"] = LeadFact(event["lead_id"], event["ts"], scope)
-        elif event["type"] == "lead.stage_changed" and event["stage"] in INTENT_STAGES:
+        elif event["type"] == EventType.lead_stage_changed and event["stage"] in INTENT_STAGES:
             out.lead_facts["intent"] = LeadFact(event["lead_id"], event["ts"], scope)
     return out
 

@@ -52,15 +52,20 @@ assert isinstance(kpi_minute.c.dials.type, BigInteger)
 COUNTER_MAX = 2**63 - 1
 
 
-def does_not_fit(event: dict[str, Any]) -> str | None:
-    """Why the tables cannot hold ``event``; ``None`` when they can (as far as text goes)."""
+def does_not_fit(event: dict[str, Any], raw: bytes | None = None) -> str | None:
+    """Why the tables cannot hold ``event``; ``None`` when they can (as far as text goes).
+
+    ``raw``: the JSON ``event`` was decoded from. JSON writes a NUL only as ``\\u0000``, so
+    text without that escape needs no search for one.
+    """
     for field, limit in FIELD_LENGTHS.items():
         value = event.get(field)
         if isinstance(value, str) and len(value) > limit:
             return f"{field} is longer than the tables take ({len(value)} > {limit} characters)"
-    for field, value in event.items():
-        if isinstance(value, str) and "\x00" in value:
-            return f"{field} holds a NUL character"
+    if raw is None or b"\\u0000" in raw:
+        for field, value in event.items():
+            if isinstance(value, str) and "\x00" in value:
+                return f"{field} holds a NUL character"
     try:
         key = entity_key(event)
     except Exception:

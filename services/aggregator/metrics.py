@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram
 
 APPLIED = Counter("callboard_aggregator_events_applied_total", "Events applied to the KPI tables")
@@ -56,3 +60,24 @@ def observe_batch(applied: int, skipped: int, seconds: float) -> None:
     SKIPPED.inc(skipped)
     BATCH_SIZE.observe(applied)
     TRANSACTION_SECONDS.observe(seconds)
+
+
+# Where a member's time goes, stage by stage (the bench prints them). ``lock`` is the wait for
+# the partitions' stored offsets; ``load_state`` includes the wait for other members working
+# on the same entities.
+STAGES = ("poll", "decode", "lock", "load_state", "merge", "write", "commit")
+STAGE_SECONDS = Counter(
+    "callboard_aggregator_stage_seconds",
+    "Seconds spent in each stage of applying batches",
+    ["stage"],
+)
+_STAGE_COUNTERS = {name: STAGE_SECONDS.labels(name) for name in STAGES}
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _STAGE_COUNTERS[name].inc(time.perf_counter() - started)

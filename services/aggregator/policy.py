@@ -1,6 +1,7 @@
 """The one place that decides about a batch the aggregator could not apply.
 
-Every failure to apply records ends here, and gets one of three answers:
+Every failure to apply records ends here (``ProcessingPolicy.apply`` runs the applier and
+carries the decision out), and gets one of three answers:
 
 - **retry**: the system failed, not the records (the database or the dead-letter topic away,
   read-only, out of disk, refusing permission, or a bug that breaks every record). The same
@@ -33,6 +34,7 @@ import psycopg
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from services.aggregator import metrics
+from services.aggregator.applier import BatchApplier, BatchResult, Record, reason_of
 from services.aggregator.dead_letters import DeadLetterUnavailable
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,53 @@ class ProcessingPolicy:
             )
         self.failing_since = None
         metrics.HEALTHY.set(1)
+
+    def apply(self, applier: BatchApplier, records: list[Record]) -> BatchResult:
+        """Apply ``records``, putting every failure to the policy.
+
+        Retried as they are while the system fails (after a backoff, until it outlasts
+        ``give_up_after_seconds``); once the records are blamed, applied
+        again setting aside the events the merge raises on, and when an error still escapes
+        (the database refused a value), each half applied on its own, down to the one record
+        to set aside.
+        """
+        set_aside = False
+        refuse: str | None = None
+        while True:
+            setting_aside = set_aside or self.records_at_fault
+            try:
+                result = applier.apply(records, refuse=refuse, set_aside=setting_aside)
+            except Exception as exc:
+                decision = self.decide(exc)
+                if decision is Decision.STOP:
+                    raise
+                if decision is Decision.RETRY:
+                    self.wait()
+                    continue
+                if not setting_aside:
+                    set_aside = True
+                    continue
+                if refuse is not None:
+                    raise  # setting the record aside failed: not the record's doing
+                if len(records) == 1:
+                    refuse = reason_of("not applied", exc)
+                    continue
+                log.warning(
+                    "batch not applied; bisecting it",
+                    extra={"records": len(records), "reason": reason_of("error", exc)[:300]},
+                )
+                break
+            self.succeeded()
+            return result
+        middle = len(records) // 2
+        first = self.apply(applier, records[:middle])
+        second = self.apply(applier, records[middle:])
+        return BatchResult(
+            first.applied + second.applied,
+            first.skipped + second.skipped,
+            first.rejected + second.rejected,
+            first.next_offsets | second.next_offsets,
+        )
 
 
 def _describe(exc: BaseException) -> str:

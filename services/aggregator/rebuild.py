@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from sqlalchemy import Connection, Table, text
 from sqlalchemy.exc import OperationalError
@@ -46,6 +45,7 @@ from services.aggregator import repository
 from services.aggregator.consumer import AggregatorMember
 from services.aggregator.settings import AggregatorSettings
 from shared.db import make_engine
+from shared.kafka import kafka_consumer
 from shared.models import metadata
 
 log = logging.getLogger(__name__)
@@ -186,8 +186,8 @@ class Rebuild:
 
     def _topic_end(self) -> dict[int, int]:
         """The topic's end offsets now; refuses a topic that no longer starts at offset 0."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+        consumer = kafka_consumer(
+            self.settings,
             client_id="callboard-rebuild",
             allow_auto_create_topics=False,
         )

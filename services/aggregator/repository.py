@@ -9,12 +9,12 @@ from functools import lru_cache
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, delete, func, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, delete, func, select, text, tuple_
 
 from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
 from services.aggregator.facts import LeadFact, Scope, State, parse_utc_text
 from services.aggregator.leadcounts import CountKey, MarkChanges, grouped
+from services.aggregator.upserts import chunks, copy_insert, insert_for, upsert
 from shared.db import COMMITS_CHANNEL
 from shared.kpis import COUNTER_KEYS
 from shared.leadcounts import (
@@ -42,114 +42,18 @@ from shared.models import (
 )
 from shared.timeutil import week_start
 
-_CHUNK = 1000
-_ADDITIVE = frozenset((*COUNTER_KEYS, *MARK_COLUMNS, "calls"))
-# Entities are locked through a fixed number of advisory-lock slots, so that two members
-# that briefly process the same entity take turns without filling the lock table.
-_LOCK_SLOTS = 512
+# Two members that briefly process the same entity (during a rebalance, or a call whose
+# events went to two partitions) take turns on it: each locks the rows of its entities, an
+# entity not stored yet through a placeholder row with this state. Row locks, not advisory
+# locks: they take no room in the lock table, so a batch locks exactly its own entities and
+# members working on different ones never wait for each other.
+_PLACEHOLDER = "null"
 # A batch's lead counts are worked out from the facts its leads had before it, so two
-# members whose batches share a lead take turns for the last step of their batches. Leads
-# lock through slots of their own, above the entity slots and taken after them: every
-# member takes its locks in ascending order, so no two wait for each other in a circle.
-_LEAD_LOCK_SLOTS = 64
-
-
-def _insert(connection: Connection, table: Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, add: bool) -> None:
-    """Insert rows; on a key already there, add the counters (``add``) or replace the row.
-
-    Rows go in primary-key order, so concurrent writers lock rows in the same order.
-    """
-    if not rows:
-        return
-    pk = [c.name for c in table.primary_key.columns]
-    rows.sort(key=lambda r: tuple(r[k] for k in pk))
-    columns = list(rows[0])
-    updated = [c for c in columns if c not in pk]
-    if connection.dialect.name == "postgresql":
-        _pg_copy_upsert(connection, table, rows, pk, columns, updated, add)
-        return
-    stmt = sqlite.insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=pk,
-        set_={
-            c: table.c[c] + stmt.excluded[c] if add and c in _ADDITIVE else stmt.excluded[c]
-            for c in updated
-        },
-    )
-    connection.execute(stmt, rows)
-    counters = [c for c in updated if c in _ADDITIVE]
-    if add and counters:
-        # A row whose counters all went back to zero (a call moved to another bucket, a
-        # sale cancelled) holds nothing: remove it, so rows exist only where something counts.
-        emptied = delete(table).where(
-            *(table.c[k] == bindparam(f"pk_{k}") for k in pk),
-            *(table.c[c] == 0 for c in counters),
-        )
-        connection.execute(emptied, [{f"pk_{k}": r[k] for k in pk} for r in rows])
-
-
-def _pg_stage(
-    connection: Connection, table: Table, rows: list[dict[str, Any]], columns: list[str]
-) -> str:
-    """COPY ``rows`` into the session's staging table for ``table``; returns its name.
-
-    COPY and then one INSERT ... SELECT: far fewer round trips and far less client work than
-    a statement per row. The caller empties the staging table when done with it.
-    """
-    staging = f"staging_{table.name}"
-    connection.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
-        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
-    return staging
-
-
-def _pg_copy_upsert(
-    connection: Connection,
-    table: Table,
-    rows: list[dict[str, Any]],
-    pk: list[str],
-    columns: list[str],
-    updated: list[str],
-    add: bool,
-) -> None:
-    staging = _pg_stage(connection, table, rows, columns)
-    names = ", ".join(columns)
-    assignments = ", ".join(
-        f"{c} = {table.name}.{c} + EXCLUDED.{c}"
-        if add and c in _ADDITIVE
-        else f"{c} = EXCLUDED.{c}"
-        for c in updated
-    )
-    connection.exec_driver_sql(
-        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
-        f"ORDER BY {', '.join(pk)} "
-        f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {assignments}"
-    )
-    counters = [c for c in updated if c in _ADDITIVE]
-    if add and counters:
-        # See _upsert: rows whose counters all went back to zero are removed.
-        matches = " AND ".join(f"t.{k} = s.{k}" for k in pk)
-        zeros = " AND ".join(f"t.{c} = 0" for c in counters)
-        connection.exec_driver_sql(
-            f"DELETE FROM {table.name} AS t USING {staging} AS s WHERE {matches} AND {zeros}"
-        )
-    connection.exec_driver_sql(f"TRUNCATE {staging}")
+# members whose batches share a lead take turns for the last step of their batches: each
+# lead has a row of its own (kept, with the placeholder state) that the batch locks, after
+# its entities. Every member takes its locks in ascending order within each step, so no two
+# wait for each other in a circle.
+_LEAD_KEY_PREFIX = "lead:"
 
 
 def claim_offsets(connection: Connection, topic: str, partitions: Iterable[int]) -> dict[int, int]:
@@ -158,7 +62,7 @@ def claim_offsets(connection: Connection, topic: str, partitions: Iterable[int])
     if not partitions:
         return {}
     now = datetime.now(UTC)
-    stmt = _insert(connection, consumer_offset).on_conflict_do_nothing()
+    stmt = insert_for(connection, consumer_offset).on_conflict_do_nothing()
     connection.execute(
         stmt,
         [{"topic": topic, "partition": p, "next_offset": 0, "updated_at": now} for p in partitions],
@@ -206,32 +110,58 @@ def announce_commit(connection: Connection, topic: str, events: int) -> None:
     )
 
 
-def lock_entities(connection: Connection, keys: Sequence[str]) -> None:
-    _lock_slots(connection, keys, 0, _LOCK_SLOTS)
+def lock_and_load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]:
+    """Lock the entities ``keys`` until the commit; their stored states (none: not stored).
 
-
-def _lock_slots(connection: Connection, keys: Iterable[str], base: int, slots: int) -> None:
-    """Advisory locks on the slots ``base + hash % slots`` of ``keys``, in ascending order."""
+    An entity not stored yet gets a placeholder row, locked like the others; the caller
+    writes its state or drops the placeholder (``drop_placeholders``).
+    """
     if connection.dialect.name != "postgresql":
-        return
-    keys = list(set(keys))
-    if not keys:
+        return load_states(connection, keys)
+    states: dict[str, State] = {}
+    for key, state in _lock_rows(connection, keys):
+        if state != _PLACEHOLDER:
+            states[key] = orjson.loads(state)
+    return states
+
+
+def drop_placeholders(connection: Connection, keys: Sequence[str]) -> None:
+    """Remove the placeholders of ``keys`` (entities locked whose state was not written)."""
+    if connection.dialect.name != "postgresql" or not keys:
         return
     connection.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(slot) FROM "
-            "(SELECT DISTINCT :base + abs(hashtext(k)) % :slots AS slot "
-            "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY slot) AS s"
-        ),
-        {"base": base, "slots": slots, "keys": keys},
+        text("DELETE FROM entity_state WHERE key = ANY(CAST(:keys AS text[])) AND state = :p"),
+        {"keys": list(keys), "p": _PLACEHOLDER},
     )
+
+
+def _lock_rows(connection: Connection, keys: Iterable[str]) -> list[tuple[str, str]]:
+    """Row locks on the ``entity_state`` rows of ``keys`` in ascending order, placeholders
+    inserted for those missing; each key with its stored state.
+
+    One statement per chunk, the chunks in order: the rows are locked in key order whether
+    they existed or not, so two members never wait for each other in a circle.
+    """
+    out: list[tuple[str, str]] = []
+    for chunk in chunks(sorted(set(keys))):
+        rows = connection.execute(
+            text(
+                "INSERT INTO entity_state (key, state) "
+                "SELECT k, :p FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k "
+                "ON CONFLICT (key) DO UPDATE SET state = entity_state.state "
+                "RETURNING key, state"
+            ),
+            {"keys": list(chunk), "p": _PLACEHOLDER},
+        )
+        out.extend((row.key, row.state) for row in rows)
+    return out
 
 
 def load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]:
     states: dict[str, State] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys):
         query = select(entity_state.c.key, entity_state.c.state).where(
-            entity_state.c.key.in_(chunk)
+            entity_state.c.key.in_(chunk), entity_state.c.state != _PLACEHOLDER
         )
         for row in connection.execute(query):
             states[row.key] = orjson.loads(row.state)
@@ -257,7 +187,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                     **values,
                 }
             )
-    _upsert(connection, kpi_minute, minute_rows, add=True)
+    upsert(connection, kpi_minute, minute_rows, add=True)
 
     day_rows = []
     for (day, scope), values in delta.day_counters.items():
@@ -272,9 +202,9 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                     **values,
                 }
             )
-    _upsert(connection, kpi_day, day_rows, add=True)
+    upsert(connection, kpi_day, day_rows, add=True)
 
-    _upsert(
+    upsert(
         connection,
         disposition_minute,
         [
@@ -290,7 +220,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
         ],
         add=True,
     )
-    _upsert(
+    upsert(
         connection,
         disposition_day,
         [
@@ -310,13 +240,13 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
     _write_states(connection, delta.states)
     _write_roster(connection, delta.roster)
     if delta.agent_states:
-        stmt = _insert(connection, agent_state_change).on_conflict_do_nothing()
+        stmt = insert_for(connection, agent_state_change).on_conflict_do_nothing()
         connection.execute(stmt, sorted(delta.agent_states.values(), key=lambda r: r["event_id"]))
     _write_funnel(connection, delta)
     if delta.new_sales:
         counted_at = datetime.now(UTC)
         rows = [{**row, "counted_at": counted_at} for _, row in sorted(delta.new_sales.items())]
-        connection.execute(_insert(connection, sale_feed).on_conflict_do_nothing(), rows)
+        connection.execute(insert_for(connection, sale_feed).on_conflict_do_nothing(), rows)
     # Last: it holds the lead-count lock until the commit.
     _write_lead_facts(connection, delta.lead_facts, builder)
 
@@ -331,8 +261,9 @@ def _write_lead_facts(
     """Lead facts, and the daily lead counts they change (see ``leadcounts.py``)."""
     if not rows:
         return
-    leads = (v.lead_id for r in rows for v in (r.value, r.previous) if v is not None)
-    _lock_slots(connection, leads, _LOCK_SLOTS, _LEAD_LOCK_SLOTS)
+    if connection.dialect.name == "postgresql":
+        leads = {v.lead_id for r in rows for v in (r.value, r.previous) if v is not None}
+        _lock_rows(connection, (f"{_LEAD_KEY_PREFIX}{lead}" for lead in leads))
     appended: list[tuple[str, str, date, Scope]] = []
     recompute: set[str] = set()
     days: set[date] = set()
@@ -370,7 +301,7 @@ def _write_lead_facts(
     _apply_lead_facts(connection, rows, builder)
     if recompute:
         changes.merge(before, _lead_counts(connection, *scope))
-    _upsert(
+    upsert(
         connection,
         lead_count_day,
         [
@@ -405,7 +336,7 @@ def _newest_days(
     facts = sorted({fact for _, fact in pairs})
     c = lead_fact.c
     out: dict[tuple[str, str], dict[Scope, date]] = defaultdict(dict)
-    for chunk in _chunks(leads):
+    for chunk in chunks(leads):
         query = (
             select(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id, func.max(c.day))
             .where(c.lead_id.in_(chunk), c.fact.in_(facts), c.day >= first)
@@ -437,7 +368,7 @@ def _lead_counts(
 ) -> dict[CountKey, tuple[int, ...]]:
     """``lead_count_day`` as computed from the facts of ``leads`` on the days ``[first, end)``."""
     out: dict[CountKey, tuple[int, ...]] = {}
-    for chunk in _chunks(leads):
+    for chunk in chunks(leads):
         params = {"leads": list(chunk), "first": first, "end": end}
         for row in connection.execute(_contributions_of_leads(), params):
             key = cast(CountKey, tuple(row[: len(KEY_COLUMNS)]))
@@ -453,7 +384,7 @@ def _apply_lead_facts(
     connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
 ) -> None:
     gone = [(r.source, r.fact) for r in rows if r.value is None]
-    for chunk in _chunks(sorted(gone)):
+    for chunk in chunks(sorted(gone)):
         connection.execute(
             delete(lead_fact).where(tuple_(lead_fact.c.source, lead_fact.c.fact).in_(chunk))
         )
@@ -478,14 +409,14 @@ def _apply_lead_facts(
                 "flag": row.value.flag,
             }
         )
-    _upsert(connection, lead_fact, present, add=False)
+    upsert(connection, lead_fact, present, add=False)
 
 
 def _write_states(connection: Connection, states: dict[str, State]) -> None:
     if not states:
         return
     rows = [{"key": k, "state": orjson.dumps(v).decode()} for k, v in states.items()]
-    _upsert(connection, entity_state, rows, add=False)
+    upsert(connection, entity_state, rows, add=False)
 
 
 def _write_roster(connection: Connection, roster: dict[str, tuple[str, str, str]]) -> None:
@@ -500,7 +431,7 @@ def _write_roster(connection: Connection, roster: dict[str, tuple[str, str, str]
         }
         for agent, (ts, event_id, team) in sorted(roster.items())
     ]
-    stmt = _insert(connection, agent_team)
+    stmt = insert_for(connection, agent_team)
     newer = tuple_(stmt.excluded.occurred_at, stmt.excluded.event_id) > tuple_(
         agent_team.c.occurred_at, agent_team.c.event_id
     )
@@ -524,8 +455,8 @@ def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
     leads = sorted(delta.latest_stages(), key=lambda r: r["lead_id"])
     if connection.dialect.name == "postgresql":
         columns = [c for c in changes[0] if c != "lead_id"]
-        _pg_copy_insert(connection, stage_change, changes, "DO NOTHING")
-        _pg_copy_insert(
+        copy_insert(connection, stage_change, changes, "DO NOTHING")
+        copy_insert(
             connection,
             lead_stage,
             leads,
@@ -535,8 +466,8 @@ def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
             " > (lead_stage.occurred_at, lead_stage.event_id)",
         )
         return
-    connection.execute(_insert(connection, stage_change).on_conflict_do_nothing(), changes)
-    upsert = _insert(connection, lead_stage)
+    connection.execute(insert_for(connection, stage_change).on_conflict_do_nothing(), changes)
+    upsert = insert_for(connection, lead_stage)
     newer = tuple_(upsert.excluded.occurred_at, upsert.excluded.event_id) > tuple_(
         lead_stage.c.occurred_at, lead_stage.c.event_id
     )
@@ -546,19 +477,3 @@ def _write_funnel(connection: Connection, delta: BatchDelta) -> None:
         where=newer,
     )
     connection.execute(upsert, leads)
-
-
-def _pg_copy_insert(
-    connection: Connection, table: Table, rows: list[dict[str, Any]], on_conflict: str
-) -> None:
-    """``rows`` (in primary-key order) staged, then one INSERT ... SELECT with
-    ``ON CONFLICT (primary key) <on_conflict>``."""
-    pk = ", ".join(c.name for c in table.primary_key.columns)
-    columns = list(rows[0])
-    names = ", ".join(columns)
-    staging = _pg_stage(connection, table, rows, columns)
-    connection.exec_driver_sql(
-        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
-        f"ORDER BY {pk} ON CONFLICT ({pk}) {on_conflict}"
-    )
-    connection.exec_driver_sql(f"TRUNCATE {staging}")

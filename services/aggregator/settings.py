@@ -10,7 +10,6 @@ from shared.settings import CommonSettings
 
 
 class AggregatorSettings(CommonSettings):
-    group_id: str = "callboard-aggregator"
     batch_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
     fetch_max_wait_ms: int = Field(default=50, ge=0)

@@ -1,12 +1,11 @@
 """A watch on the Kafka client's calls: one that never returns is failed, then the process ends.
 
-kafka-python (3.0.12) does its network work on an IO thread, and a call such as ``poll``
-waits for that thread without a time limit. After a broker restart such a wait was seen
-never to end: the IO thread idle, the call's task gone, the member applying nothing while
-it looked alive. The watch fails the client's pending waits once a call has run for
-``limit`` seconds, so the call raises :class:`ClientStalled` and the member replaces its
-client; a call still running ``limit`` seconds after that ends the process, for its
-supervisor to start it again (nothing is lost: offsets live with the numbers).
+A call of the Kafka client may never return (``shared.kafka_workarounds.fail_pending_calls``
+says why): the member would apply nothing while it looked alive. The watch fails the
+client's pending waits once a call has run for ``limit`` seconds, so the call raises
+:class:`ClientStalled` and the member replaces its client; a call still running ``limit``
+seconds after that ends the process, for its supervisor to start it again (nothing is
+lost: offsets live with the numbers).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from services.aggregator import metrics
+from shared.kafka_workarounds import fail_pending_calls
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,3 @@ class CallWatch:
                 extra={"call": name, "waited_seconds": round(now - since, 1)},
             )
             self._exit(EXIT_STALLED)
-
-
-def fail_pending_calls(client: Any, exc: Exception) -> bool:
-    """Make the calls waiting on ``client``'s IO thread raise ``exc``; False if it has none."""
-    net = getattr(client, "_net", None)
-    fail = getattr(net, "_fail_pending_waiters", None)
-    if fail is None:
-        return False
-    fail(exc)
-    return True

@@ -24,7 +24,6 @@ VICIDIAL_STEPS: dict[BoardState, list[int]] = {
 
 
 class ApiSettings(CommonSettings):
-    group_id: str = "callboard-aggregator"
     # Ratio KPIs need this much volume (their denominator) to rank, unless a request says.
     leaderboard_min_volume: int = Field(default=20, ge=0)
     # Lag status (services/api/operations/lag.py): observations every lag_sample_seconds (0: only on

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from services.ingest import metrics
 from services.ingest.settings import IngestSettings
-from shared.kafka import close_in_background, ensure_topic
+from shared.kafka import close_in_background, ensure_topic, kafka_admin, kafka_producer
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ class EventProducer:
         with self._lock:
             if self._producer is None:
                 ensure_topic(
-                    self.settings.bootstrap_servers,
+                    self.settings,
                     self.settings.events_topic,
                     self.settings.events_partitions,
                 )
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.settings.bootstrap_servers,
+                self._producer = kafka_producer(
+                    self.settings,
                     client_id="callboard-ingest",
                     acks="all",
                     enable_idempotence=True,
@@ -129,8 +129,8 @@ class EventProducer:
         """
         try:
             self._get()
-            admin = KafkaAdminClient(
-                bootstrap_servers=self.settings.bootstrap_servers,
+            admin = kafka_admin(
+                self.settings,
                 request_timeout_ms=2_000,
                 bootstrap_timeout_ms=2_000,
             )

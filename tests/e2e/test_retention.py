@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from services.aggregator.consumer import BatchApplier, Record
+from services.aggregator.applier import BatchApplier, Record
 from services.aggregator.retention import purge
 from services.aggregator.settings import AggregatorSettings
 from shared.db import upgrade_database

@@ -19,7 +19,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-from services.aggregator.consumer import AggregatorMember, BatchApplier, Record
+from services.aggregator.applier import BatchApplier, Record
+from services.aggregator.consumer import AggregatorMember
 from services.aggregator.dead_letters import (
     REPLAY_OF,
     DeadLetter,

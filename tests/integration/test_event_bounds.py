@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 
-from services.aggregator.consumer import BatchApplier, Record
+from services.aggregator.applier import BatchApplier, Record
 from services.aggregator.settings import AggregatorSettings
 from services.api.metrics.periods import Period, resolve_range
 from shared.db import upgrade_database

@@ -57,6 +57,7 @@ from services.api.operations.prometheus import (
     LAG_STATUS,
 )
 from services.api.settings import ApiSettings
+from shared.kafka import kafka_admin, kafka_consumer
 from shared.models import consumer_offset
 from shared.timeutil import as_utc
 
@@ -148,8 +149,8 @@ class LagMonitor:
 
     def _kafka(self) -> tuple[KafkaConsumer, KafkaAdminClient]:
         if self._consumer is None:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.settings.bootstrap_servers,
+            self._consumer = kafka_consumer(
+                self.settings,
                 group_id=None,
                 enable_auto_commit=False,
                 client_id="callboard-api-lag",
@@ -158,8 +159,8 @@ class LagMonitor:
                 consumer_timeout_ms=1_000,
             )
         if self._admin is None:
-            self._admin = KafkaAdminClient(
-                bootstrap_servers=self.settings.bootstrap_servers,
+            self._admin = kafka_admin(
+                self.settings,
                 client_id="callboard-api-lag-admin",
                 request_timeout_ms=5_000,
                 bootstrap_timeout_ms=3_000,
