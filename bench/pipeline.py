@@ -1,9 +1,12 @@
 """Pipeline benchmark: a synthetic floor through the real stack, figures printed.
 
+0. the ceiling: records/s kafka-python itself produces (acks=all, idempotent, as ingest
+   sends) and consumes (nothing done with them) on the same broker, in the same run; the
+   pipeline's figures below are printed as shares of these;
 1. ingest: events/s that ``POST /v1/events`` acknowledges (202: stored in Kafka), with the
    aggregator stopped;
 2. aggregator: events/s from the topic into the KPI tables, from the first batch to the
-   last, with 1..N aggregator processes;
+   last, with 1..N aggregator processes, and events per aggregator CPU-second;
 3. freshness: at a steady posting rate, the time from an event's 202 until the read API
    shows it, p50/p99.
 
@@ -25,6 +28,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,12 +39,14 @@ from kafka.structs import TopicPartition
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.adapters import _cpu_seconds
 from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresCluster
 from devstack.processes import free_port
 from devstack.simulator import FloorShape, FloorSimulator
+from services.ingest.settings import IngestSettings
 from shared.db import upgrade_database
-from shared.kafka import ensure_topic, kafka_consumer
+from shared.kafka import ensure_topic, kafka_consumer, kafka_producer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,14 +134,97 @@ class Stack:
             engine.dispose()
 
 
-def _bodies(count: int, batch: int, seed: int) -> list[bytes]:
+def _events(count: int, seed: int) -> list[dict[str, Any]]:
     simulator = FloorSimulator(FloorShape(teams=10, agents_per_team=20), seed=seed)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    events = list(simulator.events(count, start - timedelta(days=1), timedelta(hours=20)))
+    return list(simulator.events(count, start - timedelta(days=1), timedelta(hours=20)))
+
+
+def _bodies(count: int, batch: int, seed: int) -> list[bytes]:
+    events = _events(count, seed)
     return [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
 
 
-def bench_ingest(stack: Stack, events: int, batch: int, clients: int) -> float:
+@dataclass(frozen=True, slots=True)
+class Ceiling:
+    """kafka-python's own rates on the broker of this run, in records/s."""
+
+    produce: float
+    consume: float
+
+
+def bench_ceiling(bootstrap: str, events: int, partitions: int) -> Ceiling:
+    """Produce the same events as ingest would (one record each, keyed by agent, acks=all,
+    idempotent, ingest's linger and batch size) from one producer, then consume them all
+    back with one consumer that does nothing with them."""
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    ensure_topic([bootstrap], topic, partitions)
+    records = [
+        (str(e.get("agent_id") or e.get("call_id")).encode(), orjson.dumps(e))
+        for e in _events(events, seed=2)
+    ]
+    producer = kafka_producer(
+        bootstrap=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=IngestSettings.model_fields["producer_linger_ms"].default,
+        batch_size=256 * 1024,
+    )
+    try:
+        producer.partitions_for(topic)  # metadata first: it is not part of the rate
+        started = time.perf_counter()
+        futures = [producer.send(topic, key=key, value=value) for key, value in records]
+        producer.flush()
+        for future in futures:
+            future.get()
+        produce_seconds = time.perf_counter() - started
+    finally:
+        producer.close()
+    produce = len(records) / produce_seconds
+    _say(
+        f"raw produce (kafka-python, acks=all, idempotent, one producer): {len(records)} "
+        f"records in {produce_seconds:.2f} s = {produce:,.0f} records/s"
+    )
+
+    consumer = kafka_consumer(
+        bootstrap=bootstrap,
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        consumer.seek_to_beginning()
+        received = counted = 0
+        first: float | None = None
+        deadline = time.monotonic() + 300
+        while received < len(records) and time.monotonic() < deadline:
+            batch = sum(len(r) for r in consumer.poll(timeout_ms=1000).values())
+            if batch and first is None:
+                # As the aggregator's rate is: from the first batch to the last.
+                first = time.perf_counter()
+            elif batch:
+                counted += batch
+            received += batch
+        consume_seconds = time.perf_counter() - (first or time.perf_counter())
+    finally:
+        consumer.close()
+    if received < len(records):
+        raise RuntimeError(f"consumed {received} of {len(records)} records in 5 minutes")
+    consume = counted / consume_seconds if consume_seconds > 0 else float("inf")
+    _say(
+        f"raw consume (kafka-python, one consumer, {partitions} partitions): {counted} records "
+        f"in {consume_seconds:.2f} s after the first batch = {consume:,.0f} records/s"
+    )
+    return Ceiling(produce, consume)
+
+
+def _share(rate: float, ceiling: float) -> str:
+    return f"{rate:,.0f} events/s = {100 * rate / ceiling:.0f} %"
+
+
+def bench_ingest(stack: Stack, events: int, batch: int, clients: int, ceiling: Ceiling) -> float:
     bodies = _bodies(events, batch, seed=1)
     total = sum(len(orjson.loads(b)) for b in bodies)
 
@@ -155,14 +244,12 @@ def bench_ingest(stack: Stack, events: int, batch: int, clients: int) -> float:
     elapsed = time.perf_counter() - started
     assert accepted == total, (accepted, total)
     rate = total / elapsed
-    _say(
-        f"ingest: {total} events in {elapsed:.2f} s = {rate:,.0f} events/s "
-        f"(batches of {batch}, {clients} concurrent clients)"
-    )
+    _say(f"ingest: {_share(rate, ceiling.produce)} of raw produce")
+    _say(f"  ({total} events in {elapsed:.2f} s, batches of {batch}, {clients} concurrent clients)")
     return rate
 
 
-def bench_aggregator(stack: Stack, processes: int) -> float:
+def bench_aggregator(stack: Stack, processes: int, ceiling: Ceiling) -> float:
     target = sum(stack.end_offsets().values())
     baseline = stack.applied()
     ports = [free_port() for _ in range(processes)]
@@ -170,14 +257,17 @@ def bench_aggregator(stack: Stack, processes: int) -> float:
         stack.start(
             f"aggregator-{n}", "aggregator", env={"CALLBOARD_AGGREGATOR_METRICS_PORT": str(port)}
         )
+    pids = [stack.processes[f"aggregator-{n}"].pid for n in range(processes)]
     first_moved: float | None = None
     first_value = baseline
+    cpu_at_first = 0.0
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         applied = stack.applied()
         now = time.perf_counter()
         if first_moved is None and applied > baseline:
             first_moved, first_value = now, applied
+            cpu_at_first = sum(_cpu_seconds(pid) for pid in pids)
         if applied >= target:
             break
         time.sleep(0.05)
@@ -185,11 +275,17 @@ def bench_aggregator(stack: Stack, processes: int) -> float:
         raise RuntimeError("aggregator did not catch up in 15 minutes")
     assert first_moved is not None
     elapsed = time.perf_counter() - first_moved
+    cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_at_first
     counted = target - first_value
     rate = counted / elapsed if elapsed > 0 else float("inf")
+    per_cpu = f"{counted / cpu:,.0f}" if cpu > 0 else "n/a"
     _say(
-        f"aggregator ({processes} process{'es' if processes > 1 else ''}): {counted} events in "
-        f"{elapsed:.2f} s after the first batch = {rate:,.0f} events/s"
+        f"aggregator ({processes} process{'es' if processes > 1 else ''}): "
+        f"{_share(rate, ceiling.consume)} of raw consume"
+    )
+    _say(
+        f"  ({counted} events in {elapsed:.2f} s after the first batch; {cpu:.1f} aggregator "
+        f"CPU-seconds = {per_cpu} events per aggregator CPU-second)"
     )
     for n, port in enumerate(ports):
         stages = _stage_seconds(port)
@@ -326,6 +422,7 @@ def main() -> None:
     postgres = make_url(base_url).render_as_string()
     _say(f"kafka {bootstrap}; postgres {postgres}; cores {os.cpu_count()}")
     try:
+        ceiling = bench_ceiling(bootstrap, args.events, args.partitions)
         for processes in args.aggregators:
             topic = f"bench-{uuid.uuid4().hex[:8]}"
             database_url = _fresh_database(base_url)
@@ -333,8 +430,8 @@ def main() -> None:
             stack = Stack(bootstrap, database_url, topic, workdir)
             try:
                 stack.start_http("ingest", stack.ingest_url, "--workers", str(args.ingest_workers))
-                bench_ingest(stack, args.events, args.batch, args.clients)
-                bench_aggregator(stack, processes)
+                bench_ingest(stack, args.events, args.batch, args.clients, ceiling)
+                bench_aggregator(stack, processes, ceiling)
                 if processes == args.aggregators[0]:
                     stack.start_http("api", stack.api_url)
                     bench_freshness(stack, args.fresh_rate, args.fresh_seconds)
