@@ -1,9 +1,9 @@
 """Database tables. Alembic migrations create them; nothing else does.
 
-Counters are stored per minute (UTC bucket, with its local hour) and per local day (with its
-week and month), per agent, team and campaign. An empty string stands for "none" in those
-three columns so that they can be part of the primary key. Money and seconds are integers in
-the units of ``shared.kpis.STORAGE_SCALE``.
+Counters are stored per minute (UTC bucket, with its local hour), per local hour and per
+local day (with its week and month), per agent, team and campaign. An empty string stands
+for "none" in those three columns so that they can be part of the primary key. Money and
+seconds are integers in the units of ``shared.kpis.STORAGE_SCALE``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,16 @@ kpi_minute = Table(
     *_counter_columns(),
 )
 Index("ix_kpi_minute_agent_bucket", kpi_minute.c.agent_id, kpi_minute.c.bucket)
+
+# The minute counters summed per local hour (the start of the hour, as an instant): ranges
+# that are not whole days read their whole hours here and only their edges per minute.
+kpi_hour = Table(
+    "kpi_hour",
+    metadata,
+    Column("hour", TZ, primary_key=True),
+    *_scope_columns(),
+    *_counter_columns(),
+)
 
 kpi_day = Table(
     "kpi_day",

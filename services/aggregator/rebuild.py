@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 DERIVED_TABLES = (
     "consumer_offset",
     "kpi_minute",
+    "kpi_hour",
     "kpi_day",
     "disposition_minute",
     "disposition_day",

@@ -33,6 +33,7 @@ from shared.models import (
     disposition_minute,
     entity_state,
     kpi_day,
+    kpi_hour,
     kpi_minute,
     lead_count_day,
     lead_fact,
@@ -187,7 +188,9 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                     **values,
                 }
             )
+    hour_rows = _hour_rows(minute_rows)
     upsert(connection, kpi_minute, minute_rows, add=True)
+    upsert(connection, kpi_hour, hour_rows, add=True)
 
     day_rows = []
     for (day, scope), values in delta.day_counters.items():
@@ -249,6 +252,20 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
         connection.execute(insert_for(connection, sale_feed).on_conflict_do_nothing(), rows)
     # Last: it holds the lead-count lock until the commit.
     _write_lead_facts(connection, delta.lead_facts, builder)
+
+
+def _hour_rows(minute_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The minute rows' counters summed per local hour and scope, for ``kpi_hour``."""
+    hours: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for minute in minute_rows:
+        key = (minute["hour"], minute["agent_id"], minute["team_id"], minute["campaign_id"])
+        row = hours.get(key)
+        if row is None:
+            hours[key] = {k: v for k, v in minute.items() if k != "bucket"}
+        else:
+            for counter in COUNTER_KEYS:
+                row[counter] += minute[counter]
+    return [row for row in hours.values() if any(row[k] for k in COUNTER_KEYS)]
 
 
 def _week(builder: BatchBuilder, day: date) -> date:

@@ -4,9 +4,10 @@ What is kept: the day rollups (``kpi_day``, ``disposition_day``), which answer w
 days however old; the lead facts, which distinct-lead counts of any period need; orders,
 quotes and stage changes, and the agent-state history. What goes:
 
-- ``kpi_minute`` and ``disposition_minute`` rows older than ``retention_minute_days``: after
-  that, ranges are answered from whole days, and minute- or hour-grain views (the edges of a
-  range that is not whole days, the best time to call) no longer cover that time;
+- ``kpi_minute`` and ``disposition_minute`` rows older than ``retention_minute_days``, and
+  the ``kpi_hour`` rows of the hours wholly before that: after that, ranges are answered from
+  whole days, and minute- or hour-grain views (the edges of a range that is not whole days,
+  the best time to call) no longer cover that time;
 - the merged state of calls that started more than ``retention_call_state_days`` ago. It is
   what lets a late or repeated event of a call replace what the call counted before; an
   event for a call whose state is gone would count it again. So this age is the latest an
@@ -42,7 +43,7 @@ from services.aggregator import metrics
 from services.aggregator.facts import utc_text
 from services.aggregator.settings import AggregatorSettings
 from shared.db import transaction
-from shared.models import disposition_minute, entity_state, kpi_minute
+from shared.models import disposition_minute, entity_state, kpi_hour, kpi_minute
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ def purge(engine: Engine, settings: AggregatorSettings, now: datetime | None = N
             result.deleted[table.name] = _delete_in_chunks(
                 engine, table, table.c.bucket < cutoff, chunk
             )
+        # Whole hours only: an hour that still has minutes is kept with them.
+        result.deleted[kpi_hour.name] = _delete_in_chunks(
+            engine, kpi_hour, kpi_hour.c.hour < cutoff - timedelta(hours=1), chunk
+        )
     if settings.retention_call_state_days:
         cutoff = now - timedelta(days=settings.retention_call_state_days)
         result.deleted[entity_state.name] = _delete_in_chunks(

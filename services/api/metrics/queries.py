@@ -2,7 +2,8 @@
 
 Every function returns base values keyed by a :data:`RowKey`, the group values in the order
 of ``group_by`` followed by the bucket (``None`` without granularity). Whole local days come
-from the day rollup, the minutes at either edge of a range from the minute table. An agent's
+from the day rollup, whole local hours from the hour rollup (counters), the minutes at
+either edge of a range from the minute table. An agent's
 team is the team its events named, or else its current team from the roster.
 
 A key limited to some teams reads only the records that themselves name one of them
@@ -34,11 +35,12 @@ from shared.models import (
     disposition_day,
     disposition_minute,
     kpi_day,
+    kpi_hour,
     kpi_minute,
     lead_count_day,
     lead_fact,
 )
-from shared.timeutil import add_months, as_utc, local_midnight, week_start
+from shared.timeutil import add_months, as_utc, floor_local_hour, local_midnight, week_start
 
 Bucket = datetime | date | None
 RowKey = tuple[Any, ...]
@@ -124,6 +126,18 @@ def day_split(rng: TimeRange, zone: tzinfo) -> tuple[list[TimeRange], tuple[date
     return [e for e in edges if e.end > e.start], (start_day, end_day)
 
 
+def hour_split(rng: TimeRange, zone: tzinfo) -> tuple[list[TimeRange], TimeRange | None]:
+    """The minute ranges at the edges of ``rng`` and the whole local hours inside it."""
+    first = floor_local_hour(rng.start, zone)
+    if first < rng.start:
+        first = floor_local_hour(rng.start + timedelta(hours=1), zone)
+    last = floor_local_hour(rng.end, zone)
+    if first >= last:
+        return [rng], None
+    edges = [TimeRange(rng.start, first), TimeRange(last, rng.end)]
+    return [e for e in edges if e.end > e.start], TimeRange(first, last)
+
+
 def _bucket_of_hour(hour: datetime, query: Query) -> Bucket:
     local = as_utc(hour).astimezone(query.zone).date()
     if query.granularity is Granularity.day:
@@ -183,9 +197,11 @@ def _read(
 
 
 def _sources(
-    query: Query, minute_table: Table, day_table: Table
+    query: Query, minute_table: Table, day_table: Table, hour_table: Table | None = None
 ) -> list[tuple[Table, str | None, ColumnElement[bool]]]:
-    """(table, bucket column, condition) pieces that cover the range."""
+    """(table, bucket column, condition) pieces that cover the range: whole local days from
+    ``day_table``, whole local hours from ``hour_table`` if there is one, minutes at the
+    edges."""
     minute_bucket = {
         Granularity.none: None,
         Granularity.minute: "bucket",
@@ -198,7 +214,18 @@ def _sources(
         edges, days = [query.range], None
     else:
         edges, days = day_split(query.range, query.zone)
-    pieces: list[tuple[Table, str | None, ColumnElement[bool]]] = [
+    pieces: list[tuple[Table, str | None, ColumnElement[bool]]] = []
+    if hour_table is not None and query.native and query.granularity is not Granularity.minute:
+        hour_bucket = None if minute_bucket is None else "hour"
+        minute_edges = []
+        for edge in edges:
+            outside, hours = hour_split(edge, query.zone)
+            minute_edges += outside
+            if hours is not None:
+                condition = and_(hour_table.c.hour >= hours.start, hour_table.c.hour < hours.end)
+                pieces.append((hour_table, hour_bucket, condition))
+        edges = minute_edges
+    pieces += [
         (
             minute_table,
             minute_bucket,
@@ -225,7 +252,7 @@ def counter_sums(
     totals: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(keys, 0))
     if not keys:
         return {}
-    for table, bucket_column, condition in _sources(query, kpi_minute, kpi_day):
+    for table, bucket_column, condition in _sources(query, kpi_minute, kpi_day, kpi_hour):
         values = {k: func.sum(table.c[k]) for k in keys}
         for key, row in _read(
             connection,
