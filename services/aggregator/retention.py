@@ -93,7 +93,7 @@ def purge(engine: Engine, settings: AggregatorSettings, now: datetime | None = N
             )
         # Whole hours only: an hour that still has minutes is kept with them.
         result.deleted[kpi_hour.name] = _delete_in_chunks(
-            engine, kpi_hour, kpi_hour.c.hour < cutoff - timedelta(hours=1), chunk
+            engine, kpi_hour, kpi_hour.c.hour <= cutoff - timedelta(hours=1), chunk
         )
     if settings.retention_call_state_days:
         cutoff = now - timedelta(days=settings.retention_call_state_days)

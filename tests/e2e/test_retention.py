@@ -39,6 +39,9 @@ def _counts(engine: Engine) -> dict[str, int]:
         "old_minutes": "SELECT count(*) FROM kpi_minute WHERE bucket < :cutoff",
         "old_disposition_minutes": "SELECT count(*) FROM disposition_minute WHERE bucket < :cutoff",
         "recent_minutes": "SELECT count(*) FROM kpi_minute WHERE bucket >= :cutoff",
+        "old_hours": "SELECT count(*) FROM kpi_hour WHERE hour < :cutoff",
+        "recent_hours": "SELECT count(*) FROM kpi_hour WHERE hour >= :cutoff",
+        "lead_hours": "SELECT count(*) FROM lead_count_hour",
         "days": "SELECT count(*) FROM kpi_day",
         "day_dials": "SELECT coalesce(sum(dials), 0) FROM kpi_day",
         "lead_facts": "SELECT count(*) FROM lead_fact",
@@ -75,6 +78,7 @@ def test_the_aggregator_drops_old_minutes_and_call_state_on_a_schedule(
         old_days = _day_view(pipeline, OLD_DAY, "day")
         recent_hours = _day_view(pipeline, RECENT_DAY, "hour")
         assert before["old_minutes"] > 0 and before["recent_minutes"] > 0
+        assert before["old_hours"] > 0 and before["recent_hours"] > 0
         assert old_days and recent_hours
 
         pipeline.stop("aggregator")
@@ -97,7 +101,9 @@ def test_the_aggregator_drops_old_minutes_and_call_state_on_a_schedule(
 
     assert after["old_disposition_minutes"] == 0
     assert after["recent_minutes"] == before["recent_minutes"]
-    for kept in ("days", "day_dials", "lead_facts", "other_states"):
+    assert after["old_hours"] == 0
+    assert after["recent_hours"] == before["recent_hours"]
+    for kept in ("days", "day_dials", "lead_facts", "other_states", "lead_hours"):
         assert after[kept] == before[kept], kept
     # Half the call states were the old day's.
     assert 0 < after["call_states"] < before["call_states"]
@@ -143,8 +149,17 @@ def test_purge_on_sqlite(sqlite_engine: tuple[str, Engine]) -> None:
     after = _counts(engine)
     assert result.deleted["kpi_minute"] == before["old_minutes"] > 0
     assert result.deleted["disposition_minute"] == before["old_disposition_minutes"] > 0
+    assert result.deleted["kpi_hour"] == before["old_hours"] > 0
     assert result.deleted["entity_state"] == before["call_states"] - after["call_states"] > 0
-    assert after["old_minutes"] == after["old_disposition_minutes"] == 0
-    for kept in ("recent_minutes", "days", "day_dials", "lead_facts", "other_states"):
+    assert after["old_minutes"] == after["old_disposition_minutes"] == after["old_hours"] == 0
+    for kept in (
+        "recent_minutes",
+        "recent_hours",
+        "days",
+        "day_dials",
+        "lead_facts",
+        "other_states",
+        "lead_hours",
+    ):
         assert after[kept] == before[kept], kept
     assert purge(engine, settings, now=NOW.astimezone(UTC)).total == 0
