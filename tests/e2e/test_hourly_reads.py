@@ -1,0 +1,93 @@
+"""Rolling windows and today by hour, read from the hourly tables (``kpi_hour``,
+``lead_count_hour``, ``lead_newest_minute``), agree with an independent reference.
+
+The floor runs from 26 hours ago to a few minutes ahead of the clock, so ``last_24h`` has
+minutes at both edges and leads seen before, inside and ahead of the window. The reference
+places the window exactly: its cells are hours of a fixed-offset zone whose hours start on
+the window's own minute.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.floor import generate_floor
+from tests.pipeline import TIMEZONE, Pipeline
+from tests.reference import METRICS, bucket_of, keyed, reference_cells, rollup, value_pairs
+
+pytestmark = pytest.mark.pipeline
+ZONE = ZoneInfo(TIMEZONE)
+GROUPS: tuple[tuple[str, ...], ...] = ((), ("agent",), ("team",), ("team", "campaign"))
+
+
+def _ahead(at: datetime, lead: str, n: int) -> dict[str, Any]:
+    """A call started ``at``, ahead of the clock (the ingest tolerates 5 minutes)."""
+    return {
+        "event_id": f"ahead-{n}",
+        "type": "call.started",
+        "occurred_at": at.isoformat(),
+        "agent_id": "agent-0-0",
+        "team_id": "team-0",
+        "campaign_id": "spring",
+        "call_id": f"ahead-call-{n}",
+        "lead_id": lead,
+    }
+
+
+def _compare(body: dict[str, Any], expected: dict[tuple[Any, ...], Any], what: Any) -> int:
+    got = keyed(body["rows"], what[0])
+    assert set(got) == set(expected), what
+    for key, truth in expected.items():
+        for name, actual, wanted in value_pairs(got[key], truth):
+            assert actual == wanted, (*what, key, name)
+    return len(expected)
+
+
+@pytest.mark.timeout(600)
+def test_last_24h_and_today_by_hour_agree_with_the_reference(pipeline: Pipeline) -> None:
+    now = datetime.now(UTC)
+    floor = generate_floor(
+        2611,
+        start=now - timedelta(hours=26),
+        hours=26,
+        teams=2,
+        agents_per_team=4,
+        calls_per_agent=150,
+        leads=120,
+    )
+    # Ahead of the clock: a lead seen nowhere else (not in the window) and one of the
+    # floor's leads (in it, once).
+    ahead = [
+        _ahead(now + timedelta(minutes=4), "lead-only-ahead", 1),
+        _ahead(now + timedelta(minutes=4), floor.calls[0].lead_id, 2),
+    ]
+    events = floor.events + ahead
+    pipeline.post(events, batch=1000)
+    pipeline.wait_caught_up(timeout=300)
+
+    checked = 0
+    for group in GROUPS:
+        body = pipeline.metrics(
+            metrics=METRICS, group_by=",".join(group) or "none", period="last_24h"
+        )
+        start = datetime.fromisoformat(body["from"])
+        end = datetime.fromisoformat(body["to"])
+        assert end - start == timedelta(hours=24)
+        # Hours that start on the window's minute: the window is 24 of them exactly.
+        shifted = timezone(-timedelta(minutes=start.astimezone(UTC).minute))
+        cells = reference_cells(events, shifted)  # type: ignore[arg-type]
+        expected = rollup(cells, group, bucket_of("none"), start, end)
+        checked += _compare(body, expected, (group, "last_24h"))
+
+        body = pipeline.metrics(
+            metrics=METRICS, group_by=",".join(group) or "none", period="today", granularity="hour"
+        )
+        start = datetime.fromisoformat(body["from"])
+        end = datetime.fromisoformat(body["to"])
+        expected = rollup(reference_cells(events, ZONE), group, bucket_of("hour"), start, end)
+        checked += _compare(body, expected, (group, "today by hour"))
+    assert checked > 40
