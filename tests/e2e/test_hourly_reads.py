@@ -1,5 +1,5 @@
-"""Rolling windows and today by hour, read from the hourly tables (``kpi_hour``,
-``lead_count_hour``, ``lead_newest_minute``), agree with an independent reference.
+"""Rolling windows and today by hour, read from the hourly counters (``kpi_hour``) with
+their distinct-lead counts, agree with an independent reference.
 
 The floor runs from 26 hours ago to a few minutes ahead of the clock, so ``last_24h`` has
 minutes at both edges and leads seen before, inside and ahead of the window. The reference
@@ -19,7 +19,6 @@ from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.reference import METRICS, bucket_of, keyed, reference_cells, rollup, value_pairs
 
-pytestmark = pytest.mark.pipeline
 ZONE = ZoneInfo(TIMEZONE)
 GROUPS: tuple[tuple[str, ...], ...] = ((), ("agent",), ("team",), ("team", "campaign"))
 

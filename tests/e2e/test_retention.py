@@ -41,7 +41,6 @@ def _counts(engine: Engine) -> dict[str, int]:
         "recent_minutes": "SELECT count(*) FROM kpi_minute WHERE bucket >= :cutoff",
         "old_hours": "SELECT count(*) FROM kpi_hour WHERE hour < :cutoff",
         "recent_hours": "SELECT count(*) FROM kpi_hour WHERE hour >= :cutoff",
-        "lead_hours": "SELECT count(*) FROM lead_count_hour",
         "days": "SELECT count(*) FROM kpi_day",
         "day_dials": "SELECT coalesce(sum(dials), 0) FROM kpi_day",
         "lead_facts": "SELECT count(*) FROM lead_fact",
@@ -103,7 +102,7 @@ def test_the_aggregator_drops_old_minutes_and_call_state_on_a_schedule(
     assert after["recent_minutes"] == before["recent_minutes"]
     assert after["old_hours"] == 0
     assert after["recent_hours"] == before["recent_hours"]
-    for kept in ("days", "day_dials", "lead_facts", "other_states", "lead_hours"):
+    for kept in ("days", "day_dials", "lead_facts", "other_states"):
         assert after[kept] == before[kept], kept
     # Half the call states were the old day's.
     assert 0 < after["call_states"] < before["call_states"]
@@ -159,7 +158,6 @@ def test_purge_on_sqlite(sqlite_engine: tuple[str, Engine]) -> None:
         "day_dials",
         "lead_facts",
         "other_states",
-        "lead_hours",
     ):
         assert after[kept] == before[kept], kept
     assert purge(engine, settings, now=NOW.astimezone(UTC)).total == 0
