@@ -1,6 +1,6 @@
 """The fault suite's report, as a pytest plugin: one row per scenario, printed at the end.
 
-Each scenario of tests/test_faults.py adds a row through the ``fault_report`` fixture; the
+Each scenario of tests/e2e/test_faults.py adds a row through the ``fault_report`` fixture; the
 rows are printed in the terminal summary and written to ``fault-report.txt`` in the session's
 base temporary directory, whatever the outcome of the tests.
 """

@@ -438,7 +438,7 @@ def test_funnel_now_conversion_and_shape(floor: Pipeline) -> None:
 
 
 def test_backward_plan_week_by_week(floor: Pipeline, a1_revenue: int) -> None:
-    """Hand-worked in tests/test_playbook.py::test_weekly_plan_is_redone_from_the_rates_seen:
+    """Hand-worked in tests/unit/test_playbook.py::test_weekly_plan_is_redone_from_the_rates_seen:
     week 1 had no conversion seen in the four weeks before it; week 2 (planned on the 9th
     with 25 600 left, 4/15 of the remaining time): 4 won, 7 A, 7 B, 13 C, 16 D, 32 E; weeks
     3 and 4 (5/11): 6, 11, 11, 22, 27, 53; week 5 (1/11): 2, 3, 3, 5, 6, 11."""

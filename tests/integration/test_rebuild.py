@@ -1,4 +1,4 @@
-"""``callboard rebuild`` beyond the live switch of tests/test_faults.py."""
+"""``callboard rebuild`` beyond the live switch of tests/e2e/test_faults.py."""
 
 from __future__ import annotations
 
