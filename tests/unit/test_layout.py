@@ -1,6 +1,8 @@
-"""The shape of ``services/api``, checked on the real tree: domains as packages whose route
-modules never import each other, no import cycle, no module over 500 lines that does not
-say why in its first lines, and a response model on every route that answers JSON."""
+"""The shape of the house, checked on the real tree: the three services meet only in
+``shared/``; no import cycle in ``services/`` and ``shared/``, no module there over 500
+lines that does not say why in its first lines; in ``services/api``, domains as packages
+whose route modules never import each other and a response model on every route that
+answers JSON."""
 
 from __future__ import annotations
 
@@ -15,20 +17,27 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-API = Path(__file__).resolve().parents[2] / "services" / "api"
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "services.api"
+SERVICES = ("services.ingest", "services.aggregator", "services.api")
 MAX_LINES = 500
-# A longer module says why in the first lines of its docstring, with these words.
-LONG_MODULE_MARK = "over 500 lines"
+# A longer module says why in the first lines of its docstring ("over 500 lines", "longer
+# than 500 lines").
+LONG_MODULE_MARK = "500 lines"
 LONG_MODULE_HEAD = 20
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(API.parents[1]).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module_name(p): p for p in sorted(API.rglob("*.py"))}
+MODULES = {
+    _module_name(p): p
+    for folder in ("services", "shared")
+    for p in sorted((ROOT / folder).rglob("*.py"))
+}
+API_MODULES = {m for m in MODULES if m == PACKAGE or m.startswith(PACKAGE + ".")}
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -62,8 +71,8 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
 
 
 def imports_of(module: str) -> set[str]:
-    """The modules of services/api that ``module`` imports (``from a import b`` counts ``a.b``
-    when that is a module, else ``a``)."""
+    """The modules of services/ and shared/ that ``module`` imports (``from a import b``
+    counts ``a.b`` when that is a module, else ``a``)."""
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in _nodes(tree.body):
@@ -94,7 +103,7 @@ def _creates_router(path: Path) -> bool:
     return False
 
 
-ROUTE_MODULES = {m for m, p in MODULES.items() if _creates_router(p)}
+ROUTE_MODULES = {m for m in API_MODULES if _creates_router(MODULES[m])}
 
 
 def test_the_walk_sees_the_tree() -> None:
@@ -119,7 +128,8 @@ def test_request_dependencies_live_in_deps() -> None:
     readers = sorted(
         module
         for module, path in MODULES.items()
-        if module not in ("services.api.app", "services.api.deps")
+        if module in API_MODULES
+        and module not in ("services.api.app", "services.api.deps")
         and any(
             word in path.read_text(encoding="utf-8")
             for word in ("app.state.settings", "def get_settings")
@@ -170,6 +180,22 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_no_import_cycle() -> None:
     assert _cycles(GRAPH) == []
+
+
+def _service_of(module: str) -> str | None:
+    return next((s for s in SERVICES if module == s or module.startswith(s + ".")), None)
+
+
+def test_the_services_meet_only_in_shared() -> None:
+    assert GRAPH["services.aggregator.consumer"] and GRAPH["services.ingest.app"]
+    crossing = sorted(
+        f"{module} -> {target}"
+        for module in MODULES
+        if (own := _service_of(module)) is not None
+        for target in GRAPH[module]
+        if _service_of(target) not in (None, own)
+    )
+    assert crossing == []
 
 
 def test_long_modules_say_why_in_their_first_lines() -> None:
