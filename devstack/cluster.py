@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from devstack.kafka import (
     DEFAULT_KAFKA_VERSION,
@@ -27,7 +26,7 @@ from devstack.kafka import (
     _random_cluster_id,
     _read_properties,
 )
-from devstack.processes import DevstackError, free_port, is_alive
+from devstack.processes import DevstackError, Service, free_port, is_alive
 
 NODE_IDS = (1, 2, 3)
 REPLICATION_FACTOR = 3
@@ -118,7 +117,7 @@ def _partitions(topic: dict[str, Any]) -> list[dict[str, Any]]:
     return partitions
 
 
-class KafkaCluster:
+class KafkaCluster(Service):
     """Three KRaft nodes on 127.0.0.1, each with its data in ``workdir/node-<id>``.
 
     Ports are chosen free on first use and read back from the nodes' configuration
@@ -271,18 +270,6 @@ class KafkaCluster:
         self._wait_for(
             self._healthy, time.monotonic() + timeout, "every partition to have a full ISR"
         )
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _node_dir(self, node_id: int) -> Path:
         return self.workdir / f"node-{node_id}"

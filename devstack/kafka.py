@@ -19,11 +19,11 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from devstack.processes import (
     DevstackError,
+    Service,
     free_port,
     live_pid,
     port_in_use,
@@ -214,7 +214,7 @@ def create_topic(
         admin.close()
 
 
-class KafkaBroker:
+class KafkaBroker(Service):
     """One Kafka broker+controller process bound to 127.0.0.1, with its data in workdir."""
 
     def __init__(
@@ -330,18 +330,6 @@ class KafkaBroker:
     def restart(self, timeout: float = 60.0) -> None:
         self.stop()
         self.start(timeout=timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _write_config(self) -> None:
         body = "".join(f"{key}={value}\n" for key, value in self._properties().items())

@@ -20,13 +20,11 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import psycopg
 from psycopg import sql
 
-from devstack.processes import DevstackError, port_in_use, tail
+from devstack.processes import DevstackError, Service, port_in_use, tail
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +129,7 @@ def _open_path_for_others(path: Path) -> None:
             directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-class PostgresCluster:
+class PostgresCluster(Service):
     """A PostgreSQL server on 127.0.0.1:port with its data under workdir."""
 
     def __init__(
@@ -247,18 +245,6 @@ class PostgresCluster:
         )
         if result.returncode != 0 and self.is_running():
             raise DevstackError(f"PostgreSQL did not stop: {result.stderr.strip()}")
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _as_server_user(self) -> bool:
         return os.geteuid() == 0

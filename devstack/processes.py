@@ -16,12 +16,36 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import port_for
 
 
 class DevstackError(RuntimeError):
     """A local infrastructure component could not be installed, started or stopped."""
+
+
+class Service:
+    """A local server that ``with`` starts and stops, whatever happens in between."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def free_port() -> int:

@@ -276,7 +276,8 @@ BASE_KEYS: tuple[str, ...] = (
 )
 ALL_KPI_KEYS: tuple[str, ...] = (*BASE_KEYS, *RATIO_BY_KEY, DISPOSITIONS)
 
-DEFAULT_METRICS: tuple[str, ...] = (
+# The day's work of a floor, as every summary (API default, digest, demo) starts it.
+FLOOR_COUNTERS: tuple[str, ...] = (
     "dials",
     "connects",
     "contacts",
@@ -284,6 +285,10 @@ DEFAULT_METRICS: tuple[str, ...] = (
     "quotes",
     "sales",
     "revenue",
+)
+
+DEFAULT_METRICS: tuple[str, ...] = (
+    *FLOOR_COUNTERS,
     "leads_dialed",
     "leads_reached",
     "connect_rate",

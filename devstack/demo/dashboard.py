@@ -18,20 +18,14 @@ from rich.text import Text
 
 from devstack.demo.feed import FeedStats
 from devstack.demo.options import DemoOptions
-from shared.kpis import COUNTERS, LEAD_COUNTS, RATIOS, Unit
+from shared.kpis import COUNTERS, FLOOR_COUNTERS, LEAD_COUNTS, RATIOS, Unit
 
 REFRESH_SECONDS = 1.0
 DELTA_WINDOW_SECONDS = 60.0
 LEADERBOARD_SIZE = 10
 
 TOTAL_METRICS = (
-    "dials",
-    "connects",
-    "contacts",
-    "talk_seconds",
-    "quotes",
-    "sales",
-    "revenue",
+    *FLOOR_COUNTERS,
     "connect_rate",
     "contact_rate",
     "quote_rate",

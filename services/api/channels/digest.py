@@ -24,15 +24,10 @@ from services.api.metrics.service import MetricsService
 from services.api.settings import ApiSettings
 from services.api.targets.repository import find_targets
 from services.api.targets.service import pacing_rows, team_of
+from shared.kpis import FLOOR_COUNTERS
 
 TOTALS = (
-    "dials",
-    "connects",
-    "contacts",
-    "talk_seconds",
-    "quotes",
-    "sales",
-    "revenue",
+    *FLOOR_COUNTERS,
     "connect_rate",
     "contact_rate",
     "close_rate",
