@@ -119,6 +119,8 @@ class Check:
     mismatches: list[str] = field(default_factory=list)
     counted: int = 0
     records: int = 0
+    # (view, row key, KPI, the API's value, the reference's) of every value that differs.
+    differences: list[tuple[str, tuple[Any, ...], str, Any, Any]] = field(default_factory=list)
 
     @property
     def failures(self) -> int:
@@ -126,7 +128,11 @@ class Check:
 
 
 def topic_event_ids(
-    bootstrap_servers: str, topic: str, applied: dict[int, int], dead: set[tuple[int, int]]
+    bootstrap_servers: str,
+    topic: str,
+    applied: dict[int, int],
+    dead: set[tuple[int, int]],
+    timeout: float = 60,
 ) -> tuple[int, set[str]]:
     """Records in the topic, and the event ids of those applied (below the stored offsets)
     that were not set aside as dead letters."""
@@ -140,7 +146,7 @@ def topic_event_ids(
         ends = consumer.end_offsets(tps)
         ids: set[str] = set()
         records = 0
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             assert time.monotonic() < deadline, "the topic could not be read back"
             for tp, batch in consumer.poll(timeout_ms=500).items():
@@ -209,6 +215,7 @@ def compare_kpis(
                 check.checked += 1
                 if actual != wanted:
                     check.mismatches.append(f"{view} {key} {name}: {actual} != {wanted}")
+                    check.differences.append((view, key, name, actual, wanted))
 
 
 def poison_flood(count: int, at: datetime) -> list[tuple[bytes, bytes]]:
