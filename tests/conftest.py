@@ -82,7 +82,7 @@ def cloned_database(migrated_template: str) -> Iterator[str]:
 def new_topic(bootstrap_servers: str, partitions: int = 3) -> str:
     """An events topic of its own."""
     name = f"events-{uuid.uuid4().hex[:12]}"
-    ensure_topic([bootstrap_servers], name, partitions)
+    ensure_topic(bootstrap_servers.split(","), name, partitions)
     return name
 
 

@@ -35,6 +35,24 @@ KafkaPort = Annotated[
     int | None,
     typer.Option(envvar="CALLBOARD_DEV_KAFKA_PORT", help="Kafka port [default: 9092]."),
 ]
+
+
+def _broker_count(value: int | None) -> int | None:
+    if value not in (None, 1, 3):
+        raise typer.BadParameter("Kafka runs as 1 broker or as a cluster of 3")
+    return value
+
+
+KafkaBrokers = Annotated[
+    int | None,
+    typer.Option(
+        "--brokers",
+        envvar="CALLBOARD_DEV_KAFKA_BROKERS",
+        callback=_broker_count,
+        help="Kafka brokers: 1, or 3 for a KRaft cluster on ports kafka-port to kafka-port + 2 "
+        "(topics replicated 3 times, 2 in sync to accept a write) [default: 1].",
+    ),
+]
 PostgresPort = Annotated[
     int | None,
     typer.Option(envvar="CALLBOARD_DEV_POSTGRES_PORT", help="PostgreSQL port [default: 5432]."),
@@ -102,9 +120,12 @@ def infra_up(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     kafka_port: KafkaPort = None,
     postgres_port: PostgresPort = None,
+    brokers: KafkaBrokers = None,
 ) -> None:
     """Start Kafka and PostgreSQL and print the environment that points at them."""
-    stack = LocalStack.load(state_dir, kafka_port=kafka_port, postgres_port=postgres_port)
+    stack = LocalStack.load(
+        state_dir, kafka_port=kafka_port, postgres_port=postgres_port, kafka_brokers=brokers
+    )
     with _reporting("Starting Kafka and PostgreSQL…") as report:
         stack.infra_up(report)
     _print_exports(stack)
@@ -131,6 +152,7 @@ def up(
     postgres_port: PostgresPort = None,
     ingest_port: IngestPort = None,
     api_port: ApiPort = None,
+    brokers: KafkaBrokers = None,
     timeout: Timeout = 60.0,
 ) -> None:
     """Start Kafka, PostgreSQL, migrations and the three services in the background."""
@@ -140,6 +162,7 @@ def up(
         postgres_port=postgres_port,
         ingest_port=ingest_port,
         api_port=api_port,
+        kafka_brokers=brokers,
     )
     what_now = "What did start still runs: `callboard status` shows it, `callboard down` stops it."
     with _reporting("Starting the local stack…", on_error=what_now) as report:

@@ -190,10 +190,13 @@ def create_topic(
     bootstrap: str,
     name: str,
     partitions: int = 3,
-    replication_factor: int = 1,
+    replication_factor: int = -1,
     timeout: float = 30.0,
 ) -> None:
-    """Create a topic (if missing) and wait until every partition has a leader."""
+    """Create a topic (if missing) and wait until every partition has a leader.
+
+    The replication factor -1 is the brokers' default: one broker, or all of a cluster.
+    """
     from kafka.errors import TopicAlreadyExistsError
 
     timeout_ms = int(timeout * 1000)
@@ -274,6 +277,19 @@ class KafkaBroker:
                 )
             self._wait_ready(time.monotonic() + timeout)
             return
+        self.launch()
+        try:
+            self._wait_ready(time.monotonic() + timeout)
+        except DevstackError:
+            self.stop(timeout=10.0)
+            raise
+
+    def launch(self) -> None:
+        """Spawn the broker (formatting storage on first use) without waiting for it.
+
+        Nodes of a cluster cannot answer until a quorum of them runs, so they are all
+        launched before any is waited for.
+        """
         libs = ensure_kafka_jars(self.version, self.cache_dir)
         java = _tool("java", "default-jre-headless")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -301,11 +317,6 @@ class KafkaBroker:
         ]
         self._process = spawn(command, self.log_path, cwd=self.workdir)
         write_pid(self.pid_file, self._process.pid)
-        try:
-            self._wait_ready(time.monotonic() + timeout)
-        except DevstackError:
-            self.stop(timeout=10.0)
-            raise
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker: SIGTERM for a clean shutdown, SIGKILL after timeout seconds."""
@@ -333,6 +344,11 @@ class KafkaBroker:
         self.stop()
 
     def _write_config(self) -> None:
+        body = "".join(f"{key}={value}\n" for key, value in self._properties().items())
+        self.config_path.write_text("# Written by services/devstack/kafka.py.\n" + body)
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
+
+    def _properties(self) -> dict[str, str]:
         previous = _read_properties(self.config_path)
         if self.controller_port is None:
             # The controller's address is written into the metadata log when storage is
@@ -343,7 +359,7 @@ class KafkaBroker:
                     self.controller_port = int(listener.rsplit(":", 1)[1])
             if self.controller_port is None:
                 self.controller_port = free_port()
-        properties = {
+        return {
             "node.id": "1",
             "process.roles": "broker,controller",
             "listeners": (
@@ -367,9 +383,6 @@ class KafkaBroker:
             "auto.create.topics.enable": "true",
             "delete.topic.enable": "true",
         }
-        body = "".join(f"{key}={value}\n" for key, value in properties.items())
-        self.config_path.write_text("# Written by services/devstack/kafka.py.\n" + body)
-        (self.workdir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
 
     def _format_storage(self, java: str, libs: Path) -> None:
         command = [
@@ -380,9 +393,7 @@ class KafkaBroker:
             str(libs / "*"),
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
-            "--cluster-id",
-            _random_cluster_id(),
+            *self._format_options(),
             "--config",
             str(self.config_path),
         ]
@@ -396,6 +407,9 @@ class KafkaBroker:
                 f"formatting Kafka storage in {self.data_dir} failed:\n"
                 f"{(result.stdout + result.stderr).strip()[-4000:]}"
             )
+
+    def _format_options(self) -> list[str]:
+        return ["--standalone", "--cluster-id", _random_cluster_id()]
 
     def _wait_ready(self, deadline: float) -> None:
         while True:

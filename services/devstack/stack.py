@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from services.devstack.cluster import KafkaCluster
 from services.devstack.kafka import KafkaBroker, kafka_jars_cached
 from services.devstack.postgres import PostgresCluster
 from services.devstack.processes import (
@@ -56,6 +57,8 @@ class StackPorts:
     postgres: int = 5432
     ingest: int = 8001
     api: int = 8000
+    # 1, or 3 for a KRaft cluster listening on ports kafka, kafka + 1 and kafka + 2.
+    kafka_brokers: int = 1
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,16 @@ class LocalStack:
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.absolute()
-        self.kafka = KafkaBroker(self.state_dir / "kafka", port=self.ports.kafka)
+        self.kafka: KafkaBroker | KafkaCluster
+        if self.ports.kafka_brokers == 3:
+            first = self.ports.kafka
+            self.kafka = KafkaCluster(
+                self.state_dir / "kafka-cluster", ports=[first, first + 1, first + 2]
+            )
+        elif self.ports.kafka_brokers == 1:
+            self.kafka = KafkaBroker(self.state_dir / "kafka", port=self.ports.kafka)
+        else:
+            raise DevstackError(f"Kafka runs as 1 or 3 brokers, not {self.ports.kafka_brokers}")
         self.postgres = PostgresCluster(self.state_dir / "postgres", port=self.ports.postgres)
 
     @classmethod
@@ -94,6 +106,7 @@ class LocalStack:
         postgres_port: int | None = None,
         ingest_port: int | None = None,
         api_port: int | None = None,
+        kafka_brokers: int | None = None,
     ) -> LocalStack:
         """A stack with explicit ports, else those the last ``up`` saved, else defaults."""
         saved = StackPorts()
@@ -108,6 +121,7 @@ class LocalStack:
             postgres=postgres_port or saved.postgres,
             ingest=ingest_port or saved.ingest,
             api=api_port or saved.api,
+            kafka_brokers=kafka_brokers or saved.kafka_brokers,
         )
         return cls(state_dir=state_dir, ports=ports)
 
@@ -332,16 +346,18 @@ class LocalStack:
         rows: list[ComponentStatus] = []
         if services:
             rows.extend(self._service_status(name) for name in SERVICE_NAMES)
-        kafka_pid = self.kafka.pid
-        rows.append(
-            ComponentStatus(
-                name="kafka",
-                running=kafka_pid is not None,
-                pid=kafka_pid,
-                address=self.kafka.bootstrap_servers,
-                log=self.kafka.log_path,
+        brokers = self.kafka.nodes if isinstance(self.kafka, KafkaCluster) else [self.kafka]
+        for node_id, broker in enumerate(brokers, start=1):
+            kafka_pid = broker.pid
+            rows.append(
+                ComponentStatus(
+                    name=f"kafka-{node_id}" if len(brokers) > 1 else "kafka",
+                    running=kafka_pid is not None,
+                    pid=kafka_pid,
+                    address=broker.bootstrap_servers,
+                    log=broker.log_path,
+                )
             )
-        )
         if not self.uses_postgres:
             return rows
         postgres_pid = self.postgres.pid

@@ -6,16 +6,23 @@ reason, and these say so plainly.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
+from services.devstack.cluster import KafkaCluster
 from services.devstack.kafka import KafkaBroker, create_topic
 from services.devstack.postgres import PostgresCluster
+from services.devstack.processes import free_port, port_in_use
+from tests.pipeline import REPO
 
 pytestmark = pytest.mark.pipeline
 
@@ -135,3 +142,61 @@ def test_local_cluster_restarts_on_its_data(
             connection.execute(sa.text(f"drop schema {schema} cascade"))
     finally:
         engine.dispose()
+
+
+def _three_free_ports() -> int:
+    """A port p with p, p + 1 and p + 2 free: where a three-broker stack listens."""
+    for _ in range(100):
+        first = free_port()
+        if first + 2 < 65536 and not any(port_in_use(first + i) for i in (1, 2)):
+            return first
+    raise AssertionError("no three free ports in a row")
+
+
+def test_infra_up_runs_three_brokers_and_remembers_them(tmp_path: Path) -> None:
+    state_dir = tmp_path / ".callboard"
+    first = _three_free_ports()
+
+    def callboard(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", "infra", *args, "--state-dir", str(state_dir)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+            timeout=300,
+            check=False,
+        )
+
+    up = callboard(
+        "up",
+        "--kafka-port",
+        str(first),
+        "--postgres-port",
+        str(free_port()),
+        CALLBOARD_DEV_KAFKA_BROKERS="3",
+    )
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        bootstrap = f"127.0.0.1:{first},127.0.0.1:{first + 1},127.0.0.1:{first + 2}"
+        assert f"export CALLBOARD_KAFKA_BOOTSTRAP_SERVERS={bootstrap}" in up.stdout.splitlines()
+
+        topic = _unique("cluster")
+        create_topic(bootstrap, topic, partitions=3)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            (described,) = admin.describe_topics([topic])
+        finally:
+            admin.close()
+        assert [sorted(p["replica_nodes"]) for p in described["partitions"]] == [[1, 2, 3]] * 3
+        assert _produce(bootstrap, topic, count=30, partitions=3) == {0: 10, 1: 10, 2: 10}
+
+        # Without the setting, later commands act on the brokers the last `up` started.
+        status = callboard("status")
+        assert status.returncode == 0, status.stderr
+        for node in ("kafka-1", "kafka-2", "kafka-3"):
+            assert node in status.stderr
+    finally:
+        down = callboard("down")
+    assert down.returncode == 0, down.stderr
+    assert not KafkaCluster(state_dir / "kafka-cluster").is_running()

@@ -39,16 +39,19 @@ from services.devstack.postgres import PostgresCluster
 from services.devstack.processes import free_port
 from shared.db import upgrade_database
 from tests.conftest import new_topic
-from tests.fault_report import FaultReport, FaultRow
+from tests.fault_report import FaultReport
 from tests.faults import (
     VIEWS_WITHOUT_TEAMS,
     ZONE,
-    Check,
     Dialer,
     FloorWatch,
     applied_total,
+    assert_exact,
     check_exactly_once,
+    finish,
+    ingest_url,
     poison_flood,
+    report_scenario,
     wait_progress,
 )
 from tests.floor import generate_floor
@@ -61,53 +64,6 @@ SMALL_BATCHES = {"CALLBOARD_BATCH_MAX_RECORDS": "150"}
 
 def _day(n: int) -> datetime:
     return datetime(2026, 11, n, 9, 0, tzinfo=ZONE)
-
-
-def _url(pipeline: Pipeline) -> str:
-    return f"http://127.0.0.1:{pipeline.ingest_port}"
-
-
-def _aggregator_logs(pipeline: Pipeline) -> str:
-    logs = sorted(pipeline.workdir.glob("aggregator*.log"))
-    return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
-
-
-def _report(
-    report: FaultReport,
-    scenario: str,
-    started: float,
-    acknowledged: int,
-    check: Check,
-    *,
-    faults: str,
-    recovery: str,
-    dead_letters: int = 0,
-) -> None:
-    report.add(
-        FaultRow(
-            scenario=scenario,
-            acknowledged=acknowledged,
-            counted=check.counted,
-            records=check.records,
-            dead_letters=dead_letters,
-            faults=faults,
-            recovery=recovery,
-            checked=check.checked,
-            mismatches=check.failures,
-            seconds=time.monotonic() - started,
-        )
-    )
-
-
-def _assert_exact(check: Check, pipeline: Pipeline) -> None:
-    assert check.checked > 100
-    assert check.mismatches == [], (check.mismatches[:20], _aggregator_logs(pipeline))
-
-
-def _finish(dialer: Dialer, timeout: float = 300) -> None:
-    dialer.join(timeout)
-    assert not dialer.is_alive(), "the dialer did not finish"
-    assert dialer.failures == []
 
 
 def _private_dir(prefix: str) -> Path:
@@ -133,7 +89,7 @@ def test_aggregator_killed_at_random_moments(pipeline: Pipeline, fault_report: F
     pipeline.stop("aggregator")
     name = "aggregator-0"
     pipeline.start_aggregator(name, **env_for(plan[0]))
-    dialer = Dialer(_url(pipeline), floor.events, seconds=45)
+    dialer = Dialer(ingest_url(pipeline), floor.events, seconds=45)
     dialer.start()
     recoveries: list[float] = []
     for index, fault in enumerate(plan):
@@ -150,11 +106,11 @@ def test_aggregator_killed_at_random_moments(pipeline: Pipeline, fault_report: F
         following = plan[index + 1] if index + 1 < len(plan) else None
         pipeline.start_aggregator(name, **env_for(following))
         recoveries.append(wait_progress(pipeline, before))
-    _finish(dialer)
+    finish(dialer)
     drained = pipeline.wait_caught_up(timeout=180)
 
     check = check_exactly_once(pipeline, dialer.acknowledged)
-    _report(
+    report_scenario(
         fault_report,
         "crash: aggregator killed",
         started,
@@ -167,7 +123,7 @@ def test_aggregator_killed_at_random_moments(pipeline: Pipeline, fault_report: F
             + f" s; backlog drained {drained:.1f} s after the stream ended"
         ),
     )
-    _assert_exact(check, pipeline)
+    assert_exact(check, pipeline)
 
 
 def test_members_join_and_leave_mid_stream(
@@ -197,7 +153,7 @@ def test_members_join_and_leave_mid_stream(
     ) as pipeline:
         pipeline.stop("aggregator")
         pipeline.start_aggregator("aggregator-a", **SMALL_BATCHES)
-        dialer = Dialer(_url(pipeline), floor.events, seconds=40)
+        dialer = Dialer(ingest_url(pipeline), floor.events, seconds=40)
         dialer.start()
         wait_progress(pipeline, 0)
         drains: list[str] = []
@@ -210,7 +166,7 @@ def test_members_join_and_leave_mid_stream(
             # Everything in the topic shortly after the change applied: the rebalance's
             # pause (a killed member's partitions wait for its session to expire).
             drains.append(f"{action} {member} {_drain(pipeline, after=1.5):.1f}")
-        _finish(dialer)
+        finish(dialer)
         drained = pipeline.wait_caught_up(timeout=180)
         assignments = sum(
             path.read_text(errors="replace").count("partitions assigned")
@@ -218,7 +174,7 @@ def test_members_join_and_leave_mid_stream(
         )
 
         check = check_exactly_once(pipeline, dialer.acknowledged)
-        _report(
+        report_scenario(
             fault_report,
             "rebalance: members join/leave",
             started,
@@ -235,7 +191,7 @@ def test_members_join_and_leave_mid_stream(
                 + f" s after it; backlog drained {drained:.1f} s after the stream ended"
             ),
         )
-        _assert_exact(check, pipeline)
+        assert_exact(check, pipeline)
 
 
 def _drain(pipeline: Pipeline, *, after: float, timeout: float = 120) -> float:
@@ -270,7 +226,7 @@ def test_broker_restart_while_dialers_post(
             workdir=tmp_path_factory.mktemp("broker"),
             extra_env={"CALLBOARD_PRODUCE_TIMEOUT_SECONDS": "6"},
         ) as pipeline:
-            dialer = Dialer(_url(pipeline), floor.events, seconds=30)
+            dialer = Dialer(ingest_url(pipeline), floor.events, seconds=30)
             dialer.start()
             wait_progress(pipeline, 0)
             time.sleep(3)
@@ -286,7 +242,7 @@ def test_broker_restart_while_dialers_post(
             restarted = time.monotonic()
             wait_progress(pipeline, before)
             resumed = time.monotonic() - restarted
-            _finish(dialer)
+            finish(dialer)
             drained = pipeline.wait_caught_up(timeout=240)
 
             # A request wholly inside the outage must not get a 202; every answer that came
@@ -309,7 +265,7 @@ def test_broker_restart_while_dialers_post(
             )
             if ready_while_down != 503:
                 check.mismatches.append(f"ingest /readyz said {ready_while_down} with Kafka down")
-            _report(
+            report_scenario(
                 fault_report,
                 "broker: Kafka stopped/started",
                 started,
@@ -334,7 +290,7 @@ def test_broker_restart_while_dialers_post(
             ]
             assert refused_while_down, timeline
             assert answered_while_down == refused_while_down, timeline
-            _assert_exact(check, pipeline)
+            assert_exact(check, pipeline)
 
 
 @contextmanager
@@ -374,7 +330,7 @@ def test_database_outage(
             extra_env=SMALL_BATCHES,
         ) as pipeline,
     ):
-        dialer = Dialer(_url(pipeline), floor.events, seconds=30)
+        dialer = Dialer(ingest_url(pipeline), floor.events, seconds=30)
         dialer.start()
         wait_progress(pipeline, 0)
         time.sleep(2)
@@ -392,12 +348,12 @@ def test_database_outage(
         api_back = _until_ok(pipeline.api, "/v1/metrics", params) - restarting
         wait_progress(pipeline, before)
         aggregator_back = time.monotonic() - restarting
-        _finish(dialer)
+        finish(dialer)
         drained = pipeline.wait_caught_up(timeout=180)
         retried = pipeline.log("aggregator").count("batch not applied, retrying")
 
         check = check_exactly_once(pipeline, dialer.acknowledged)
-        _report(
+        report_scenario(
             fault_report,
             "database: PostgreSQL stopped/started",
             started,
@@ -420,7 +376,7 @@ def test_database_outage(
         assert retried > 0
         # The outage is the system's, not the records': nothing was set aside.
         assert _dead_offsets(pipeline) == set()
-        _assert_exact(check, pipeline)
+        assert_exact(check, pipeline)
 
 
 def _until_ok(
@@ -557,7 +513,7 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
     pipeline.start_aggregator(
         "aggregator-buggy", CALLBOARD_FAILPOINT="apply_error:bug-", **SMALL_BATCHES
     )
-    dialer = Dialer(_url(pipeline), floor.events, seconds=8)
+    dialer = Dialer(ingest_url(pipeline), floor.events, seconds=8)
     dialer.start()
     time.sleep(3)
     producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers, acks="all")
@@ -566,10 +522,10 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
             producer.send(pipeline.topic, key=key, value=value).get(timeout=30)
     finally:
         producer.close()
-    _finish(dialer)
-    late_dialer = Dialer(_url(pipeline), late.events, seconds=1)
+    finish(dialer)
+    late_dialer = Dialer(ingest_url(pipeline), late.events, seconds=1)
     late_dialer.start()
-    _finish(late_dialer)
+    finish(late_dialer)
     acknowledged = {**dialer.acknowledged, **late_dialer.acknowledged}
     moving = time.monotonic()
     pipeline.wait_caught_up()  # every partition past its poison
@@ -613,7 +569,7 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
 
     check = check_exactly_once(pipeline, acknowledged, _dead_offsets(pipeline))
     late_days = {e["occurred_at"][:10] for e in late.events}
-    _report(
+    report_scenario(
         fault_report,
         "poison + late events",
         started,
@@ -633,7 +589,7 @@ def test_poison_and_late_events(pipeline: Pipeline, fault_report: FaultReport) -
             f"before the fix (without the events set aside)"
         ),
     )
-    _assert_exact(check, pipeline)
+    assert_exact(check, pipeline)
 
 
 def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: FaultReport) -> None:
@@ -644,7 +600,7 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
     flood = poison_flood(bursts * burst_size, day)
     watch = FloorWatch(pipeline, day.replace(hour=0))
     _refuse_marked_agents(pipeline)
-    dialer = Dialer(_url(pipeline), floor.events, seconds=30)
+    dialer = Dialer(ingest_url(pipeline), floor.events, seconds=30)
     dialer.start()
     wait_progress(pipeline, 0)
     watch.start()
@@ -665,7 +621,7 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
     finally:
         producer.close()
     flood_ended = time.monotonic()
-    _finish(dialer)
+    finish(dialer)
     drained = pipeline.wait_caught_up(timeout=240)
     watch.stop.set()
     watch.join(30)
@@ -675,7 +631,7 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
     log = pipeline.log("aggregator")
 
     check = check_exactly_once(pipeline, dialer.acknowledged, dead)
-    _report(
+    report_scenario(
         fault_report,
         "poison flood while posting",
         started,
@@ -700,7 +656,7 @@ def test_poison_flood_while_dialers_post(pipeline: Pipeline, fault_report: Fault
     assert dead == poisoned
     assert watch.failed == 0
     assert standstill < 15, (standstill, log[-3000:])
-    _assert_exact(check, pipeline)
+    assert_exact(check, pipeline)
 
 
 REFUSE_EVERY_DAY_ROW = "ALTER TABLE kpi_day ADD CONSTRAINT refuse_all CHECK (false) NOT VALID"
@@ -710,7 +666,7 @@ def test_database_refusing_every_row(pipeline: Pipeline, fault_report: FaultRepo
     started = time.monotonic()
     floor = generate_floor(508, start=_day(12), calls_per_agent=70)
     engine = create_engine(pipeline.database_url)
-    dialer = Dialer(_url(pipeline), floor.events, seconds=25)
+    dialer = Dialer(ingest_url(pipeline), floor.events, seconds=25)
     dialer.start()
     wait_progress(pipeline, 0)
     time.sleep(2)
@@ -726,14 +682,14 @@ def test_database_refusing_every_row(pipeline: Pipeline, fault_report: FaultRepo
         connection.execute(text("ALTER TABLE kpi_day DROP CONSTRAINT refuse_all"))
     engine.dispose()
     resumed = wait_progress(pipeline, applied_total(pipeline))
-    _finish(dialer)
+    finish(dialer)
     drained = pipeline.wait_caught_up(timeout=180)
     log = pipeline.log("aggregator")
     systemic = log.count("a known-good record fails too")
     dead = _dead_offsets(pipeline)
 
     check = check_exactly_once(pipeline, dialer.acknowledged, dead)
-    _report(
+    report_scenario(
         fault_report,
         "database: every row refused",
         started,
@@ -753,7 +709,7 @@ def test_database_refusing_every_row(pipeline: Pipeline, fault_report: FaultRepo
     assert alive_while_refused, log[-3000:]
     assert systemic > 0, log[-3000:]
     assert dead == set()
-    _assert_exact(check, pipeline)
+    assert_exact(check, pipeline)
 
 
 def test_rebuild_switches_while_the_api_serves(
@@ -805,12 +761,12 @@ def test_rebuild_switches_while_the_api_serves(
 
     reader = threading.Thread(target=read_continuously, daemon=True)
     reader.start()
-    dialer = Dialer(_url(pipeline), second, seconds=20)
+    dialer = Dialer(ingest_url(pipeline), second, seconds=20)
     dialer.start()
     rebuilding = time.monotonic()
     _callboard(pipeline, "rebuild", "--drop-retired")
     rebuilt_in = time.monotonic() - rebuilding
-    _finish(dialer)
+    finish(dialer)
     pipeline.wait_caught_up()
     time.sleep(0.5)
     stop.set()
@@ -827,7 +783,7 @@ def test_rebuild_switches_while_the_api_serves(
     calls = [r[1] for r in reads if r[0] == 200]
     went_back = [(a, b) for a, b in itertools.pairwise(calls) if b < a]
     switched_at = next((i for i, r in enumerate(reads) if r[2] >= 0), None)
-    _report(
+    report_scenario(
         fault_report,
         "rebuild: recompute + live switch",
         started,
@@ -847,4 +803,4 @@ def test_rebuild_switches_while_the_api_serves(
     assert all(r[2] >= 0 for r in reads[switched_at:])
     assert leftovers == []
     assert pipeline.processes["aggregator"].poll() is None
-    _assert_exact(check, pipeline)
+    assert_exact(check, pipeline)
