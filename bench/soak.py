@@ -728,13 +728,13 @@ def _seconds(value: float | None) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000, help="distinct events")
-    parser.add_argument("--minutes", type=float, default=14, help="how long the dialers post")
+    parser.add_argument("--minutes", type=float, default=16, help="how long the dialers post")
     parser.add_argument("--dialers", type=int, default=8, help="concurrent dialers")
     parser.add_argument("--batch", type=int, default=200, help="events per ingest request")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
-        "--drain-minutes", type=float, default=15, help="time allowed for the backlog at the end"
+        "--drain-minutes", type=float, default=40, help="time allowed for the backlog at the end"
     )
     return parser.parse_args(argv)
 
