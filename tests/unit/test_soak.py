@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections import Counter
 
@@ -16,6 +17,7 @@ from bench.soak import (
     caught_up,
     chaos_plan,
     longest_wait_for_202,
+    rss_mib,
     soak_floor,
     summary_line,
 )
@@ -112,3 +114,10 @@ def test_the_last_line() -> None:
     assert summary_line(1_000_000, 1_000_000, 0, 0, 0) == (
         "soak: 1000000 acknowledged, 1000000 counted, 0 lost, 0 doubled, 0 mismatches"
     )
+
+
+def test_resident_memory_of_a_process_and_of_none() -> None:
+    own = rss_mib(os.getpid())
+    assert own is not None and 5 < own < 4096
+    # Pids stop well below this on Linux (pid_max is at most 2**22).
+    assert rss_mib(2**22 + 1) is None
