@@ -166,6 +166,14 @@ def chaos_plan(rng: random.Random) -> list[str]:
     return [next(changes) if n in places else next(kills) for n in range(total)]
 
 
+def fault_moments(rng: random.Random, count: int, start: float, end: float) -> list[float]:
+    """``count`` random moments in order, inside the stream from ``start`` to ``end`` as
+    paced: from 5 % of it to 75 %, since a loaded machine stretches the stream and the
+    faults take time of their own."""
+    span = end - start
+    return sorted(rng.uniform(start + 0.05 * span, start + 0.75 * span) for _ in range(count))
+
+
 @dataclass(frozen=True)
 class Sample:
     """End offsets of the events topic and the offsets the database stores, at ``at``."""
@@ -400,13 +408,13 @@ class Soak:
             if self.applied_records() >= share * self.postings:
                 self.mark_memory(label)
 
-    def mark_memory(self, label: str) -> None:
+    def mark_memory(self, label: str, applied: int | None = None) -> None:
         with self.members_lock:
             pids = {name: self.member_pid(name) for name in MEMBERS}
         self.marks.append(
             MemoryMark(
                 label,
-                self.applied_records(),
+                self.applied_records() if applied is None else applied,
                 {name: (pid or 0, rss_mib(pid) if pid else None) for name, pid in pids.items()},
             )
         )
@@ -430,13 +438,13 @@ class Soak:
 
     def chaos(self) -> None:
         plan = chaos_plan(self.rng)
+        moments = fault_moments(self.rng, len(plan), self.started, self.stream_end)
         say("chaos plan: " + ", ".join(plan))
         try:
-            for index, fault in enumerate(plan):
-                remaining = self.stream_end - time.monotonic()
-                share = remaining / (len(plan) - index)
-                pause = self.rng.uniform(0.4, 1.6) * share if remaining > 0 else 1.0
-                time.sleep(max(pause, 1.0))
+            for fault, moment in zip(plan, moments, strict=True):
+                # A fault and its recovery may outlast the gap to the next moment: then the
+                # next one follows at once.
+                time.sleep(max(0.0, moment - time.monotonic()))
                 action, _, name = fault.partition(" ")
                 if action == "kill" and name == "aggregator":
                     self.kill_member()
@@ -457,7 +465,6 @@ class Soak:
         self.finished.wait()
 
     def kill_member(self) -> None:
-        # At a random moment of the member's work: the pause before it is random.
         with self.members_lock:
             name = self.rng.choice(sorted(set(MEMBERS) - self.away - {STEADY_MEMBER}))
             pid = self.member_pid(name)
@@ -566,7 +573,7 @@ class Soak:
             drained_in = pipeline.wait_caught_up(timeout=args.drain_minutes * 60)
         except AssertionError as exc:
             say(f"NOT DRAINED: {str(exc)[:2000]}")
-        self.mark_memory("end")
+        self.mark_memory("end", sum(pipeline.applied_offsets().values()))
         try:
             return self.check(posted, drained_in)
         finally:
@@ -728,8 +735,8 @@ def _seconds(value: float | None) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000, help="distinct events")
-    parser.add_argument("--minutes", type=float, default=16, help="how long the dialers post")
-    parser.add_argument("--dialers", type=int, default=8, help="concurrent dialers")
+    parser.add_argument("--minutes", type=float, default=22, help="how long the dialers post")
+    parser.add_argument("--dialers", type=int, default=12, help="concurrent dialers")
     parser.add_argument("--batch", type=int, default=200, help="events per ingest request")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)

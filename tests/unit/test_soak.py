@@ -16,6 +16,7 @@ from bench.soak import (
     applying_again,
     caught_up,
     chaos_plan,
+    fault_moments,
     longest_wait_for_202,
     rss_mib,
     soak_floor,
@@ -69,6 +70,14 @@ def test_the_plan_has_every_fault_and_the_membership_changes_in_order() -> None:
         assert counts["restart postgres"] == POSTGRES_RESTARTS == 2
         assert [f for f in plan if f.startswith(("leave", "join"))] == list(MEMBERSHIP_CHANGES)
     assert chaos_plan(random.Random(1)) == chaos_plan(random.Random(1))
+
+
+def test_the_faults_fall_inside_the_stream_in_order() -> None:
+    moments = fault_moments(random.Random(2), 18, 100.0, 1_060.0)
+    assert len(moments) == 18
+    assert moments == sorted(moments)
+    assert all(148.0 <= m <= 820.0 for m in moments)
+    assert fault_moments(random.Random(2), 18, 100.0, 1_060.0) == moments
 
 
 def _samples() -> list[Sample]:
