@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv deps test check fmt up down demo bench clean
+.PHONY: help venv deps test check fmt up down demo bench soak clean
 
 help:
 	@echo "make venv   - create $(VENV) and install callboard with its dev dependencies"
@@ -26,6 +26,7 @@ help:
 	@echo "make down   - stop everything 'make up' started"
 	@echo "make demo   - run the demo against a local stack"
 	@echo "make bench  - run the pipeline and adapter benchmarks"
+	@echo "make soak   - a million events through faults, ending exact (SOAK_ARGS='--events 30000': quick)"
 	@echo "make clean  - stop the stack, remove the virtualenv, local state and caches"
 
 $(VENV_STAMP): pyproject.toml
@@ -83,6 +84,12 @@ demo: venv deps
 bench: venv deps
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.adapters
+
+# Not part of `make test`: its own three-node Kafka cluster, PostgreSQL and services, about
+# half an hour on two cores (bench/soak.py).
+SOAK_ARGS ?=
+soak: venv deps
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	if [ -x $(BIN)/callboard ]; then $(BIN)/callboard down; fi

@@ -193,10 +193,12 @@ def topic_event_ids(
         ends = consumer.end_offsets(tps)
         ids: set[str] = set()
         records = 0
+        # However long the topic, reading it back must not stand still for a minute.
         deadline = time.monotonic() + 60
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             assert time.monotonic() < deadline, "the topic could not be read back"
             for tp, batch in consumer.poll(timeout_ms=500).items():
+                deadline = time.monotonic() + 60
                 for record in batch:
                     if record.offset >= ends[tp]:
                         continue
