@@ -159,14 +159,18 @@ class BatchApplier:
             try:
                 return self._merge([event for _, event in pending], stored), pending
             except Exception as exc:
+                # Asked first about the whole batch, so that no bisection is spent on an
+                # error the policy wants back as it is.
+                if not judge(Problem(None, reason_of("the merge raised", exc), exc)):
+                    raise
                 poison = self._isolate(pending, stored, exc)
                 if not poison:
                     raise  # every part merges alone: not one event's fault
                 if not all([judge(problem) for problem in poison]):
                     raise
                 letters.extend(_letter(problem) for problem in poison)
-                bad = {(p.record.partition, p.record.offset) for p in poison}
-                pending = [(r, e) for r, e in pending if (r.partition, r.offset) not in bad]
+                bad = {problem.record for problem in poison}
+                pending = [(r, e) for r, e in pending if r not in bad]
 
     def _isolate(self, pending: Pending, stored: dict[str, State], exc: Exception) -> list[Problem]:
         """Bisect ``pending`` (which raised ``exc``) down to the events that raise alone."""
@@ -254,6 +258,7 @@ def _judged(problem: Problem, judge: Judge, letters: list[DeadLetter]) -> None:
 
 def _letter(problem: Problem) -> DeadLetter:
     record = problem.record
+    assert record is not None, "a problem of the whole batch is narrowed to records first"
     return DeadLetter(
         record.partition,
         record.offset,

@@ -42,7 +42,7 @@ _READ: dict[str, tuple[str, ...]] = CALL_FIELDS | {
 
 # The slots are set once, in ``decode``; not frozen, because a frozen dataclass pays for each
 # of its many fields on every event, and the aggregator's CPU per event is its throughput.
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True)
 class DecodedEvent:
     """One event as the aggregator merges it; ``None`` where the record has no such field."""
 

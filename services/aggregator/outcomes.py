@@ -31,10 +31,11 @@ class Problem:
     """A record the applier cannot apply, and why.
 
     ``error`` is what raised on it (it lacks its entity, or the merge raises on it); ``None``
-    when the record is not an event the tables can take at all.
+    when the record is not an event the tables can take at all. ``record`` is ``None`` when
+    the merge of a whole batch raised, before the applier looks for the events to blame.
     """
 
-    record: Record
+    record: Record | None
     reason: str
     error: Exception | None = None
 
