@@ -2,10 +2,11 @@
 
 The database is the source of truth for what was applied: each batch's offsets are stored in
 the same transaction as its numbers, and a batch re-delivered after a crash skips what the
-database already holds. A record that cannot be applied does not hold its partition back: it
-goes to the dead-letter topic with the reason (``dead_letters.py``), before the commit that
-makes its offset final. Whether a failure is the records' or the system's is for the policy
-(``policy.py``) to say; the applier only sets records aside once it has.
+database already holds. Each record is decoded once, into a typed event
+(``decoded.py``). A record that cannot be applied is reported as a :class:`Problem` with its
+reason; the policy (``policy.py``) says whether it is set aside, and if so it goes to the
+dead-letter topic (``dead_letters.py``) before the commit that makes its offset final, so
+that it does not hold its partition back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,48 +24,42 @@ from sqlalchemy import Engine
 from services.aggregator import metrics, repository
 from services.aggregator.batch import BatchBuilder, BatchDelta
 from services.aggregator.dead_letters import DeadLetter, DeadLetterSink
+from services.aggregator.decoded import DecodedEvent, decode, decode_with_key
 from services.aggregator.facts import State, entity_key
 from services.aggregator.failpoints import Failpoints
 from services.aggregator.limits import counter_out_of_range, does_not_fit
+from services.aggregator.outcomes import (
+    UNDECODABLE,
+    BatchResult,
+    Judge,
+    Problem,
+    Record,
+    reason_of,
+)
+from services.aggregator.policy import set_aside_every_problem
 from services.aggregator.settings import AggregatorSettings
 from shared.db import transaction
 from shared.dispositions import cached_dispositions
 from shared.events import EventType
 
+__all__ = ["BatchApplier", "BatchResult", "Record"]
+
 log = logging.getLogger(__name__)
 
-UNDECODABLE = "undecodable"
+Pending = list[tuple[Record, DecodedEvent]]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """The part of a Kafka record the aggregator uses."""
-
-    partition: int
-    offset: int
-    value: bytes | None
-    timestamp_ms: int = 0
-    key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass(slots=True)
-class BatchResult:
-    applied: int
-    skipped: int
-    # Records set aside in the dead-letter topic.
-    rejected: int
-    next_offsets: dict[int, int]
-
-
-Pending = list[tuple[Record, dict[str, Any]]]
+# A record read outside the transaction: its event, or the problem that stops it, and where
+# the problem ranks among the batch's (in the order the batch meets them).
+Decoded = tuple[Record, DecodedEvent | None, Problem | None, int]
+NOT_AN_EVENT, NO_ENTITY, MERGE_RAISES = 1, 2, 3
 
 
 class BatchApplier:
     """Applies records to the database: the whole batch or nothing.
 
-    Records that cannot be applied are set aside in ``dead_letters`` before the commit that
-    makes their offsets final, so that the rest of the batch, and the partition, move on.
+    Records the policy sets aside go to ``dead_letters`` before the commit that makes their
+    offsets final, so that the rest of the batch, and the partition, move on.
     """
 
     def __init__(
@@ -85,20 +79,26 @@ class BatchApplier:
         self._transactions = 0
 
     def apply(
-        self, records: list[Record], *, refuse: str | None = None, set_aside: bool = True
+        self,
+        records: list[Record],
+        *,
+        refuse: str | None = None,
+        judge: Judge = set_aside_every_problem,
     ) -> BatchResult:
         """Apply ``records`` in one transaction.
 
-        Events the merge raises on (or that lack their entity) are set aside; without
-        ``set_aside`` the error is raised instead, for the policy to say whether the events or
-        the system are at fault. With ``refuse``, every record not applied yet is set aside
-        with that reason instead: the member found that the database refuses it.
+        Each record that cannot be applied is put to ``judge``: set aside, or its error
+        raised for the policy to say whether the events or the system are at fault. With
+        ``refuse``, every record not applied yet is a problem with that reason instead: the
+        member found that the database refuses it.
         """
         letters: list[DeadLetter] = []
-        pending: Pending = []
         # Outside the transaction: work that needs no lock holds none back.
         with metrics.stage("decode"):
-            decoded = [(record, None, refuse) if refuse else _decode(record) for record in records]
+            decoded = [
+                (record, None, Problem(record, refuse), NOT_AN_EVENT) if refuse else _decode(record)
+                for record in records
+            ]
         transaction_started = time.perf_counter()
         with transaction(self.engine) as connection:
             with metrics.stage("lock"):
@@ -107,26 +107,28 @@ class BatchApplier:
                 )
             next_offsets: dict[int, int] = {}
             skipped = 0
-            for record, event, reason in decoded:
+            pending: Pending = []
+            problems: list[tuple[int, Problem]] = []
+            for record, event, problem, rank in decoded:
                 if record.offset < claimed[record.partition]:
                     skipped += 1
                     continue
                 next_offsets[record.partition] = max(
                     next_offsets.get(record.partition, 0), record.offset + 1
                 )
-                if event is None:
-                    if reason.startswith(UNDECODABLE):
-                        metrics.REJECTED.inc()
-                    letters.append(_letter(record, reason))
-                else:
+                if event is not None:
                     pending.append((record, event))
+                elif problem is not None:
+                    problems.append((rank, problem))
+            for _, problem in sorted(problems, key=lambda ranked: ranked[0]):
+                _judged(problem, judge, letters)
             if next_offsets:
-                keys, pending = _entity_keys(pending, letters, set_aside=set_aside)
+                keys = sorted({event.key for _, event in pending if event.key is not None})
                 with metrics.stage("load_state"):
                     # Waits here while another member holds one of these entities.
                     stored = repository.lock_and_load_states(connection, keys)
                 with metrics.stage("merge"):
-                    delta, pending = self._build(pending, stored, letters, set_aside=set_aside)
+                    delta, pending = self._build(pending, stored, letters, judge)
                 with metrics.stage("write"):
                     # Stored before the commit that makes their offsets final.
                     self.dead_letters.send(letters)
@@ -150,35 +152,32 @@ class BatchApplier:
         return result
 
     def _build(
-        self,
-        pending: Pending,
-        stored: dict[str, State],
-        letters: list[DeadLetter],
-        *,
-        set_aside: bool,
+        self, pending: Pending, stored: dict[str, State], letters: list[DeadLetter], judge: Judge
     ) -> tuple[BatchDelta, Pending]:
-        """The batch's delta, without the events the merge raises on (added to ``letters``)."""
+        """The batch's delta, without the events the merge raises on (put to ``judge``)."""
         while True:
             try:
                 return self._merge([event for _, event in pending], stored), pending
             except Exception as exc:
-                if not set_aside:
+                # Asked first about the whole batch, so that no bisection is spent on an
+                # error the policy wants back as it is.
+                if not judge(Problem(None, reason_of("the merge raised", exc), exc)):
                     raise
                 poison = self._isolate(pending, stored, exc)
                 if not poison:
                     raise  # every part merges alone: not one event's fault
-                letters.extend(poison)
-                bad = {(p.partition, p.offset) for p in poison}
-                pending = [(r, e) for r, e in pending if (r.partition, r.offset) not in bad]
+                if not all([judge(problem) for problem in poison]):
+                    raise
+                letters.extend(_letter(problem) for problem in poison)
+                bad = {problem.record for problem in poison}
+                pending = [(r, e) for r, e in pending if r not in bad]
 
-    def _isolate(
-        self, pending: Pending, stored: dict[str, State], exc: Exception
-    ) -> list[DeadLetter]:
+    def _isolate(self, pending: Pending, stored: dict[str, State], exc: Exception) -> list[Problem]:
         """Bisect ``pending`` (which raised ``exc``) down to the events that raise alone."""
         if len(pending) == 1:
-            return [_letter(pending[0][0], reason_of("the merge raised", exc))]
+            return [Problem(pending[0][0], reason_of("the merge raised", exc), exc)]
         middle = len(pending) // 2
-        found: list[DeadLetter] = []
+        found: list[Problem] = []
         for part in (pending[:middle], pending[middle:]):
             try:
                 self._merge([event for _, event in part], stored)
@@ -186,8 +185,8 @@ class BatchApplier:
                 found.extend(self._isolate(part, stored, part_exc))
         return found
 
-    def _merge(self, events: list[dict[str, Any]], stored: dict[str, State]) -> BatchDelta:
-        self.failpoints.raise_on_events(str(event.get("event_id", "")) for event in events)
+    def _merge(self, events: list[DecodedEvent], stored: dict[str, State]) -> BatchDelta:
+        self.failpoints.raise_on_events(str(event.event_id) for event in events)
         delta = self.builder.build(events, stored)
         beyond = counter_out_of_range(delta)
         if beyond is not None:
@@ -200,11 +199,11 @@ class BatchApplier:
         Raises what the merge or the database raise on it: then no record could be applied,
         and the failure is not the records' doing. Nothing of it stays in the database.
         """
-        events = _probe_events(datetime.now(UTC))
+        events = [decode(event) for event in _probe_events(datetime.now(UTC))]
         with self.engine.connect() as connection:
             attempt = connection.begin()
             try:
-                keys = sorted({key for event in events if (key := entity_key(event))})
+                keys = sorted({event.key for event in events if event.key})
                 delta = self._merge(events, repository.lock_and_load_states(connection, keys))
                 repository.write_delta(connection, delta, self.builder)
                 back = repository.load_states(connection, keys)
@@ -248,31 +247,18 @@ def _canonical(states: dict[str, State]) -> bytes:
     return orjson.dumps(states, option=orjson.OPT_SORT_KEYS)
 
 
-def _entity_keys(
-    pending: Pending, letters: list[DeadLetter], *, set_aside: bool
-) -> tuple[list[str], Pending]:
-    """The entities the events touch; an event without one it should have is set aside."""
-    keys: set[str] = set()
-    kept: Pending = []
-    for record, event in pending:
-        try:
-            key = entity_key(event)
-        except Exception as exc:
-            if not set_aside:
-                raise
-            letters.append(_letter(record, reason_of("no entity", exc)))
-            continue
-        if key is not None:
-            keys.add(key)
-        kept.append((record, event))
-    return sorted(keys), kept
+def _judged(problem: Problem, judge: Judge, letters: list[DeadLetter]) -> None:
+    """Set ``problem``'s record aside if the policy says so; raise its error otherwise."""
+    if not judge(problem):
+        raise problem.error or RuntimeError(problem.reason)
+    if problem.reason.startswith(UNDECODABLE):
+        metrics.REJECTED.inc()
+    letters.append(_letter(problem))
 
 
-def reason_of(what: str, exc: BaseException) -> str:
-    return f"{what}: {type(exc).__name__}: {exc}"
-
-
-def _letter(record: Record, reason: str) -> DeadLetter:
+def _letter(problem: Problem) -> DeadLetter:
+    record = problem.record
+    assert record is not None, "a problem of the whole batch is narrowed to records first"
     return DeadLetter(
         record.partition,
         record.offset,
@@ -280,19 +266,33 @@ def _letter(record: Record, reason: str) -> DeadLetter:
         record.value,
         record.headers,
         record.timestamp_ms,
-        reason,
+        problem.reason,
     )
 
 
-def _decode(record: Record) -> tuple[Record, dict[str, Any] | None, str]:
-    """The record's event, or ``None`` and why it is not one the tables can take."""
+def _decode(record: Record) -> Decoded:
+    """The record's event, or the problem that keeps the tables from taking it."""
     try:
-        event = orjson.loads(record.value or b"")
-        if not isinstance(event, dict) or "type" not in event or "event_id" not in event:
+        raw = orjson.loads(record.value or b"")
+        if not isinstance(raw, dict) or "type" not in raw or "event_id" not in raw:
             raise ValueError("not an event object (an object with type and event_id)")
     except (orjson.JSONDecodeError, ValueError) as exc:
-        return record, None, reason_of(UNDECODABLE, exc)
-    unfit = does_not_fit(event, record.value)
+        return record, None, Problem(record, reason_of(UNDECODABLE, exc)), NOT_AN_EVENT
+    key: str | None = None
+    no_entity: Exception | None = None
+    try:
+        key = entity_key(raw)
+    except Exception as exc:
+        no_entity = exc
+    # Text the tables cannot hold is the first reason given, a missing entity the next.
+    unfit = does_not_fit(raw, record.value, key)
     if unfit is not None:
-        return record, None, f"does not fit the tables: {unfit}"
-    return record, event, ""
+        return record, None, Problem(record, f"does not fit the tables: {unfit}"), NOT_AN_EVENT
+    if no_entity is not None:
+        problem = Problem(record, reason_of("no entity", no_entity), no_entity)
+        return record, None, problem, NO_ENTITY
+    try:
+        return record, decode_with_key(raw, key), None, 0
+    except Exception as exc:
+        problem = Problem(record, reason_of("the merge raised", exc), exc)
+        return record, None, problem, MERGE_RAISES

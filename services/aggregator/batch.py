@@ -10,20 +10,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 
-from services.aggregator.facts import (
-    Contribution,
-    LeadFact,
-    Scope,
-    State,
-    contribution,
-    entity_key,
-    event_time,
-    merge,
-)
+from services.aggregator.decoded import DecodedEvent
+from services.aggregator.facts import Contribution, LeadFact, Scope, State, contribution, merge
 from shared.dispositions import DEFAULT_TABLE, DispositionTable
 from shared.events import EventType
 from shared.timeutil import floor_local_hour, parse_minute_text
@@ -108,7 +100,7 @@ class BatchDelta:
 
 
 class BatchBuilder:
-    """Folds decoded events into a :class:`BatchDelta`."""
+    """Folds decoded events (:mod:`services.aggregator.decoded`) into a :class:`BatchDelta`."""
 
     def __init__(
         self,
@@ -123,15 +115,15 @@ class BatchBuilder:
         self.week_start = week_start
         self._by_minute: dict[datetime, Calendar] = {}
 
-    def build(self, events: list[dict[str, Any]], stored: dict[str, State]) -> BatchDelta:
+    def build(self, events: list[DecodedEvent], stored: dict[str, State]) -> BatchDelta:
         """Merge ``events`` into the ``stored`` states of the entities they touch."""
         delta = BatchDelta(events=len(events))
         current: dict[str, State | None] = {}
         for event in events:
             self._track_agent(event, delta)
-            if event["type"] == EventType.lead_stage_changed:
+            if event.type == EventType.lead_stage_changed:
                 self._track_stage(event, delta)
-            key = entity_key(event)
+            key = event.key
             if key is None:
                 continue
             if key in current:
@@ -151,24 +143,24 @@ class BatchBuilder:
                 self._track_sale(key.removeprefix("order:"), old, new, delta)
         return delta
 
-    def _track_agent(self, event: dict[str, Any], delta: BatchDelta) -> None:
-        agent_id = event.get("agent_id")
+    def _track_agent(self, event: DecodedEvent, delta: BatchDelta) -> None:
+        agent_id = event.agent_id
         if not agent_id:
             return
-        team_id = event.get("team_id")
+        team_id = event.team_id
         if team_id:
-            candidate = (event_time(event), event["event_id"], team_id)
+            candidate = (event.ts, event.event_id, team_id)
             known = delta.roster.get(agent_id)
             if known is None or candidate > known:
                 delta.roster[agent_id] = candidate
-        if event["type"] == EventType.agent_state_changed:
-            delta.agent_states[event["event_id"]] = {
-                "event_id": event["event_id"],
+        if event.type == EventType.agent_state_changed:
+            delta.agent_states[event.event_id] = {
+                "event_id": event.event_id,
                 "agent_id": agent_id,
                 "team_id": team_id or "",
-                "state": event["state"],
-                "occurred_at": datetime.fromisoformat(event["occurred_at"]).astimezone(UTC),
-                "reason": event.get("reason"),
+                "state": event.state,
+                "occurred_at": event.occurred_at,
+                "reason": event.reason,
             }
 
     def _track_sale(
@@ -188,15 +180,15 @@ class BatchBuilder:
                     "occurred_at": datetime.fromisoformat(ts),
                 }
 
-    def _track_stage(self, event: dict[str, Any], delta: BatchDelta) -> None:
+    def _track_stage(self, event: DecodedEvent, delta: BatchDelta) -> None:
         row = {
-            "event_id": event["event_id"],
-            "lead_id": event["lead_id"],
-            "stage": event["stage"],
-            "occurred_at": datetime.fromisoformat(event["occurred_at"]).astimezone(UTC),
-            "agent_id": event.get("agent_id") or "",
-            "team_id": event.get("team_id") or "",
-            "campaign_id": event.get("campaign_id") or "",
+            "event_id": event.event_id,
+            "lead_id": event.lead_id,
+            "stage": event.stage,
+            "occurred_at": event.occurred_at,
+            "agent_id": event.agent_id or "",
+            "team_id": event.team_id or "",
+            "campaign_id": event.campaign_id or "",
         }
         delta.stage_changes[row["event_id"]] = row
 

@@ -20,12 +20,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.dispositions import DEFAULT_TABLE, DispositionTable, Flag
 from shared.events import EventType
 from shared.kpis import to_stored
+
+if TYPE_CHECKING:
+    from services.aggregator.decoded import DecodedEvent
 
 State = dict[str, Any]
 Scope = tuple[str, str, str]
@@ -44,18 +46,11 @@ def parse_utc_text(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def event_time(event: dict[str, Any]) -> str:
-    return _utc_text_of(event["occurred_at"])
-
-
-# Each event's time is read by the merge and by the roster: parsed once.
-@lru_cache(maxsize=16384)
-def _utc_text_of(occurred_at: str) -> str:
-    return utc_text(datetime.fromisoformat(occurred_at))
-
-
 def entity_key(event: dict[str, Any]) -> str | None:
-    """The entity an event belongs to; ``None`` for events that are not merged."""
+    """The entity an event belongs to; ``None`` for events that are not merged.
+
+    Raises when the event lacks the field that names its entity.
+    """
     kind: str = event["type"]
     if kind.startswith("call.") or kind == EventType.survey_completed:
         return f"call:{event['call_id']}"
@@ -86,7 +81,8 @@ def _value(registers: dict[str, Register], name: str, default: Any = None) -> An
     return default if register is None else register[0]
 
 
-_CALL_FIELDS: dict[str, tuple[str, ...]] = {
+# The fields each call event sets on its call.
+CALL_FIELDS: dict[str, tuple[str, ...]] = {
     EventType.call_started: ("direction",),
     EventType.call_answered: ("contact_reached", "answered_by"),
     EventType.call_ended: ("talk_seconds", "wrap_seconds", "resolved"),
@@ -106,46 +102,45 @@ _SCOPE_FIELDS = ("agent_id", "team_id", "campaign_id", "lead_id")
 _SALE_FIELDS = ("amount", "margin", "customer_type", *_SCOPE_FIELDS)
 
 
-def merge(state: State | None, event: dict[str, Any], *, in_place: bool = False) -> State:
+def merge(state: State | None, event: DecodedEvent, *, in_place: bool = False) -> State:
     """The entity's state with ``event`` merged in.
 
     ``state`` is left as it was unless ``in_place`` (the caller owns a private copy).
     """
-    kind: str = event["type"]
-    ts = event_time(event)
-    event_id: str = event["event_id"]
+    kind = event.type
+    ts = event.ts
+    event_id = event.event_id
     if state is None:
         new: State = {"r": {}}
     else:
         new = state if in_place else _copy(state)
     registers: dict[str, Register] = new["r"]
-    if kind in _CALL_FIELDS:
+    if kind in CALL_FIELDS:
         new["call"] = True
         new["start"] = min(new.get("start") or ts, ts)
         for name in _SCOPE_FIELDS:
-            _set(registers, name, event.get(name), ts, event_id)
-        for name in _CALL_FIELDS[kind]:
-            _set(registers, name, event.get(name), ts, event_id)
+            _set(registers, name, getattr(event, name), ts, event_id)
+        for name in CALL_FIELDS[kind]:
+            _set(registers, name, getattr(event, name), ts, event_id)
         if kind == EventType.call_answered:
             _set(registers, "answered", True, ts, event_id)
         elif kind in (EventType.call_ended, EventType.call_completed):
             _set(registers, "ended", True, ts, event_id)
     elif kind == EventType.survey_completed:
         new["start"] = min(new.get("start") or ts, ts)
-        survey = [event["score"], *(event.get(n) or "" for n in _SCOPE_FIELDS[:3]), ts]
-        _set(registers, "survey", survey, ts, event_id)
+        survey = [event.score, event.agent_id or "", event.team_id or "", event.campaign_id or ""]
+        _set(registers, "survey", [*survey, ts], ts, event_id)
     elif kind == EventType.sale_closed:
-        _set(registers, "sale", [event.get(n) for n in _SALE_FIELDS] + [ts], ts, event_id)
+        _set(registers, "sale", [getattr(event, n) for n in _SALE_FIELDS] + [ts], ts, event_id)
     elif kind == EventType.sale_cancelled:
         new["cancelled"] = True
     elif kind == EventType.payment_received:
-        scope = [event.get(n) or "" for n in _SCOPE_FIELDS[:3]]
+        scope = [event.agent_id or "", event.team_id or "", event.campaign_id or ""]
         payments = new.setdefault("payments", {})
-        payments[event_id] = _greater(payments.get(event_id), [event["amount"], ts, *scope])
+        payments[event_id] = _greater(payments.get(event_id), [event.amount, ts, *scope])
     else:
         # Quotes and stage changes are one event each: the state is the event.
-        copy = {k: v for k, v in event.items() if k != "occurred_at"} | {"ts": ts}
-        new["event"] = _greater(new.get("event"), copy)
+        new["event"] = _greater(new.get("event"), (event.fields or {}) | {"ts": ts})
     return new
 
 

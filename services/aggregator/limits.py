@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import BigInteger, Column
 
 from services.aggregator.batch import BatchDelta
-from services.aggregator.facts import entity_key
 from shared.models import (
     agent_state_change,
     disposition_minute,
@@ -52,8 +51,11 @@ assert isinstance(kpi_minute.c.dials.type, BigInteger)
 COUNTER_MAX = 2**63 - 1
 
 
-def does_not_fit(event: dict[str, Any], raw: bytes | None = None) -> str | None:
-    """Why the tables cannot hold ``event``; ``None`` when they can (as far as text goes).
+def does_not_fit(
+    event: dict[str, Any], raw: bytes | None = None, key: str | None = None
+) -> str | None:
+    """Why the tables cannot hold ``event``, whose entity is ``key``; ``None`` when they can
+    (as far as text goes).
 
     ``raw``: the JSON ``event`` was decoded from. JSON writes a NUL only as ``\\u0000``, so
     text without that escape needs no search for one.
@@ -66,10 +68,6 @@ def does_not_fit(event: dict[str, Any], raw: bytes | None = None) -> str | None:
         for field, value in event.items():
             if isinstance(value, str) and "\x00" in value:
                 return f"{field} holds a NUL character"
-    try:
-        key = entity_key(event)
-    except Exception:
-        return None  # no entity: set aside with its own reason
     if key is not None and len(key) > KEY_LENGTH:
         return f"its entity key is longer than the tables take ({len(key)} > {KEY_LENGTH})"
     return None

@@ -8,7 +8,11 @@ carries the decision out), and gets one of three answers:
   records are tried again after a backoff; nothing is set aside, the member reports itself
   unhealthy (``callboard_aggregator_healthy`` 0, alert ``CallboardAggregatorUnhealthy``).
 - **set aside**: the records are at fault. The member sets aside the ones that fail (dead
-  letters, with the reason) and the partition moves on, however many there are.
+  letters, with the reason) and the partition moves on, however many there are. The applier
+  reports each record it cannot apply (a ``Problem``, ``outcomes.py``) and sets it aside only
+  on the policy's word: a record that is no event the tables can take (undecodable, too long
+  for its columns) at once, one that raises (no entity, the merge raising) once the records
+  are blamed.
 - **stop**: the member was asked to stop, or a systemic failure outlasted
   ``db_retry_seconds``: the error ends the process, for its supervisor to start a fresh one.
 
@@ -29,13 +33,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from services.aggregator import metrics
-from services.aggregator.applier import BatchApplier, BatchResult, Record, reason_of
 from services.aggregator.dead_letters import DeadLetterUnavailable
+from services.aggregator.outcomes import BatchResult, Judge, Problem, Record, reason_of
+
+if TYPE_CHECKING:
+    from services.aggregator.applier import BatchApplier
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,17 @@ class Decision(enum.Enum):
     RETRY = "retry"
     SET_ASIDE = "set_aside"
     STOP = "stop"
+
+
+def set_aside_every_problem(problem: Problem) -> bool:
+    """Once the records are blamed: every record that cannot be applied is set aside."""
+    return True
+
+
+def set_aside_non_events(problem: Problem) -> bool:
+    """Before the records are blamed: only records that are no event the tables can take are
+    set aside; an error escapes, for the probe to say whose it is."""
+    return problem.error is None
 
 
 def is_infrastructure(exc: BaseException) -> bool:
@@ -166,8 +185,9 @@ class ProcessingPolicy:
         refuse: str | None = None
         while True:
             setting_aside = set_aside or self.records_at_fault
+            judge: Judge = set_aside_every_problem if setting_aside else set_aside_non_events
             try:
-                result = applier.apply(records, refuse=refuse, set_aside=setting_aside)
+                result = applier.apply(records, refuse=refuse, judge=judge)
             except Exception as exc:
                 decision = self.decide(exc)
                 if decision is Decision.STOP:

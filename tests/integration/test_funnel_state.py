@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, select
 
 from services.aggregator import repository
 from services.aggregator.batch import BatchBuilder
-from services.aggregator.facts import entity_key
+from services.aggregator.decoded import decode
 from shared.db import upgrade_database
 from shared.models import lead_stage, stage_change
 
@@ -44,8 +44,9 @@ def _apply(engine: Engine, batches: list[list[dict[str, Any]]]) -> None:
     builder = BatchBuilder(ZoneInfo("Asia/Shanghai"), 60)
     for batch in batches:
         with engine.begin() as connection:
-            keys = sorted({k for e in batch if (k := entity_key(e)) is not None})
-            delta = builder.build(batch, repository.load_states(connection, keys))
+            events = [decode(e) for e in batch]
+            keys = sorted({e.key for e in events if e.key is not None})
+            delta = builder.build(events, repository.load_states(connection, keys))
             repository.write_delta(connection, delta, builder)
 
 

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregator.facts import State, contribution, entity_key, merge
+from services.aggregator.decoded import decode
+from services.aggregator.facts import State, contribution, merge
 from services.ingest.adapters import asterisk, connect, freeswitch, twilio, vicidial
 from services.ingest.adapters.common import AdapterContext
 from shared.events import BaseEvent, validate_event
@@ -75,8 +76,9 @@ def _stored(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _kpis(events: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
     states: dict[str, State] = {}
-    for event in events:
-        key = entity_key(event)
+    for raw in events:
+        event = decode(raw)
+        key = event.key
         assert key is not None
         states[key] = merge(states.get(key), event)
     totals: Counter[tuple[str, str]] = Counter()

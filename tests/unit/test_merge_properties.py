@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator.batch import BatchBuilder
+from services.aggregator.decoded import decode
 from shared.dispositions import DEFAULT_TABLE, DispositionCode, Flag
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
@@ -162,7 +163,7 @@ def totals(events: list[dict[str, Any]], cuts: list[int]) -> dict[str, Any]:
     facts: dict[Any, Any] = {}
     bounds = [0, *sorted(cuts), len(events)]
     for lo, hi in pairwise(bounds):
-        delta = builder.build(events[lo:hi], stored)
+        delta = builder.build([decode(e) for e in events[lo:hi]], stored)
         stored.update(delta.states)
         for (bucket, scope), values in delta.minute_counters.items():
             for name, value in values.items():
