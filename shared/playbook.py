@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 from shared.kpis import RATIO_BY_KEY, log_ratio
 from shared.timeutil import add_months, quarter_start, week_start
@@ -90,6 +91,20 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 # Working time
 
 
+# A wall-clock time with no offset ("09:00", "18:30:00"): JSON Schema's "time" format
+# requires one, so the published schema says what is sent instead.
+LocalTime = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$",
+            "description": "local time of day, HH:MM or HH:MM:SS",
+        }
+    ),
+]
+
+
 class WorkingCalendar(BaseModel):
     """A team's working days and hours in the deployment's zone.
 
@@ -100,8 +115,8 @@ class WorkingCalendar(BaseModel):
     weekdays: list[int] = Field(
         default=[1, 2, 3, 4, 5], description="ISO weekdays worked: 1 = Monday … 7 = Sunday"
     )
-    day_start: time = time(9, 0)
-    day_end: time = time(18, 0)
+    day_start: LocalTime = time(9, 0)
+    day_end: LocalTime = time(18, 0)
     holidays: list[date] = Field(default_factory=list)
     extra_working_days: list[date] = Field(default_factory=list)
 
