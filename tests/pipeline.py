@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,5 @@ class Pipeline:
 
 # What the ``make_pipeline`` fixture gives: start a pipeline with extra settings.
 MakePipeline = Callable[..., Pipeline]
+# A module's floor: ``start("name", CALLBOARD_X="...")`` is a pipeline of its own.
+StartFloor = Callable[..., AbstractContextManager[Pipeline]]

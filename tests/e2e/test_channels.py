@@ -28,8 +28,7 @@ from sqlalchemy import create_engine, text
 
 from devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers
-from tests.conftest import own_pipeline
-from tests.pipeline import REPO, TIMEZONE, Pipeline
+from tests.pipeline import REPO, TIMEZONE, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 ZONE = ZoneInfo(TIMEZONE)
@@ -90,20 +89,12 @@ def receivers() -> Iterator[ChatReceivers]:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("channels"),
-        extra_env={
-            "CALLBOARD_ADMIN_KEY": ADMIN,
-            "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
-            "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
-        },
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
+    with start_floor(
+        "channels",
+        CALLBOARD_ADMIN_KEY=ADMIN,
+        CALLBOARD_CHANNEL_TICK_SECONDS="0.5",
+        CALLBOARD_CHANNEL_BACKOFF_SECONDS="0.05",
     ) as running:
         today = datetime.now(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
         running.post(_events(today))

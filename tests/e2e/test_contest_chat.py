@@ -24,8 +24,7 @@ import pytest
 
 from devstack.processes import free_port
 from tests.chat_receivers import ChatReceivers, Received
-from tests.conftest import own_pipeline
-from tests.pipeline import REPO, Pipeline
+from tests.pipeline import REPO, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 ADMIN = "bootstrap-admin-key-for-contest-chat-0123456789"
@@ -41,21 +40,13 @@ def receivers() -> Iterator[ChatReceivers]:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("contest-chat"),
-        extra_env={
-            "CALLBOARD_ADMIN_KEY": ADMIN,
-            "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
-            "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
-            "CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS": str(LEAD_INTERVAL),
-        },
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
+    with start_floor(
+        "contest-chat",
+        CALLBOARD_ADMIN_KEY=ADMIN,
+        CALLBOARD_CHANNEL_TICK_SECONDS="0.5",
+        CALLBOARD_CHANNEL_BACKOFF_SECONDS="0.05",
+        CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS=str(LEAD_INTERVAL),
     ) as running:
         yield running
 

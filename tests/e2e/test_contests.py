@@ -33,8 +33,7 @@ from sqlalchemy import create_engine
 
 from services.api.contests.service import contest_standings
 from services.api.settings import ApiSettings
-from tests.conftest import own_pipeline
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -234,17 +233,10 @@ class Floor:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Floor]:
+def floor(start_floor: StartFloor) -> Iterator[Floor]:
     generated = generate(seed=14)
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("contests"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
+    with start_floor(
+        "contests", CALLBOARD_ADMIN_KEY=ADMIN, CALLBOARD_AUTH_CACHE_SECONDS="0.3"
     ) as running:
         running.post(generated.events)
         running.wait_caught_up()

@@ -45,8 +45,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.conftest import own_pipeline
-from tests.pipeline import TIMEZONE, Pipeline
+from tests.pipeline import TIMEZONE, Pipeline, StartFloor
 from tests.sse import listen, next_event
 
 pytestmark = pytest.mark.timeout(600)
@@ -157,18 +156,9 @@ def _floor() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
     """The floor above, posted once for the module, and T1's working calendar."""
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("management"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN},
-    ) as running:
+    with start_floor("management", CALLBOARD_ADMIN_KEY=ADMIN) as running:
         running.post(_floor())
         running.wait_caught_up()
         calendar = {"weekdays": [1, 2, 3, 4, 5], "day_start": "09:00", "day_end": "18:00"}

@@ -30,8 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import own_pipeline
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -172,16 +171,9 @@ class Floor:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Floor]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("team-keys"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
+def floor(start_floor: StartFloor) -> Iterator[Floor]:
+    with start_floor(
+        "team-keys", CALLBOARD_ADMIN_KEY=ADMIN, CALLBOARD_AUTH_CACHE_SECONDS="0.3"
     ) as running:
         running.post(_floor())
         running.wait_caught_up()
