@@ -187,3 +187,16 @@ class Pipeline:
 MakePipeline = Callable[..., Pipeline]
 # A module's floor: ``start("name", CALLBOARD_X="...")`` is a pipeline of its own.
 StartFloor = Callable[..., AbstractContextManager[Pipeline]]
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The header that presents an API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create_key(pipeline: Pipeline, admin_key: str, **body: Any) -> dict[str, Any]:
+    """A key made through ``POST /v1/admin/keys``, as it answers (``key`` is the secret)."""
+    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(admin_key))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
+from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline, bearer, create_key
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-page-tests-42"
 CHROMIUM = "/usr/bin/chromium"
@@ -66,17 +66,6 @@ def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     yield make
     for context in contexts:
         context.close()
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create_key(pipeline: Pipeline, **body: Any) -> dict[str, Any]:
-    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN_KEY))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 # -- A small floor, its true numbers worked out as it is written ---------------------------
@@ -245,7 +234,7 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, name="floor tv", scopes=["read"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
     floor = write_floor()
     pipeline.post(floor.events)
     pipeline.wait_caught_up()
@@ -398,7 +387,7 @@ def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY, CALLBOARD_AUTH_CACHE_SECONDS="1")
-    team_key = create_key(pipeline, name="t-1 tv", scopes=["read"], team_ids=["t-1"])
+    team_key = create_key(pipeline, ADMIN_KEY, name="t-1 tv", scopes=["read"], team_ids=["t-1"])
     floor = write_floor()
     pipeline.post(floor.events)
     pipeline.wait_caught_up()
@@ -620,7 +609,7 @@ def test_contests_team_leaderboards_from_the_stream_and_the_playlist(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, name="floor tv", scopes=["read"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
     floor = write_floor()
     pipeline.post(floor.events)
     pipeline.wait_caught_up()

@@ -18,21 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.pipeline import REPO, MakePipeline, Pipeline
+from tests.pipeline import REPO, MakePipeline, Pipeline, bearer, create_key
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 CACHE_SECONDS = 2.0
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create_key(pipeline: Pipeline, **body: Any) -> dict[str, Any]:
-    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN_KEY))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def stream_url(pipeline: Pipeline) -> str:
@@ -73,7 +62,7 @@ def board_pipeline(make_pipeline: MakePipeline) -> Pipeline:
 
 
 def test_bad_stream_parameters_answer_422_before_the_stream(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="board", scopes=["read"])["key"]
+    key = create_key(board_pipeline, ADMIN_KEY, name="board", scopes=["read"])["key"]
     bad = [
         {"leaderboard": "dispositions"},
         {"leaderboard": "no_such_kpi"},
@@ -94,7 +83,7 @@ def test_bad_stream_parameters_answer_422_before_the_stream(board_pipeline: Pipe
 
 
 def test_boards_sharing_one_key_all_get_in_and_a_bound_holds(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="floor tvs", scopes=["read"])["key"]
+    key = create_key(board_pipeline, ADMIN_KEY, name="floor tvs", scopes=["read"])["key"]
     url = stream_url(board_pipeline)
     boards = 40  # eight times the key's burst of 5 requests
     clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards + 1)]
@@ -145,7 +134,7 @@ def test_boards_sharing_one_key_all_get_in_and_a_bound_holds(board_pipeline: Pip
 
 
 def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeline) -> None:
-    created = create_key(board_pipeline, name="tv 7", scopes=["read"])
+    created = create_key(board_pipeline, ADMIN_KEY, name="tv 7", scopes=["read"])
     with (
         httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
         client.stream(
@@ -184,7 +173,7 @@ def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeli
 
 
 def test_status_comes_at_least_every_five_seconds(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="tv", scopes=["read"])["key"]
+    key = create_key(board_pipeline, ADMIN_KEY, name="tv", scopes=["read"])["key"]
     with (
         httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
         client.stream(
@@ -216,7 +205,7 @@ def _counter(pipeline: Pipeline, name: str) -> float:
 
 
 def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="floor", scopes=["read"])["key"]
+    key = create_key(board_pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
     boards = 20
     params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
     clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
@@ -265,8 +254,10 @@ def test_team_leaderboards_on_the_stream_equal_each_teams_leaderboard(
     make_pipeline: MakePipeline,
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, name="floor", scopes=["read"])["key"]
-    team_key = create_key(pipeline, name="t-b tv", scopes=["read"], team_ids=["t-b"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
+    team_key = create_key(pipeline, ADMIN_KEY, name="t-b tv", scopes=["read"], team_ids=["t-b"])[
+        "key"
+    ]
     # Sales today: agent -> (team, count); counts chosen with a tie in team t-a.
     plan = {
         "a1": ("t-a", 3),
