@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -204,22 +204,47 @@ def _counter(pipeline: Pipeline, name: str) -> float:
     )
 
 
-def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
-    boards = 20
-    params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
+def _stream_work(
+    pipeline: Pipeline,
+    key: str,
+    params: dict[str, str],
+    *,
+    boards: int,
+    change: Callable[[], None],
+) -> tuple[float, float, int]:
+    """With ``boards`` streams open, make ``change``: the commits the API saw, the views it
+    computed, and how many quiet looks (one per 5 s) the time taken allows."""
     clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
     responses = []
     try:
         for client in clients:
             request = client.build_request(
-                "GET", stream_url(board_pipeline), params=params, headers=bearer(key)
+                "GET", stream_url(pipeline), params=params, headers=bearer(key)
             )
             responses.append(client.send(request, stream=True))
         assert [r.status_code for r in responses] == [200] * boards
-        commits = _counter(board_pipeline, "callboard_api_stream_commits")
-        computed = _counter(board_pipeline, "callboard_api_stream_view_computations")
+        commits = _counter(pipeline, "callboard_api_stream_commits")
+        computed = _counter(pipeline, "callboard_api_stream_view_computations")
         started = time.monotonic()
+        change()
+        pipeline.wait_caught_up()
+        time.sleep(2)
+        new_commits = _counter(pipeline, "callboard_api_stream_commits") - commits
+        new_views = _counter(pipeline, "callboard_api_stream_view_computations") - computed
+        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
+    finally:
+        for response in responses:
+            response.close()
+        for client in clients:
+            client.close()
+    return new_commits, new_views, quiet_looks
+
+
+def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
+    params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
+
+    def calls_start() -> None:
         at = datetime.now(UTC).isoformat()
         board_pipeline.post(
             [
@@ -234,16 +259,10 @@ def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeli
                 for i in range(3)
             ]
         )
-        board_pipeline.wait_caught_up()
-        time.sleep(2)
-        new_commits = _counter(board_pipeline, "callboard_api_stream_commits") - commits
-        new_views = _counter(board_pipeline, "callboard_api_stream_view_computations") - computed
-        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
-    finally:
-        for response in responses:
-            response.close()
-        for client in clients:
-            client.close()
+
+    new_commits, new_views, quiet_looks = _stream_work(
+        board_pipeline, key, params, boards=20, change=calls_start
+    )
     assert new_commits >= 1
     # Three views per commit for all twenty boards (and one more look at the metrics per
     # quiet 5 s), not three per board.
@@ -332,30 +351,13 @@ def test_team_leaderboards_on_the_stream_equal_each_teams_leaderboard(
     assert bad.status_code == 422, bad.text
 
     # Ten boards of the floor: one computation of every team's list per commit, not ten.
-    boards = 10
-    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
-    responses = []
-    try:
-        for client in clients:
-            request = client.build_request(
-                "GET", stream_url(pipeline), params=search, headers=bearer(key)
-            )
-            responses.append(client.send(request, stream=True))
-        assert [r.status_code for r in responses] == [200] * boards
-        commits = _counter(pipeline, "callboard_api_stream_commits")
-        computed = _counter(pipeline, "callboard_api_stream_view_computations")
-        started = time.monotonic()
-        sale = {**events[0], "event_id": "s-more", "order_id": "o-more", "lead_id": "L-more"}
+    sale = {**events[0], "event_id": "s-more", "order_id": "o-more", "lead_id": "L-more"}
+
+    def one_more_sale() -> None:
         pipeline.post([{**sale, "occurred_at": datetime.now(UTC).isoformat()}])
-        pipeline.wait_caught_up()
-        time.sleep(2)
-        new_commits = _counter(pipeline, "callboard_api_stream_commits") - commits
-        new_views = _counter(pipeline, "callboard_api_stream_view_computations") - computed
-        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
-    finally:
-        for response in responses:
-            response.close()
-        for client in clients:
-            client.close()
+
+    new_commits, new_views, quiet_looks = _stream_work(
+        pipeline, key, search, boards=10, change=one_more_sale
+    )
     assert new_commits >= 1
     assert new_views <= new_commits + quiet_looks, (new_views, new_commits, quiet_looks)
