@@ -149,6 +149,14 @@ def today_start() -> datetime:
     return max(midnight + timedelta(seconds=1), now - timedelta(minutes=40))
 
 
+def post_floor(pipeline: Pipeline) -> FloorWriter:
+    """The floor below, posted and counted."""
+    floor = write_floor()
+    pipeline.post(floor.events)
+    pipeline.wait_caught_up()
+    return floor
+
+
 def write_floor() -> FloorWriter:
     """Two teams of three agents: calls, a few sales, and each agent's state now."""
     start = today_start()
@@ -235,9 +243,7 @@ def test_board_shows_the_floor_live_in_english_and_chinese(
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
     key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    floor = post_floor(pipeline)
     agents = list(floor.agents.values())
     sales = sum(a.sales for a in agents)
     revenue = sum((a.revenue for a in agents), Decimal(0))
@@ -388,9 +394,7 @@ def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY, CALLBOARD_AUTH_CACHE_SECONDS="1")
     team_key = create_key(pipeline, ADMIN_KEY, name="t-1 tv", scopes=["read"], team_ids=["t-1"])
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    floor = post_floor(pipeline)
     mine = [a for a in floor.agents.values() if a.team_id == "t-1"]
     others = [a for a in floor.agents.values() if a.team_id != "t-1"]
 
@@ -449,9 +453,7 @@ def test_stale_warning_while_the_aggregator_or_the_api_is_down(
         CALLBOARD_LAG_STALL_SECONDS="3",
         CALLBOARD_LAG_WINDOW_SECONDS="6",
     )
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    floor = post_floor(pipeline)
     page = new_page()
     page.goto(board_url(pipeline, lang="en"))
     wait_live(page)
@@ -610,9 +612,7 @@ def test_contests_team_leaderboards_from_the_stream_and_the_playlist(
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
     key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    floor = post_floor(pipeline)
     agents = list(floor.agents.values())
 
     # A sales contest of both teams' agents since the floor began, ending at a whole minute
