@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from shared.db import upgrade_database
 from shared.kafka import ensure_topic
+from tests.chat_receivers import ChatReceivers
 from tests.pipeline import MakePipeline, Pipeline, StartFloor
 
 pytest_plugins = ["tests.fixtures_infra", "tests.fault_report"]
@@ -125,6 +126,13 @@ def start_floor(
         )
 
     return start
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[ChatReceivers]:
+    """The chat services' webhooks, recording what a module's channels post."""
+    with ChatReceivers() as running:
+        yield running
 
 
 @pytest.fixture

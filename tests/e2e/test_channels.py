@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from devstack.processes import free_port
-from tests.chat_receivers import ChatReceivers
+from tests.chat_receivers import QUICK_CHANNELS, ChatReceivers
 from tests.pipeline import REPO, TIMEZONE, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
@@ -83,18 +83,11 @@ def _events(today: datetime) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def receivers() -> Iterator[ChatReceivers]:
-    with ChatReceivers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
     with start_floor(
         "channels",
         CALLBOARD_ADMIN_KEY=ADMIN,
-        CALLBOARD_CHANNEL_TICK_SECONDS="0.5",
-        CALLBOARD_CHANNEL_BACKOFF_SECONDS="0.05",
+        **QUICK_CHANNELS,
     ) as running:
         today = datetime.now(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
         running.post(_events(today))

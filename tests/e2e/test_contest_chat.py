@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from devstack.processes import free_port
-from tests.chat_receivers import ChatReceivers, Received
+from tests.chat_receivers import QUICK_CHANNELS, ChatReceivers, Received
 from tests.pipeline import REPO, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
@@ -34,18 +34,11 @@ LEAD_INTERVAL = 30.0
 
 
 @pytest.fixture(scope="module")
-def receivers() -> Iterator[ChatReceivers]:
-    with ChatReceivers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
     with start_floor(
         "contest-chat",
         CALLBOARD_ADMIN_KEY=ADMIN,
-        CALLBOARD_CHANNEL_TICK_SECONDS="0.5",
-        CALLBOARD_CHANNEL_BACKOFF_SECONDS="0.05",
+        **QUICK_CHANNELS,
         CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS=str(LEAD_INTERVAL),
     ) as running:
         yield running
