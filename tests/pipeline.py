@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,19 @@ class Pipeline:
             for line in self.log(name).splitlines()
             if '"partitions assigned"' in line
         ]
+
+    @contextmanager
+    def second_api(self) -> Iterator[httpx.Client]:
+        """Another API process on the same database and broker, stopped afterwards."""
+        port = free_port()
+        self.start("api2", "api", "--port", str(port))
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        try:
+            self._wait_ready(client, "api2")
+            yield client
+        finally:
+            client.close()
+            self.stop("api2")
 
     def _wait_ready(self, client: httpx.Client, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -21,12 +21,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from devstack.processes import free_port
 from tests.chat_receivers import QUICK_CHANNELS, ChatReceivers
 from tests.pipeline import REPO, TIMEZONE, Pipeline, StartFloor
 
@@ -403,11 +401,7 @@ def test_retries_run_out_and_the_delivery_is_failed(
 def test_two_api_processes_send_a_scheduled_digest_once(
     floor: Pipeline, receivers: ChatReceivers
 ) -> None:
-    port = free_port()
-    floor.start("api2", "api", "--port", str(port))
-    second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        floor._wait_ready(second, "api2")
+    with floor.second_api() as second:
         # The next local minute: both schedulers see the slot come due together.
         at = datetime.now(ZONE) + timedelta(minutes=1)
         _add(floor, receivers, "scheduled", "webhook", schedule=f"{at:%H:%M} daily")
@@ -450,6 +444,3 @@ def test_two_api_processes_send_a_scheduled_digest_once(
                     counted[outcome] = counted.get(outcome, 0) + float(line.rsplit(" ", 1)[1])
         # Both processes know the channel: each shows its series, one of them counts the send.
         assert counted == {"sent": 1, "failed": 0, "rejected": 0}
-    finally:
-        second.close()
-        floor.stop("api2")

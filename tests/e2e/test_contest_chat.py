@@ -19,10 +19,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
-from devstack.processes import free_port
 from tests.chat_receivers import QUICK_CHANNELS, ChatReceivers, Received
 from tests.pipeline import REPO, Pipeline, StartFloor
 
@@ -93,11 +91,7 @@ def _feishu_text(message: Received) -> str:
 def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
     floor: Pipeline, receivers: ChatReceivers
 ) -> None:
-    port = free_port()
-    floor.start("api2", "api", "--port", str(port))
-    second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        floor._wait_ready(second, "api2")
+    with floor.second_api():
         far = f"{(datetime.now(UTC) + timedelta(hours=12)):%H:%M} daily"
         for name, kind, teams, lang in (
             ("floor-news", "webhook", [], "en"),
@@ -215,9 +209,6 @@ def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
             ]
         )
         assert {(d["outcome"], d["trigger"]) for d in deliveries} == {("sent", "contest")}
-    finally:
-        second.close()
-        floor.stop("api2")
 
 
 def test_a_contest_channel_sends_no_digest(floor: Pipeline, receivers: ChatReceivers) -> None:
