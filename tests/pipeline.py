@@ -213,3 +213,32 @@ def create_key(pipeline: Pipeline, admin_key: str, **body: Any) -> dict[str, Any
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
+
+
+@contextmanager
+def ingest_without_kafka(
+    database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Pipeline]:
+    """Ingest alone, its broker a port nobody listens on: alive (``/healthz`` 200) once
+    yielded, stopped afterwards."""
+    pipeline = Pipeline(
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
+        database_url=database_url,
+        topic="unreachable",
+        workdir=workdir,
+        extra_env=extra_env,
+    )
+    try:
+        pipeline.start("ingest", "ingest", "--port", str(pipeline.ingest_port))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = pipeline.ingest.get("/healthz")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, pipeline.log("ingest")
+                time.sleep(0.2)
+        assert health.status_code == 200
+        yield pipeline
+    finally:
+        pipeline.__exit__(None, None, None)

@@ -33,9 +33,8 @@ import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import create_engine, inspect, text
 
-from devstack.processes import free_port
 from tests import adapter_floor as floor
-from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
+from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline, ingest_without_kafka
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)
@@ -634,23 +633,7 @@ def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
 def test_without_kafka_adapters_answer_503_with_retry_after(
     tmp_path_factory: pytest.TempPathFactory, database_url: str
 ) -> None:
-    pipeline = Pipeline(
-        bootstrap_servers=f"127.0.0.1:{free_port()}",
-        database_url=database_url,
-        topic="unreachable",
-        workdir=tmp_path_factory.mktemp("no-kafka"),
-        extra_env=ENV,
-    )
-    try:
-        pipeline.start("ingest", "ingest", "--port", str(pipeline.ingest_port))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                pipeline.ingest.get("/healthz")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, pipeline.log("ingest")
-                time.sleep(0.2)
+    with ingest_without_kafka(database_url, tmp_path_factory.mktemp("no-kafka"), ENV) as pipeline:
         dispo = {
             "uniqueid": "5.5",
             "epoch": "1762045200",
@@ -678,8 +661,6 @@ def test_without_kafka_adapters_answer_503_with_retry_after(
         assert firehose.status_code == 503
         assert firehose.headers["Retry-After"] == "5"
         assert firehose.json()["requestId"] == "r-5" and firehose.json()["errorMessage"]
-    finally:
-        pipeline.__exit__(None, None, None)
 
 
 def test_an_ingest_key_limited_to_teams_is_held_to_them_on_adapter_routes(
