@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,9 @@ from sqlalchemy import create_engine, inspect, text
 
 from tests import adapter_floor as floor
 from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline, ingest_without_kafka
+
+if TYPE_CHECKING:
+    from shared.auth import NewKey
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)
@@ -576,19 +579,30 @@ def test_no_personal_data_in_kafka_database_or_logs(
         assert value not in logs, value
 
 
-def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
-    make_pipeline: MakePipeline,
-) -> None:
-    from shared.auth import NewKey, Scope, create_key
+def _keys_required(make_pipeline: MakePipeline, *keys: NewKey) -> tuple[Pipeline, list[str]]:
+    """A pipeline that requires a key (and caches none), and these keys made in its database."""
+    from shared.auth import create_key
 
     pipeline = make_pipeline(
         **ENV, CALLBOARD_AUTH_MODE="required", CALLBOARD_AUTH_CACHE_SECONDS="0"
     )
     engine = create_engine(pipeline.database_url)
     with engine.begin() as connection:
-        key = create_key(connection, NewKey(name="dialer", scopes=[Scope.ingest])).key
-        read_key = create_key(connection, NewKey(name="board", scopes=[Scope.read])).key
+        made = [create_key(connection, new).key for new in keys]
     engine.dispose()
+    return pipeline, made
+
+
+def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
+    make_pipeline: MakePipeline,
+) -> None:
+    from shared.auth import NewKey, Scope
+
+    pipeline, (key, read_key) = _keys_required(
+        make_pipeline,
+        NewKey(name="dialer", scopes=[Scope.ingest]),
+        NewKey(name="board", scopes=[Scope.read]),
+    )
     dispo = {
         "uniqueid": "5.5",
         "epoch": "1762045200",
@@ -666,17 +680,11 @@ def test_without_kafka_adapters_answer_503_with_retry_after(
 def test_an_ingest_key_limited_to_teams_is_held_to_them_on_adapter_routes(
     make_pipeline: MakePipeline,
 ) -> None:
-    from shared.auth import NewKey, Scope, create_key
+    from shared.auth import NewKey, Scope
 
-    pipeline = make_pipeline(
-        **ENV, CALLBOARD_AUTH_MODE="required", CALLBOARD_AUTH_CACHE_SECONDS="0"
+    pipeline, (key,) = _keys_required(
+        make_pipeline, NewKey(name="t-1 dialer", scopes=[Scope.ingest], team_ids=["t-1"])
     )
-    engine = create_engine(pipeline.database_url)
-    with engine.begin() as connection:
-        key = create_key(
-            connection, NewKey(name="t-1 dialer", scopes=[Scope.ingest], team_ids=["t-1"])
-        ).key
-    engine.dispose()
     dispo = {
         "uniqueid": "7.7",
         "epoch": "1762045200",
