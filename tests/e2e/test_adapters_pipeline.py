@@ -579,6 +579,17 @@ def test_no_personal_data_in_kafka_database_or_logs(
         assert value not in logs, value
 
 
+# One VICIdial disposition, for the tests of who may post it.
+DISPO_L5 = {
+    "uniqueid": "5.5",
+    "epoch": "1762045200",
+    "dispo": "NI",
+    "talk_time": "60",
+    "user": "a-1",
+    "lead_id": "L5",
+}
+
+
 def _keys_required(make_pipeline: MakePipeline, *keys: NewKey) -> tuple[Pipeline, list[str]]:
     """A pipeline that requires a key (and caches none), and these keys made in its database."""
     from shared.auth import create_key
@@ -603,14 +614,7 @@ def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
         NewKey(name="dialer", scopes=[Scope.ingest]),
         NewKey(name="board", scopes=[Scope.read]),
     )
-    dispo = {
-        "uniqueid": "5.5",
-        "epoch": "1762045200",
-        "dispo": "NI",
-        "talk_time": "60",
-        "user": "a-1",
-        "lead_id": "L5",
-    }
+    dispo = DISPO_L5
     route = "/v1/adapters/vicidial/dispo"
     assert pipeline.ingest.get(route, params=dispo).status_code == 401
     assert pipeline.ingest.get(route, params={**dispo, "key": key}).status_code == 200
@@ -648,14 +652,7 @@ def test_without_kafka_adapters_answer_503_with_retry_after(
     tmp_path_factory: pytest.TempPathFactory, database_url: str
 ) -> None:
     with ingest_without_kafka(database_url, tmp_path_factory.mktemp("no-kafka"), ENV) as pipeline:
-        dispo = {
-            "uniqueid": "5.5",
-            "epoch": "1762045200",
-            "dispo": "NI",
-            "talk_time": "60",
-            "user": "a-1",
-            "lead_id": "L5",
-        }
+        dispo = DISPO_L5
         refused = pipeline.ingest.get("/v1/adapters/vicidial/dispo", params=dispo)
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "5"

@@ -149,6 +149,13 @@ def today_start() -> datetime:
     return max(midnight + timedelta(seconds=1), now - timedelta(minutes=40))
 
 
+def floor_tv(make_pipeline: MakePipeline) -> tuple[Pipeline, str, FloorWriter]:
+    """A pipeline with the floor below posted, and a read key for its televisions."""
+    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
+    key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
+    return pipeline, key, post_floor(pipeline)
+
+
 def post_floor(pipeline: Pipeline) -> FloorWriter:
     """The floor below, posted and counted."""
     floor = write_floor()
@@ -241,9 +248,7 @@ def timer_seconds(text: str) -> int:
 def test_board_shows_the_floor_live_in_english_and_chinese(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
-    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
-    floor = post_floor(pipeline)
+    pipeline, key, floor = floor_tv(make_pipeline)
     agents = list(floor.agents.values())
     sales = sum(a.sales for a in agents)
     revenue = sum((a.revenue for a in agents), Decimal(0))
@@ -610,9 +615,7 @@ def competition_ranks(values: dict[str, int]) -> dict[str, int]:
 def test_contests_team_leaderboards_from_the_stream_and_the_playlist(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
-    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
-    floor = post_floor(pipeline)
+    pipeline, key, floor = floor_tv(make_pipeline)
     agents = list(floor.agents.values())
 
     # A sales contest of both teams' agents since the floor began, ending at a whole minute

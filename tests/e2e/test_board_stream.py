@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,19 @@ from tests.pipeline import REPO, MakePipeline, Pipeline, bearer, create_key
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 CACHE_SECONDS = 2.0
+
+
+@contextmanager
+def status_stream(pipeline: Pipeline, key: str) -> Iterator[httpx.Response]:
+    """A board's stream of the status view alone, open (200 asserted)."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
+        client.stream(
+            "GET", stream_url(pipeline), params={"views": "status"}, headers=bearer(key)
+        ) as response,
+    ):
+        assert response.status_code == 200
+        yield response
 
 
 def stream_url(pipeline: Pipeline) -> str:
@@ -135,16 +149,7 @@ def test_boards_sharing_one_key_all_get_in_and_a_bound_holds(board_pipeline: Pip
 
 def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeline) -> None:
     created = create_key(board_pipeline, ADMIN_KEY, name="tv 7", scopes=["read"])
-    with (
-        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
-        client.stream(
-            "GET",
-            stream_url(board_pipeline),
-            params={"views": "status"},
-            headers=bearer(created["key"]),
-        ) as response,
-    ):
-        assert response.status_code == 200
+    with status_stream(board_pipeline, created["key"]) as response:
         lines = response.iter_lines()
         first, ended = read_events(lines, time.monotonic() + 10, stop_after=1)
         assert [name for _, name, _ in first] == ["status"] and not ended
@@ -174,16 +179,7 @@ def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeli
 
 def test_status_comes_at_least_every_five_seconds(board_pipeline: Pipeline) -> None:
     key = create_key(board_pipeline, ADMIN_KEY, name="tv", scopes=["read"])["key"]
-    with (
-        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
-        client.stream(
-            "GET",
-            stream_url(board_pipeline),
-            params={"views": "status"},
-            headers=bearer(key),
-        ) as response,
-    ):
-        assert response.status_code == 200
+    with status_stream(board_pipeline, key) as response:
         lines = response.iter_lines()
         events, _ = read_events(lines, time.monotonic() + 12, stop_after=3)
     assert [name for _, name, _ in events] == ["status"] * 3
