@@ -116,6 +116,19 @@ class Pipeline:
             if '"partitions assigned"' in line
         ]
 
+    def start_alone(self, service: str) -> httpx.Response:
+        """Start ``service`` (ingest or api) by itself: its first answer to ``/healthz``."""
+        client = self.ingest if service == "ingest" else self.api
+        port = self.ingest_port if service == "ingest" else self.api_port
+        self.start(service, service, "--port", str(port))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return client.get("/healthz")
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, self.log(service)
+                time.sleep(0.2)
+
     @contextmanager
     def second_api(self) -> Iterator[httpx.Client]:
         """Another API process on the same database and broker, stopped afterwards."""
@@ -229,16 +242,7 @@ def ingest_without_kafka(
         extra_env=extra_env,
     )
     try:
-        pipeline.start("ingest", "ingest", "--port", str(pipeline.ingest_port))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = pipeline.ingest.get("/healthz")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, pipeline.log("ingest")
-                time.sleep(0.2)
-        assert health.status_code == 200
+        assert pipeline.start_alone("ingest").status_code == 200
         yield pipeline
     finally:
         pipeline.__exit__(None, None, None)
