@@ -199,6 +199,14 @@ def test_freeswitch_floor(make_pipeline: MakePipeline) -> None:
     print("freeswitch", assert_truth(pipeline, expected))
 
 
+def asterisk_import(pipeline: Pipeline, path: Path, *args: str) -> list[str]:
+    """The command line that imports an Asterisk ``Master.csv`` into ``pipeline``'s ingest."""
+    return [
+        *(sys.executable, "-m", "services.cli", "import", "--format", "asterisk-cdr", str(path)),
+        *("--ingest-url", f"http://127.0.0.1:{pipeline.ingest_port}", *args),
+    ]
+
+
 def run_import(
     pipeline: Pipeline,
     path: Path,
@@ -207,18 +215,7 @@ def run_import(
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "import",
-            "--format",
-            "asterisk-cdr",
-            str(path),
-            "--ingest-url",
-            f"http://127.0.0.1:{pipeline.ingest_port}",
-            *args,
-        ],
+        asterisk_import(pipeline, path, *args),
         cwd=REPO,
         env={**pipeline.env, **(env or {})},
         capture_output=True,
@@ -266,22 +263,9 @@ def test_asterisk_follow_counts_new_lines_and_resumes(
     master.write_text("")
     roster = write_roster(tmp_path / "roster.toml")
     state = tmp_path / "Master.csv.position"
-    command = [
-        sys.executable,
-        "-m",
-        "services.cli",
-        "import",
-        "--format",
-        "asterisk-cdr",
-        str(master),
-        "--roster",
-        str(roster),
-        "--follow",
-        "--state",
-        str(state),
-        "--ingest-url",
-        f"http://127.0.0.1:{pipeline.ingest_port}",
-    ]
+    command = asterisk_import(
+        pipeline, master, "--roster", str(roster), "--follow", "--state", str(state)
+    )
 
     output = tmp_path / "follow.log"
 
