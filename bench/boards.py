@@ -25,9 +25,7 @@ import asyncio
 import multiprocessing
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -39,7 +37,7 @@ import orjson
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
+from bench.pipeline import Stack, _fresh_database, _say, bench_infrastructure
 from shared.kafka import ensure_topic
 
 ADMIN_KEY = "bench-admin-key-0123456789-0123456789-abcdef"
@@ -249,11 +247,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-boards-"))
-    os.chmod(workdir, 0o755)
-    bootstrap, base_url, stops = _infrastructure(workdir)
-    _say(f"kafka {bootstrap}; cores {os.cpu_count()}")
-    try:
+    with bench_infrastructure("callboard-bench-boards-") as (workdir, bootstrap, base_url):
+        _say(f"kafka {bootstrap}; cores {os.cpu_count()}")
         topic = f"bench-boards-{uuid.uuid4().hex[:8]}"
         database_url = _fresh_database(base_url)
         ensure_topic([bootstrap], topic, 3)
@@ -278,10 +273,6 @@ def main() -> None:
         finally:
             stack.stop_all()
             _drop_database(base_url, database_url)
-    finally:
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _drop_database(base_url: str, database_url: str) -> None:

@@ -27,7 +27,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -404,6 +406,21 @@ def _infrastructure(workdir: Path) -> tuple[str, str, list[Any]]:
     return bootstrap, database, stops
 
 
+@contextmanager
+def bench_infrastructure(prefix: str) -> Iterator[tuple[Path, str, str]]:
+    """A work folder, a broker and a PostgreSQL server (those that CALLBOARD_BENCH_* name,
+    where set), all stopped and removed when the benchmark ends."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(workdir, 0o755)
+    bootstrap, database, stops = _infrastructure(workdir)
+    try:
+        yield workdir, bootstrap, database
+    finally:
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -416,12 +433,9 @@ def main() -> None:
     parser.add_argument("--fresh-seconds", type=int, default=20)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-"))
-    os.chmod(workdir, 0o755)
-    bootstrap, base_url, stops = _infrastructure(workdir)
-    postgres = make_url(base_url).render_as_string()
-    _say(f"kafka {bootstrap}; postgres {postgres}; cores {os.cpu_count()}")
-    try:
+    with bench_infrastructure("callboard-bench-") as (workdir, bootstrap, base_url):
+        postgres = make_url(base_url).render_as_string()
+        _say(f"kafka {bootstrap}; postgres {postgres}; cores {os.cpu_count()}")
         ceiling = bench_ceiling(bootstrap, args.events, args.partitions)
         for processes in args.aggregators:
             topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -437,10 +451,6 @@ def main() -> None:
                     bench_freshness(stack, args.fresh_rate, args.fresh_seconds)
             finally:
                 stack.stop_all()
-    finally:
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _fresh_database(base_url: str) -> str:

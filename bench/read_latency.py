@@ -11,7 +11,6 @@ Kafka and PostgreSQL come from ``CALLBOARD_BENCH_KAFKA_BOOTSTRAP_SERVERS`` and
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ import httpx
 import orjson
 from sqlalchemy import create_engine
 
-from bench.pipeline import Stack, _fresh_database, _infrastructure, _say
+from bench.pipeline import Stack, _fresh_database, _say, bench_infrastructure
 from devstack.simulator import FloorShape, FloorSimulator
 from services.api.metrics import queries
 from services.api.metrics.periods import Granularity, TimeRange
@@ -184,11 +183,8 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
         return
 
-    workdir = Path(tempfile.mkdtemp(prefix="callboard-bench-"))
-    os.chmod(workdir, 0o755)
-    bootstrap, base_url, stops = _infrastructure(workdir)
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
-    try:
+    with bench_infrastructure("callboard-bench-") as (workdir, bootstrap, base_url):
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
         ensure_topic([bootstrap], topic, 6)
         stack = Stack(bootstrap, _fresh_database(base_url), topic, workdir)
         try:
@@ -213,10 +209,6 @@ def main() -> None:
             check_lead_counts(stack.database_url)
         finally:
             stack.stop_all()
-    finally:
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

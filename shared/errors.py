@@ -20,10 +20,20 @@ class ErrorBody(BaseModel):
 
 
 class CallboardError(Exception):
-    """Base of every error a caller can see. Subclasses set the status and code."""
+    """Base of every error a caller can see. Subclasses name their status and code:
+    ``class NotFound(CallboardError, status=404, code="not_found")``."""
 
     status_code = 400
     code = "bad_request"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, code: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if code is not None:
+            cls.code = code
 
     def __init__(
         self,
@@ -45,52 +55,44 @@ class CallboardError(Exception):
         return {"error": error.model_dump(exclude_none=True), **self.extra}
 
 
-class InvalidInput(CallboardError):
-    status_code = 422
-    code = "invalid_input"
+class InvalidInput(CallboardError, status=422, code="invalid_input"):
+    """Values that cannot be used; the message says what to change."""
 
 
-class NotFound(CallboardError):
-    status_code = 404
-    code = "not_found"
+class NotFound(CallboardError, status=404, code="not_found"):
+    """What the request names does not exist."""
 
 
-class PayloadTooLarge(CallboardError):
-    status_code = 413
-    code = "payload_too_large"
+class PayloadTooLarge(CallboardError, status=413, code="payload_too_large"):
+    """A body larger than a request may carry."""
 
 
-class UnsupportedMediaType(CallboardError):
-    status_code = 415
-    code = "unsupported_media_type"
+class UnsupportedMediaType(CallboardError, status=415, code="unsupported_media_type"):
+    """A body in a content type the route does not read."""
 
 
-class Unauthorized(CallboardError):
-    status_code = 401
-    code = "unauthorized"
+class Unauthorized(CallboardError, status=401, code="unauthorized"):
+    """Missing or invalid credentials."""
 
 
-class Forbidden(CallboardError):
-    status_code = 403
-    code = "forbidden"
+class Forbidden(CallboardError, status=403, code="forbidden"):
+    """Not allowed for these credentials."""
 
 
-class ServiceUnavailable(CallboardError):
-    status_code = 503
-    code = "unavailable"
-
+class ServiceUnavailable(CallboardError, status=503, code="unavailable"):
     def __init__(self, message: str, *, retry_after: int = 5, details: Any | None = None) -> None:
-        super().__init__(message, details=details, headers={"Retry-After": str(retry_after)})
+        super().__init__(message, details=details, headers=_retry_after(retry_after))
 
 
-class RateLimited(CallboardError):
-    status_code = 429
-    code = "rate_limited"
-
+class RateLimited(CallboardError, status=429, code="rate_limited"):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(
-            message, details={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+            message, details={"retry_after": retry_after}, headers=_retry_after(retry_after)
         )
+
+
+def _retry_after(seconds: int) -> dict[str, str]:
+    return {"Retry-After": str(seconds)}
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -36,6 +36,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 HOUR_MS = 3_600_000
+# Settings for a pipeline whose channels are watched in a test: a schedule looked at twice a
+# second, and retries that do not keep the test waiting.
+QUICK_CHANNELS = {
+    "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
+    "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
+}
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 
 from shared.db import upgrade_database
 from shared.kafka import ensure_topic
-from tests.pipeline import MakePipeline, Pipeline
+from tests.chat_receivers import ChatReceivers
+from tests.pipeline import MakePipeline, Pipeline, StartFloor
 
 pytest_plugins = ["tests.fixtures_infra", "tests.fault_report"]
 
@@ -104,6 +105,33 @@ def own_pipeline(
             extra_env=extra_env,
         ) as running,
     ):
+        yield running
+
+
+@pytest.fixture(scope="module")
+def start_floor(
+    kafka_bootstrap_servers: str,
+    migrated_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StartFloor:
+    """Start a module's own pipeline (``own_pipeline``) with extra settings, in a folder
+    named for it."""
+
+    def start(name: str, **extra_env: str) -> AbstractContextManager[Pipeline]:
+        return own_pipeline(
+            kafka_bootstrap_servers,
+            migrated_template,
+            tmp_path_factory.mktemp(name),
+            extra_env=extra_env,
+        )
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[ChatReceivers]:
+    """The chat services' webhooks, recording what a module's channels post."""
+    with ChatReceivers() as running:
         yield running
 
 

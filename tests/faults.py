@@ -24,7 +24,7 @@ from kafka.structs import TopicPartition
 
 from tests.fault_report import FaultReport, FaultRow
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import METRICS, bucket_of, keyed, reference_cells, rollup, value_pairs
+from tests.reference import reference_cells, served_and_true, value_pairs
 
 ZONE = ZoneInfo(TIMEZONE)
 View = tuple[tuple[str, ...], str]
@@ -246,14 +246,7 @@ def compare_kpis(
     end = max(times).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
     for group, granularity in views:
         view = f"{','.join(group) or 'floor'}/{granularity}"
-        body = pipeline.metrics(
-            metrics=METRICS,
-            group_by=",".join(group) or "none",
-            granularity=granularity,
-            **{"from": start.isoformat(), "to": end.isoformat()},
-        )
-        expected = rollup(cells, group, bucket_of(granularity), start, end)
-        got = keyed(body["rows"], group)
+        expected, got = served_and_true(pipeline, cells, group, granularity, start, end)
         for key in got.keys() - expected.keys():
             check.mismatches.append(f"{view} {key}: a row the reference does not have")
         for key, truth in expected.items():

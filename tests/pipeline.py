@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,32 @@ class Pipeline:
             if '"partitions assigned"' in line
         ]
 
+    def start_alone(self, service: str) -> httpx.Response:
+        """Start ``service`` (ingest or api) by itself: its first answer to ``/healthz``."""
+        client = self.ingest if service == "ingest" else self.api
+        port = self.ingest_port if service == "ingest" else self.api_port
+        self.start(service, service, "--port", str(port))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return client.get("/healthz")
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, self.log(service)
+                time.sleep(0.2)
+
+    @contextmanager
+    def second_api(self) -> Iterator[httpx.Client]:
+        """Another API process on the same database and broker, stopped afterwards."""
+        port = free_port()
+        self.start("api2", "api", "--port", str(port))
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        try:
+            self._wait_ready(client, "api2")
+            yield client
+        finally:
+            client.close()
+            self.stop("api2")
+
     def _wait_ready(self, client: httpx.Client, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -184,3 +211,38 @@ class Pipeline:
 
 # What the ``make_pipeline`` fixture gives: start a pipeline with extra settings.
 MakePipeline = Callable[..., Pipeline]
+# A module's floor: ``start("name", CALLBOARD_X="...")`` is a pipeline of its own.
+StartFloor = Callable[..., AbstractContextManager[Pipeline]]
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The header that presents an API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create_key(pipeline: Pipeline, admin_key: str, **body: Any) -> dict[str, Any]:
+    """A key made through ``POST /v1/admin/keys``, as it answers (``key`` is the secret)."""
+    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(admin_key))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+@contextmanager
+def ingest_without_kafka(
+    database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Pipeline]:
+    """Ingest alone, its broker a port nobody listens on: alive (``/healthz`` 200) once
+    yielded, stopped afterwards."""
+    pipeline = Pipeline(
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
+        database_url=database_url,
+        topic="unreachable",
+        workdir=workdir,
+        extra_env=extra_env,
+    )
+    try:
+        assert pipeline.start_alone("ingest").status_code == 200
+        yield pipeline
+    finally:
+        pipeline.__exit__(None, None, None)

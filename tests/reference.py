@@ -10,8 +10,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from tests.pipeline import Pipeline
 
 # What the pipeline tests compare: stored counters, lead counts, money, and ratios as
 # (numerator, denominator) of base values.
@@ -287,6 +290,25 @@ def ratio(numerator: Any, denominator: Any, places: str = "0.000001") -> float |
 def keyed(rows: list[dict[str, Any]], group: tuple[str, ...]) -> dict[tuple[Any, ...], Any]:
     """The API's rows by the key ``rollup`` gives them: group values, then bucket."""
     return {(*(row[f"{g}_id"] for g in group), row.get("bucket")): row for row in rows}
+
+
+def served_and_true(
+    pipeline: Pipeline,
+    cells: dict[tuple[str, str, str, datetime], Cell],
+    group: tuple[str, ...],
+    granularity: str,
+    start: datetime,
+    end: datetime,
+) -> tuple[dict[tuple[Any, ...], dict[str, Any]], dict[tuple[Any, ...], Any]]:
+    """One view of ``METRICS`` over ``[start, end)``: the reference's rows (from ``cells``)
+    and the API's, both by ``keyed``'s key."""
+    body = pipeline.metrics(
+        metrics=METRICS,
+        group_by=",".join(group) or "none",
+        granularity=granularity,
+        **{"from": start.isoformat(), "to": end.isoformat()},
+    )
+    return rollup(cells, group, bucket_of(granularity), start, end), keyed(body["rows"], group)
 
 
 def value_pairs(row: dict[str, Any], truth: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -21,11 +21,13 @@ from services.api.export.labels import request_lang
 from services.api.metrics.periods import (
     FIRST_YEAR,
     LAST_YEAR,
+    Granularity,
     Period,
     TimeRange,
     resolve_range,
 )
 from services.api.metrics.queries import Filters
+from services.api.metrics.queries import Query as MetricsQuery
 from services.api.settings import ApiSettings
 from shared.auth import Principal, Scope, require
 from shared.db import transaction
@@ -65,6 +67,8 @@ Db = Annotated[Connection, Depends(get_connection)]
 Reader = Annotated[Principal, Depends(require(Scope.read))]
 Admin = Annotated[Principal, Depends(require(Scope.admin))]
 Ids = Annotated[list[str] | None, Query()]
+# ``from`` is a Python keyword: routes name the parameter ``from_``.
+From = Annotated[str | None, Query(alias="from")]
 AsOf = Annotated[
     str | None, Query(description="RFC 3339 with offset; the moment to judge at (default now)")
 ]
@@ -158,6 +162,24 @@ class RequestTime:
             "to": self.range.end.astimezone(self.zone).isoformat(),
             "timezone": self.zone_name,
         }
+
+    def metrics_query(
+        self,
+        group_by: tuple[str, ...],
+        granularity: Granularity,
+        filters: Filters,
+        first_weekday: int,
+    ) -> MetricsQuery:
+        """The metrics read of this range, bucketed in this zone."""
+        return MetricsQuery(
+            group_by,
+            granularity,
+            self.range,
+            filters,
+            self.zone,
+            first_weekday,
+            native=self.native,
+        )
 
 
 def request_time(

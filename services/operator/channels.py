@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from services.operator.keys import DatabaseUrl, shown
+from services.operator.keys import DatabaseUrl, shown, validated, write_once
 
 if TYPE_CHECKING:
     from services.api.settings import ApiSettings
@@ -53,33 +52,21 @@ def add(
     """Add a channel."""
     from services.api.channels.repository import add_channel
     from services.api.channels.schemas import NewChannel
-    from shared.db import make_engine, transaction
-    from shared.errors import CallboardError
 
-    try:
-        new = NewChannel.model_validate(
-            {
-                "name": name,
-                "kind": kind,
-                "url": url,
-                "secret": secret,
-                "teams": team or [],
-                "schedule": schedule,
-                "report": report,
-                "lang": lang,
-            }
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise typer.BadParameter(problems) from exc
-    engine = make_engine(_settings(database_url).database_url)
-    try:
-        with transaction(engine) as connection:
-            added = add_channel(connection, new)
-    except CallboardError as exc:
-        raise typer.BadParameter(exc.message) from exc
-    finally:
-        engine.dispose()
+    new = validated(
+        NewChannel,
+        {
+            "name": name,
+            "kind": kind,
+            "url": url,
+            "secret": secret,
+            "teams": team or [],
+            "schedule": schedule,
+            "report": report,
+            "lang": lang,
+        },
+    )
+    added = write_once(_settings(database_url).database_url, lambda c: add_channel(c, new))
     console.print(f"added channel {added.name} ({added.kind.value}, {added.info().url})")
 
 

@@ -8,13 +8,17 @@ stdout alone, so that ``KEY=$(callboard keys create ...)`` captures just the key
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 console = Console(stderr=True, log_path=False)
@@ -41,6 +45,35 @@ def _database_url(url: str | None) -> str:
     return url or common_settings().database_url
 
 
+Model = TypeVar("Model", bound=BaseModel)
+Written = TypeVar("Written")
+
+
+def validated(model: type[Model], options: dict[str, Any]) -> Model:
+    """The command's options as ``model`` takes them; each problem is a usage error."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems) from exc
+
+
+def write_once(database_url: str, write: Callable[[Connection], Written]) -> Written:
+    """``write`` in one committed transaction; a refusal (a name taken, a team unknown) is a
+    usage error, as the API would answer it."""
+    from shared.db import make_engine, transaction
+    from shared.errors import CallboardError
+
+    engine = make_engine(database_url)
+    try:
+        with transaction(engine) as connection:
+            return write(connection)
+    except CallboardError as exc:
+        raise typer.BadParameter(exc.message) from exc
+    finally:
+        engine.dispose()
+
+
 DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="SQLAlchemy URL [default: CALLBOARD_DATABASE_URL]."),
@@ -59,22 +92,9 @@ def create(
 ) -> None:
     """Create a key and print it (once: only its hash is stored)."""
     from shared.auth import NewKey, create_key
-    from shared.db import make_engine, transaction
-    from shared.errors import CallboardError
 
-    try:
-        new = NewKey.model_validate({"name": name, "scopes": scope, "team_ids": team or None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise typer.BadParameter(problems) from exc
-    engine = make_engine(_database_url(database_url))
-    try:
-        with transaction(engine) as connection:
-            created = create_key(connection, new)
-    except CallboardError as exc:
-        raise typer.BadParameter(exc.message) from exc
-    finally:
-        engine.dispose()
+    new = validated(NewKey, {"name": name, "scopes": scope, "team_ids": team or None})
+    created = write_once(_database_url(database_url), lambda c: create_key(c, new))
     teams = ", ".join(created.team_ids) if created.team_ids else "all teams"
     console.print(
         Text.assemble(

@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -33,9 +33,11 @@ import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import create_engine, inspect, text
 
-from devstack.processes import free_port
 from tests import adapter_floor as floor
-from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
+from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline, ingest_without_kafka
+
+if TYPE_CHECKING:
+    from shared.auth import NewKey
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)
@@ -197,6 +199,14 @@ def test_freeswitch_floor(make_pipeline: MakePipeline) -> None:
     print("freeswitch", assert_truth(pipeline, expected))
 
 
+def asterisk_import(pipeline: Pipeline, path: Path, *args: str) -> list[str]:
+    """The command line that imports an Asterisk ``Master.csv`` into ``pipeline``'s ingest."""
+    return [
+        *(sys.executable, "-m", "services.cli", "import", "--format", "asterisk-cdr", str(path)),
+        *("--ingest-url", f"http://127.0.0.1:{pipeline.ingest_port}", *args),
+    ]
+
+
 def run_import(
     pipeline: Pipeline,
     path: Path,
@@ -205,18 +215,7 @@ def run_import(
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "import",
-            "--format",
-            "asterisk-cdr",
-            str(path),
-            "--ingest-url",
-            f"http://127.0.0.1:{pipeline.ingest_port}",
-            *args,
-        ],
+        asterisk_import(pipeline, path, *args),
         cwd=REPO,
         env={**pipeline.env, **(env or {})},
         capture_output=True,
@@ -264,22 +263,9 @@ def test_asterisk_follow_counts_new_lines_and_resumes(
     master.write_text("")
     roster = write_roster(tmp_path / "roster.toml")
     state = tmp_path / "Master.csv.position"
-    command = [
-        sys.executable,
-        "-m",
-        "services.cli",
-        "import",
-        "--format",
-        "asterisk-cdr",
-        str(master),
-        "--roster",
-        str(roster),
-        "--follow",
-        "--state",
-        str(state),
-        "--ingest-url",
-        f"http://127.0.0.1:{pipeline.ingest_port}",
-    ]
+    command = asterisk_import(
+        pipeline, master, "--roster", str(roster), "--follow", "--state", str(state)
+    )
 
     output = tmp_path / "follow.log"
 
@@ -577,27 +563,42 @@ def test_no_personal_data_in_kafka_database_or_logs(
         assert value not in logs, value
 
 
-def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
-    make_pipeline: MakePipeline,
-) -> None:
-    from shared.auth import NewKey, Scope, create_key
+# One VICIdial disposition, for the tests of who may post it.
+DISPO_L5 = {
+    "uniqueid": "5.5",
+    "epoch": "1762045200",
+    "dispo": "NI",
+    "talk_time": "60",
+    "user": "a-1",
+    "lead_id": "L5",
+}
+
+
+def _keys_required(make_pipeline: MakePipeline, *keys: NewKey) -> tuple[Pipeline, list[str]]:
+    """A pipeline that requires a key (and caches none), and these keys made in its database."""
+    from shared.auth import create_key
 
     pipeline = make_pipeline(
         **ENV, CALLBOARD_AUTH_MODE="required", CALLBOARD_AUTH_CACHE_SECONDS="0"
     )
     engine = create_engine(pipeline.database_url)
     with engine.begin() as connection:
-        key = create_key(connection, NewKey(name="dialer", scopes=[Scope.ingest])).key
-        read_key = create_key(connection, NewKey(name="board", scopes=[Scope.read])).key
+        made = [create_key(connection, new).key for new in keys]
     engine.dispose()
-    dispo = {
-        "uniqueid": "5.5",
-        "epoch": "1762045200",
-        "dispo": "NI",
-        "talk_time": "60",
-        "user": "a-1",
-        "lead_id": "L5",
-    }
+    return pipeline, made
+
+
+def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
+    make_pipeline: MakePipeline,
+) -> None:
+    from shared.auth import NewKey, Scope
+
+    pipeline, (key, read_key) = _keys_required(
+        make_pipeline,
+        NewKey(name="dialer", scopes=[Scope.ingest]),
+        NewKey(name="board", scopes=[Scope.read]),
+    )
+    dispo = DISPO_L5
     route = "/v1/adapters/vicidial/dispo"
     assert pipeline.ingest.get(route, params=dispo).status_code == 401
     assert pipeline.ingest.get(route, params={**dispo, "key": key}).status_code == 200
@@ -634,31 +635,8 @@ def test_ingest_key_as_query_parameter_basic_password_or_firehose_header(
 def test_without_kafka_adapters_answer_503_with_retry_after(
     tmp_path_factory: pytest.TempPathFactory, database_url: str
 ) -> None:
-    pipeline = Pipeline(
-        bootstrap_servers=f"127.0.0.1:{free_port()}",
-        database_url=database_url,
-        topic="unreachable",
-        workdir=tmp_path_factory.mktemp("no-kafka"),
-        extra_env=ENV,
-    )
-    try:
-        pipeline.start("ingest", "ingest", "--port", str(pipeline.ingest_port))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                pipeline.ingest.get("/healthz")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, pipeline.log("ingest")
-                time.sleep(0.2)
-        dispo = {
-            "uniqueid": "5.5",
-            "epoch": "1762045200",
-            "dispo": "NI",
-            "talk_time": "60",
-            "user": "a-1",
-            "lead_id": "L5",
-        }
+    with ingest_without_kafka(database_url, tmp_path_factory.mktemp("no-kafka"), ENV) as pipeline:
+        dispo = DISPO_L5
         refused = pipeline.ingest.get("/v1/adapters/vicidial/dispo", params=dispo)
         assert refused.status_code == 503
         assert refused.headers["Retry-After"] == "5"
@@ -678,24 +656,16 @@ def test_without_kafka_adapters_answer_503_with_retry_after(
         assert firehose.status_code == 503
         assert firehose.headers["Retry-After"] == "5"
         assert firehose.json()["requestId"] == "r-5" and firehose.json()["errorMessage"]
-    finally:
-        pipeline.__exit__(None, None, None)
 
 
 def test_an_ingest_key_limited_to_teams_is_held_to_them_on_adapter_routes(
     make_pipeline: MakePipeline,
 ) -> None:
-    from shared.auth import NewKey, Scope, create_key
+    from shared.auth import NewKey, Scope
 
-    pipeline = make_pipeline(
-        **ENV, CALLBOARD_AUTH_MODE="required", CALLBOARD_AUTH_CACHE_SECONDS="0"
+    pipeline, (key,) = _keys_required(
+        make_pipeline, NewKey(name="t-1 dialer", scopes=[Scope.ingest], team_ids=["t-1"])
     )
-    engine = create_engine(pipeline.database_url)
-    with engine.begin() as connection:
-        key = create_key(
-            connection, NewKey(name="t-1 dialer", scopes=[Scope.ingest], team_ids=["t-1"])
-        ).key
-    engine.dispose()
     dispo = {
         "uniqueid": "7.7",
         "epoch": "1762045200",

@@ -17,16 +17,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.pipeline import TIMEZONE, MakePipeline, Pipeline
+from tests.pipeline import TIMEZONE, MakePipeline, Pipeline, bearer
 
 pytestmark = pytest.mark.timeout(300)
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-limit-tests-0123456789"
 ZONE = ZoneInfo(TIMEZONE)
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def read_key(pipeline: Pipeline, name: str) -> str:

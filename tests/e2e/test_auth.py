@@ -10,16 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.pipeline import REPO, MakePipeline, Pipeline
+from tests.pipeline import REPO, MakePipeline, Pipeline, bearer, create_key
 
 pytestmark = pytest.mark.timeout(300)
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-tests-0123456789"
 CACHE_SECONDS = 0.3
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def call(event_id: str, agent: str = "a-1", team: str = "t-1", **fields: Any) -> dict[str, Any]:
@@ -57,13 +53,6 @@ def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-def create_key(pipeline: Pipeline, admin: str, **body: Any) -> dict[str, Any]:
-    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(admin))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:

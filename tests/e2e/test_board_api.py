@@ -18,23 +18,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.pipeline import TIMEZONE, MakePipeline, Pipeline
+from tests.pipeline import TIMEZONE, MakePipeline, Pipeline, bearer, create_key
 from tests.reference import PER_LOGGED_IN_HOUR, logged_in_seconds, per_logged_in_hour
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 QUIET_SECONDS = 600
 ZONE = ZoneInfo(TIMEZONE)
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create_key(pipeline: Pipeline, **body: Any) -> dict[str, Any]:
-    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN_KEY))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def state(event_id: str, agent: str, team: str, at: datetime, name: str, **extra: Any) -> Any:
@@ -151,7 +140,7 @@ def _local(moment: datetime) -> str:
 def test_agents_now(board: tuple[Pipeline, Floor]) -> None:
     pipeline, floor = board
     at = floor.at
-    key = create_key(pipeline, name="floor", scopes=["read"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
     response = pipeline.api.get("/v1/agents/now", headers=bearer(key))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -200,7 +189,7 @@ def test_agents_now(board: tuple[Pipeline, Floor]) -> None:
 
 def test_agents_now_for_a_team_limited_key(board: tuple[Pipeline, Floor]) -> None:
     pipeline, _ = board
-    key = create_key(pipeline, name="t1 board", scopes=["read"], team_ids=["T1"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="t1 board", scopes=["read"], team_ids=["T1"])["key"]
     body = pipeline.api.get("/v1/agents/now", headers=bearer(key)).json()
     assert [a["agent_id"] for a in body["agents"]] == ["b1", "b2"]
     assert {a["team_id"] for a in body["agents"]} == {"T1"}
@@ -210,7 +199,7 @@ def test_agents_now_for_a_team_limited_key(board: tuple[Pipeline, Floor]) -> Non
     anybody = pipeline.api.get("/v1/agents/now")
     assert anybody.status_code == 401
     # A campaign filter keeps the agents with counts in it today.
-    full = create_key(pipeline, name="all", scopes=["read"])["key"]
+    full = create_key(pipeline, ADMIN_KEY, name="all", scopes=["read"])["key"]
     by_campaign = pipeline.api.get(
         "/v1/agents/now", params={"campaign_id": "k1"}, headers=bearer(full)
     ).json()
@@ -239,7 +228,7 @@ def test_reasons_are_checked_at_ingest(pipeline: Pipeline) -> None:
 
 def test_rates_per_hour_logged_in_match_the_reference(board: tuple[Pipeline, Floor]) -> None:
     pipeline, floor = board
-    key = create_key(pipeline, name="all", scopes=["read"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="all", scopes=["read"])["key"]
     start = (floor.now - timedelta(hours=3)).replace(second=0)
     end = floor.now.replace(second=0)
     response = pipeline.api.get(
@@ -352,8 +341,8 @@ def sale(order: str, agent: str, team: str, amount: str) -> dict[str, Any]:
 
 def test_sales_pushed_once_and_only_to_their_teams(board: tuple[Pipeline, Floor]) -> None:
     pipeline, _ = board
-    full = create_key(pipeline, name="all", scopes=["read"])["key"]
-    t1 = create_key(pipeline, name="t1", scopes=["read"], team_ids=["T1"])["key"]
+    full = create_key(pipeline, ADMIN_KEY, name="all", scopes=["read"])["key"]
+    t1 = create_key(pipeline, ADMIN_KEY, name="t1", scopes=["read"], team_ids=["T1"])["key"]
     views = {"views": "sale,status"}
     everyone, team_one = Listener(pipeline, full, views), Listener(pipeline, t1, views)
     try:
@@ -417,7 +406,7 @@ def test_sales_pushed_once_and_only_to_their_teams(board: tuple[Pipeline, Floor]
 
 def test_agents_on_the_stream(board: tuple[Pipeline, Floor]) -> None:
     pipeline, _ = board
-    t2 = create_key(pipeline, name="t2", scopes=["read"], team_ids=["T2"])["key"]
+    t2 = create_key(pipeline, ADMIN_KEY, name="t2", scopes=["read"], team_ids=["T2"])["key"]
     listener = Listener(pipeline, t2, {"views": "agents"})
     try:
         first = listener.next("agents")
@@ -478,7 +467,7 @@ def test_pace_by_hour_with_the_targets_that_apply(board: tuple[Pipeline, Floor])
             headers=admin,
         )
         assert created.status_code == 201, created.text
-    t1 = create_key(pipeline, name="t1", scopes=["read"], team_ids=["T1"])["key"]
+    t1 = create_key(pipeline, ADMIN_KEY, name="t1", scopes=["read"], team_ids=["T1"])["key"]
     response = pipeline.api.get("/v1/pace/hourly", headers=bearer(t1))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -503,7 +492,7 @@ def test_pace_by_hour_with_the_targets_that_apply(board: tuple[Pipeline, Floor])
             hour["hour"], (0, "0.00")
         ), hour
     # The whole floor has no target: no pace, but every team's sales.
-    full = create_key(pipeline, name="all", scopes=["read"])["key"]
+    full = create_key(pipeline, ADMIN_KEY, name="all", scopes=["read"])["key"]
     floor_body = pipeline.api.get("/v1/pace/hourly", headers=bearer(full)).json()
     assert floor_body["target"] == {"sales": None, "revenue": None}
     assert all(h["needed_sales"] is None for h in floor_body["hours"])

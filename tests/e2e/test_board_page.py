@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
+from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline, bearer, create_key
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-page-tests-42"
 CHROMIUM = "/usr/bin/chromium"
@@ -66,17 +66,6 @@ def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     yield make
     for context in contexts:
         context.close()
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create_key(pipeline: Pipeline, **body: Any) -> dict[str, Any]:
-    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN_KEY))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 # -- A small floor, its true numbers worked out as it is written ---------------------------
@@ -158,6 +147,21 @@ def today_start() -> datetime:
     now = datetime.now(ZONE)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return max(midnight + timedelta(seconds=1), now - timedelta(minutes=40))
+
+
+def floor_tv(make_pipeline: MakePipeline) -> tuple[Pipeline, str, FloorWriter]:
+    """A pipeline with the floor below posted, and a read key for its televisions."""
+    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
+    key = create_key(pipeline, ADMIN_KEY, name="floor tv", scopes=["read"])["key"]
+    return pipeline, key, post_floor(pipeline)
+
+
+def post_floor(pipeline: Pipeline) -> FloorWriter:
+    """The floor below, posted and counted."""
+    floor = write_floor()
+    pipeline.post(floor.events)
+    pipeline.wait_caught_up()
+    return floor
 
 
 def write_floor() -> FloorWriter:
@@ -244,11 +248,7 @@ def timer_seconds(text: str) -> int:
 def test_board_shows_the_floor_live_in_english_and_chinese(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
-    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, name="floor tv", scopes=["read"])["key"]
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    pipeline, key, floor = floor_tv(make_pipeline)
     agents = list(floor.agents.values())
     sales = sum(a.sales for a in agents)
     revenue = sum((a.revenue for a in agents), Decimal(0))
@@ -398,10 +398,8 @@ def test_a_team_key_shows_only_its_team_and_bad_keys_say_what_to_do(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY, CALLBOARD_AUTH_CACHE_SECONDS="1")
-    team_key = create_key(pipeline, name="t-1 tv", scopes=["read"], team_ids=["t-1"])
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    team_key = create_key(pipeline, ADMIN_KEY, name="t-1 tv", scopes=["read"], team_ids=["t-1"])
+    floor = post_floor(pipeline)
     mine = [a for a in floor.agents.values() if a.team_id == "t-1"]
     others = [a for a in floor.agents.values() if a.team_id != "t-1"]
 
@@ -460,9 +458,7 @@ def test_stale_warning_while_the_aggregator_or_the_api_is_down(
         CALLBOARD_LAG_STALL_SECONDS="3",
         CALLBOARD_LAG_WINDOW_SECONDS="6",
     )
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    floor = post_floor(pipeline)
     page = new_page()
     page.goto(board_url(pipeline, lang="en"))
     wait_live(page)
@@ -619,11 +615,7 @@ def competition_ranks(values: dict[str, int]) -> dict[str, int]:
 def test_contests_team_leaderboards_from_the_stream_and_the_playlist(
     make_pipeline: MakePipeline, new_page: Callable[..., Page]
 ) -> None:
-    pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, name="floor tv", scopes=["read"])["key"]
-    floor = write_floor()
-    pipeline.post(floor.events)
-    pipeline.wait_caught_up()
+    pipeline, key, floor = floor_tv(make_pipeline)
     agents = list(floor.agents.values())
 
     # A sales contest of both teams' agents since the floor began, ending at a whole minute

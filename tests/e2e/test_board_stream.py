@@ -10,29 +10,32 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.pipeline import REPO, MakePipeline, Pipeline
+from tests.pipeline import REPO, MakePipeline, Pipeline, bearer, create_key
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 CACHE_SECONDS = 2.0
 
 
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create_key(pipeline: Pipeline, **body: Any) -> dict[str, Any]:
-    response = pipeline.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN_KEY))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
+@contextmanager
+def status_stream(pipeline: Pipeline, key: str) -> Iterator[httpx.Response]:
+    """A board's stream of the status view alone, open (200 asserted)."""
+    with (
+        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
+        client.stream(
+            "GET", stream_url(pipeline), params={"views": "status"}, headers=bearer(key)
+        ) as response,
+    ):
+        assert response.status_code == 200
+        yield response
 
 
 def stream_url(pipeline: Pipeline) -> str:
@@ -73,7 +76,7 @@ def board_pipeline(make_pipeline: MakePipeline) -> Pipeline:
 
 
 def test_bad_stream_parameters_answer_422_before_the_stream(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="board", scopes=["read"])["key"]
+    key = create_key(board_pipeline, ADMIN_KEY, name="board", scopes=["read"])["key"]
     bad = [
         {"leaderboard": "dispositions"},
         {"leaderboard": "no_such_kpi"},
@@ -94,7 +97,7 @@ def test_bad_stream_parameters_answer_422_before_the_stream(board_pipeline: Pipe
 
 
 def test_boards_sharing_one_key_all_get_in_and_a_bound_holds(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="floor tvs", scopes=["read"])["key"]
+    key = create_key(board_pipeline, ADMIN_KEY, name="floor tvs", scopes=["read"])["key"]
     url = stream_url(board_pipeline)
     boards = 40  # eight times the key's burst of 5 requests
     clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards + 1)]
@@ -145,17 +148,8 @@ def test_boards_sharing_one_key_all_get_in_and_a_bound_holds(board_pipeline: Pip
 
 
 def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeline) -> None:
-    created = create_key(board_pipeline, name="tv 7", scopes=["read"])
-    with (
-        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
-        client.stream(
-            "GET",
-            stream_url(board_pipeline),
-            params={"views": "status"},
-            headers=bearer(created["key"]),
-        ) as response,
-    ):
-        assert response.status_code == 200
+    created = create_key(board_pipeline, ADMIN_KEY, name="tv 7", scopes=["read"])
+    with status_stream(board_pipeline, created["key"]) as response:
         lines = response.iter_lines()
         first, ended = read_events(lines, time.monotonic() + 10, stop_after=1)
         assert [name for _, name, _ in first] == ["status"] and not ended
@@ -184,17 +178,8 @@ def test_a_revoked_keys_stream_ends_within_the_cache_time(board_pipeline: Pipeli
 
 
 def test_status_comes_at_least_every_five_seconds(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="tv", scopes=["read"])["key"]
-    with (
-        httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
-        client.stream(
-            "GET",
-            stream_url(board_pipeline),
-            params={"views": "status"},
-            headers=bearer(key),
-        ) as response,
-    ):
-        assert response.status_code == 200
+    key = create_key(board_pipeline, ADMIN_KEY, name="tv", scopes=["read"])["key"]
+    with status_stream(board_pipeline, key) as response:
         lines = response.iter_lines()
         events, _ = read_events(lines, time.monotonic() + 12, stop_after=3)
     assert [name for _, name, _ in events] == ["status"] * 3
@@ -215,22 +200,47 @@ def _counter(pipeline: Pipeline, name: str) -> float:
     )
 
 
-def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
-    key = create_key(board_pipeline, name="floor", scopes=["read"])["key"]
-    boards = 20
-    params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
+def _stream_work(
+    pipeline: Pipeline,
+    key: str,
+    params: dict[str, str],
+    *,
+    boards: int,
+    change: Callable[[], None],
+) -> tuple[float, float, int]:
+    """With ``boards`` streams open, make ``change``: the commits the API saw, the views it
+    computed, and how many quiet looks (one per 5 s) the time taken allows."""
     clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
     responses = []
     try:
         for client in clients:
             request = client.build_request(
-                "GET", stream_url(board_pipeline), params=params, headers=bearer(key)
+                "GET", stream_url(pipeline), params=params, headers=bearer(key)
             )
             responses.append(client.send(request, stream=True))
         assert [r.status_code for r in responses] == [200] * boards
-        commits = _counter(board_pipeline, "callboard_api_stream_commits")
-        computed = _counter(board_pipeline, "callboard_api_stream_view_computations")
+        commits = _counter(pipeline, "callboard_api_stream_commits")
+        computed = _counter(pipeline, "callboard_api_stream_view_computations")
         started = time.monotonic()
+        change()
+        pipeline.wait_caught_up()
+        time.sleep(2)
+        new_commits = _counter(pipeline, "callboard_api_stream_commits") - commits
+        new_views = _counter(pipeline, "callboard_api_stream_view_computations") - computed
+        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
+    finally:
+        for response in responses:
+            response.close()
+        for client in clients:
+            client.close()
+    return new_commits, new_views, quiet_looks
+
+
+def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeline) -> None:
+    key = create_key(board_pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
+    params = {"views": "metrics,leaderboard,sale,pace"}  # three shared views
+
+    def calls_start() -> None:
         at = datetime.now(UTC).isoformat()
         board_pipeline.post(
             [
@@ -245,16 +255,10 @@ def test_database_work_follows_the_commits_not_the_boards(board_pipeline: Pipeli
                 for i in range(3)
             ]
         )
-        board_pipeline.wait_caught_up()
-        time.sleep(2)
-        new_commits = _counter(board_pipeline, "callboard_api_stream_commits") - commits
-        new_views = _counter(board_pipeline, "callboard_api_stream_view_computations") - computed
-        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
-    finally:
-        for response in responses:
-            response.close()
-        for client in clients:
-            client.close()
+
+    new_commits, new_views, quiet_looks = _stream_work(
+        board_pipeline, key, params, boards=20, change=calls_start
+    )
     assert new_commits >= 1
     # Three views per commit for all twenty boards (and one more look at the metrics per
     # quiet 5 s), not three per board.
@@ -265,8 +269,10 @@ def test_team_leaderboards_on_the_stream_equal_each_teams_leaderboard(
     make_pipeline: MakePipeline,
 ) -> None:
     pipeline = make_pipeline(CALLBOARD_ADMIN_KEY=ADMIN_KEY)
-    key = create_key(pipeline, name="floor", scopes=["read"])["key"]
-    team_key = create_key(pipeline, name="t-b tv", scopes=["read"], team_ids=["t-b"])["key"]
+    key = create_key(pipeline, ADMIN_KEY, name="floor", scopes=["read"])["key"]
+    team_key = create_key(pipeline, ADMIN_KEY, name="t-b tv", scopes=["read"], team_ids=["t-b"])[
+        "key"
+    ]
     # Sales today: agent -> (team, count); counts chosen with a tie in team t-a.
     plan = {
         "a1": ("t-a", 3),
@@ -341,30 +347,13 @@ def test_team_leaderboards_on_the_stream_equal_each_teams_leaderboard(
     assert bad.status_code == 422, bad.text
 
     # Ten boards of the floor: one computation of every team's list per commit, not ten.
-    boards = 10
-    clients = [httpx.Client(timeout=httpx.Timeout(10, read=30)) for _ in range(boards)]
-    responses = []
-    try:
-        for client in clients:
-            request = client.build_request(
-                "GET", stream_url(pipeline), params=search, headers=bearer(key)
-            )
-            responses.append(client.send(request, stream=True))
-        assert [r.status_code for r in responses] == [200] * boards
-        commits = _counter(pipeline, "callboard_api_stream_commits")
-        computed = _counter(pipeline, "callboard_api_stream_view_computations")
-        started = time.monotonic()
-        sale = {**events[0], "event_id": "s-more", "order_id": "o-more", "lead_id": "L-more"}
+    sale = {**events[0], "event_id": "s-more", "order_id": "o-more", "lead_id": "L-more"}
+
+    def one_more_sale() -> None:
         pipeline.post([{**sale, "occurred_at": datetime.now(UTC).isoformat()}])
-        pipeline.wait_caught_up()
-        time.sleep(2)
-        new_commits = _counter(pipeline, "callboard_api_stream_commits") - commits
-        new_views = _counter(pipeline, "callboard_api_stream_view_computations") - computed
-        quiet_looks = math.ceil((time.monotonic() - started) / 5) + 1
-    finally:
-        for response in responses:
-            response.close()
-        for client in clients:
-            client.close()
+
+    new_commits, new_views, quiet_looks = _stream_work(
+        pipeline, key, search, boards=10, change=one_more_sale
+    )
     assert new_commits >= 1
     assert new_views <= new_commits + quiet_looks, (new_views, new_commits, quiet_looks)

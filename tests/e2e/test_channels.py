@@ -21,15 +21,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from devstack.processes import free_port
-from tests.chat_receivers import ChatReceivers
-from tests.conftest import own_pipeline
-from tests.pipeline import REPO, TIMEZONE, Pipeline
+from tests.chat_receivers import QUICK_CHANNELS, ChatReceivers
+from tests.pipeline import REPO, TIMEZONE, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 ZONE = ZoneInfo(TIMEZONE)
@@ -84,26 +81,11 @@ def _events(today: datetime) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def receivers() -> Iterator[ChatReceivers]:
-    with ChatReceivers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("channels"),
-        extra_env={
-            "CALLBOARD_ADMIN_KEY": ADMIN,
-            "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
-            "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
-        },
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
+    with start_floor(
+        "channels",
+        CALLBOARD_ADMIN_KEY=ADMIN,
+        **QUICK_CHANNELS,
     ) as running:
         today = datetime.now(ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
         running.post(_events(today))
@@ -419,11 +401,7 @@ def test_retries_run_out_and_the_delivery_is_failed(
 def test_two_api_processes_send_a_scheduled_digest_once(
     floor: Pipeline, receivers: ChatReceivers
 ) -> None:
-    port = free_port()
-    floor.start("api2", "api", "--port", str(port))
-    second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        floor._wait_ready(second, "api2")
+    with floor.second_api() as second:
         # The next local minute: both schedulers see the slot come due together.
         at = datetime.now(ZONE) + timedelta(minutes=1)
         _add(floor, receivers, "scheduled", "webhook", schedule=f"{at:%H:%M} daily")
@@ -466,6 +444,3 @@ def test_two_api_processes_send_a_scheduled_digest_once(
                     counted[outcome] = counted.get(outcome, 0) + float(line.rsplit(" ", 1)[1])
         # Both processes know the channel: each shows its series, one of them counts the send.
         assert counted == {"sent": 1, "failed": 0, "rejected": 0}
-    finally:
-        second.close()
-        floor.stop("api2")

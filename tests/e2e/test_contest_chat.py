@@ -19,13 +19,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
-from devstack.processes import free_port
-from tests.chat_receivers import ChatReceivers, Received
-from tests.conftest import own_pipeline
-from tests.pipeline import REPO, Pipeline
+from tests.chat_receivers import QUICK_CHANNELS, ChatReceivers, Received
+from tests.pipeline import REPO, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 ADMIN = "bootstrap-admin-key-for-contest-chat-0123456789"
@@ -35,27 +32,12 @@ LEAD_INTERVAL = 30.0
 
 
 @pytest.fixture(scope="module")
-def receivers() -> Iterator[ChatReceivers]:
-    with ChatReceivers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("contest-chat"),
-        extra_env={
-            "CALLBOARD_ADMIN_KEY": ADMIN,
-            "CALLBOARD_CHANNEL_TICK_SECONDS": "0.5",
-            "CALLBOARD_CHANNEL_BACKOFF_SECONDS": "0.05",
-            "CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS": str(LEAD_INTERVAL),
-        },
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
+    with start_floor(
+        "contest-chat",
+        CALLBOARD_ADMIN_KEY=ADMIN,
+        **QUICK_CHANNELS,
+        CALLBOARD_CONTEST_LEAD_INTERVAL_SECONDS=str(LEAD_INTERVAL),
     ) as running:
         yield running
 
@@ -109,11 +91,7 @@ def _feishu_text(message: Received) -> str:
 def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
     floor: Pipeline, receivers: ChatReceivers
 ) -> None:
-    port = free_port()
-    floor.start("api2", "api", "--port", str(port))
-    second = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        floor._wait_ready(second, "api2")
+    with floor.second_api():
         far = f"{(datetime.now(UTC) + timedelta(hours=12)):%H:%M} daily"
         for name, kind, teams, lang in (
             ("floor-news", "webhook", [], "en"),
@@ -231,9 +209,6 @@ def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
             ]
         )
         assert {(d["outcome"], d["trigger"]) for d in deliveries} == {("sent", "contest")}
-    finally:
-        second.close()
-        floor.stop("api2")
 
 
 def test_a_contest_channel_sends_no_digest(floor: Pipeline, receivers: ChatReceivers) -> None:

@@ -33,8 +33,7 @@ from sqlalchemy import create_engine
 
 from services.api.contests.service import contest_standings
 from services.api.settings import ApiSettings
-from tests.conftest import own_pipeline
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, StartFloor, bearer
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -45,10 +44,6 @@ START = DAY.replace(hour=10)
 END = DAY.replace(hour=18)
 TEAMS = ("t-0", "t-1", "t-2")
 MIN_VOLUME = 10
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @dataclass
@@ -213,20 +208,20 @@ class Floor:
             response = self.api.post(
                 "/v1/contests",
                 json={"name": f"{name} 竞赛", "prize": "一等奖: 带薪假一天", **ended, **body},
-                headers=_bearer(ADMIN),
+                headers=bearer(ADMIN),
             )
             assert response.status_code == 201, response.text
             self.contests[name] = response.json()["contest_id"]
 
     def key(self, **body: Any) -> str:
-        response = self.api.post("/v1/admin/keys", json=body, headers=_bearer(ADMIN))
+        response = self.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN))
         assert response.status_code == 201, response.text
         key: str = response.json()["key"]
         return key
 
     def contest(self, name: str, key: str | None = None) -> dict[str, Any]:
         response = self.api.get(
-            f"/v1/contests/{self.contests[name]}", headers=_bearer(key or self.board)
+            f"/v1/contests/{self.contests[name]}", headers=bearer(key or self.board)
         )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
@@ -234,17 +229,10 @@ class Floor:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Floor]:
+def floor(start_floor: StartFloor) -> Iterator[Floor]:
     generated = generate(seed=14)
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("contests"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
+    with start_floor(
+        "contests", CALLBOARD_ADMIN_KEY=ADMIN, CALLBOARD_AUTH_CACHE_SECONDS="0.3"
     ) as running:
         running.post(generated.events)
         running.wait_caught_up()
@@ -335,7 +323,7 @@ def test_the_same_ranking_as_the_leaderboard(floor: Floor) -> None:
             "team_id": list(TEAMS),
             "min_volume": MIN_VOLUME,
         },
-        headers=_bearer(floor.board),
+        headers=bearer(floor.board),
     )
     assert response.status_code == 200, response.text
     board = [(r["rank"], r["agent_id"], r["value"]) for r in response.json()["rows"]]
@@ -354,21 +342,21 @@ def test_running_and_scheduled(floor: Floor) -> None:
     assert scheduled["status"] == "scheduled"
     assert scheduled["standings"] == [] and scheduled["winners"] is None
     listed = floor.api.get(
-        "/v1/contests", params={"status": "running"}, headers=_bearer(floor.board)
+        "/v1/contests", params={"status": "running"}, headers=bearer(floor.board)
     )
     assert listed.status_code == 200, listed.text
     assert [c["contest_id"] for c in listed.json()["contests"]] == [floor.contests["running"]]
 
 
 def test_a_team_limited_key_sees_its_teams_only(floor: Floor) -> None:
-    listed = floor.api.get("/v1/contests", headers=_bearer(floor.lead0))
+    listed = floor.api.get("/v1/contests", headers=bearer(floor.lead0))
     assert listed.status_code == 200, listed.text
     ids = {c["contest_id"] for c in listed.json()["contests"]}
     assert ids == {v for k, v in floor.contests.items() if k != "t2_only"}
     assert "t-1" not in listed.text and "t-2" not in listed.text
     # Another team's contest is the same 404 as one that does not exist.
     for contest_id in (floor.contests["t2_only"], 999_999):
-        response = floor.api.get(f"/v1/contests/{contest_id}", headers=_bearer(floor.lead0))
+        response = floor.api.get(f"/v1/contests/{contest_id}", headers=bearer(floor.lead0))
         assert response.status_code == 404, response.text
         assert response.json()["error"]["code"] == "not_found"
         assert response.json()["error"]["message"] == f"no contest {contest_id}"
@@ -392,11 +380,11 @@ def test_a_team_limited_key_sees_its_teams_only(floor: Floor) -> None:
             "starts_at": START.isoformat(),
             "ends_at": END.isoformat(),
         },
-        headers=_bearer(floor.lead0),
+        headers=bearer(floor.lead0),
     )
     assert created.status_code == 403, created.text
     deleted = floor.api.delete(
-        f"/v1/contests/{floor.contests['revenue']}", headers=_bearer(floor.lead0)
+        f"/v1/contests/{floor.contests['revenue']}", headers=bearer(floor.lead0)
     )
     assert deleted.status_code == 403, deleted.text
 
@@ -435,7 +423,7 @@ def test_bad_input_is_refused(floor: Floor, change: dict[str, Any], field: str) 
         "ends_at": END.isoformat(),
         **change,
     }
-    response = floor.api.post("/v1/contests", json=body, headers=_bearer(ADMIN))
+    response = floor.api.post("/v1/contests", json=body, headers=bearer(ADMIN))
     assert response.status_code == 422, (change, response.text)
     error = response.json()["error"]
     assert set(response.json()) == {"error"}
@@ -455,15 +443,15 @@ def test_delete(floor: Floor) -> None:
         "starts_at": START.isoformat(),
         "ends_at": END.isoformat(),
     }
-    created = floor.api.post("/v1/contests", json=body, headers=_bearer(ADMIN))
+    created = floor.api.post("/v1/contests", json=body, headers=bearer(ADMIN))
     assert created.status_code == 201, created.text
     contest_id = created.json()["contest_id"]
-    deleted = floor.api.delete(f"/v1/contests/{contest_id}", headers=_bearer(ADMIN))
+    deleted = floor.api.delete(f"/v1/contests/{contest_id}", headers=bearer(ADMIN))
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["name"] == "to delete"
-    gone = floor.api.get(f"/v1/contests/{contest_id}", headers=_bearer(floor.board))
+    gone = floor.api.get(f"/v1/contests/{contest_id}", headers=bearer(floor.board))
     assert gone.status_code == 404
-    again = floor.api.delete(f"/v1/contests/{contest_id}", headers=_bearer(ADMIN))
+    again = floor.api.delete(f"/v1/contests/{contest_id}", headers=bearer(ADMIN))
     assert again.status_code == 404
 
 
@@ -498,7 +486,7 @@ def _contests_events(
     url = f"{floor.api.base_url}/v1/stream"
     with (
         httpx.Client(timeout=httpx.Timeout(5, read=timeout)) as client,
-        client.stream("GET", url, params=params, headers=_bearer(key)) as response,
+        client.stream("GET", url, params=params, headers=bearer(key)) as response,
     ):
         assert response.status_code == 200, response.read()
         name = None
@@ -521,7 +509,7 @@ def test_standings_on_the_live_stream(floor: Floor) -> None:
     refused = floor.api.get(
         "/v1/stream",
         params={"contest": floor.contests["t2_only"]},
-        headers=_bearer(floor.lead0),
+        headers=bearer(floor.lead0),
     )
     assert refused.status_code == 404, refused.text
     # The running contests, as they change: a sale now puts a-2-3 ahead.

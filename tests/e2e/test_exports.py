@@ -24,8 +24,7 @@ import httpx
 import openpyxl
 import pytest
 
-from tests.conftest import own_pipeline
-from tests.pipeline import REPO, TIMEZONE, Pipeline
+from tests.pipeline import REPO, TIMEZONE, Pipeline, StartFloor
 
 pytestmark = pytest.mark.timeout(600)
 ZONE = ZoneInfo(TIMEZONE)
@@ -119,16 +118,9 @@ def _floor() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("exports"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_MAX_ANSWER_ROWS": "500"},
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
+    with start_floor(
+        "exports", CALLBOARD_ADMIN_KEY=ADMIN, CALLBOARD_MAX_ANSWER_ROWS="500"
     ) as running:
         running.post(_floor())
         running.wait_caught_up()

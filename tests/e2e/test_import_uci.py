@@ -58,24 +58,7 @@ def lisbon_pipeline(make_pipeline: MakePipeline) -> Pipeline:
 def test_replay_reproduces_the_published_figures(lisbon_pipeline: Pipeline) -> None:
     assert DATA.exists(), f"the UCI data set is missing at {DATA}"
     rows, calls_by_month, sales_by_month = reference()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "import",
-            str(DATA),
-            "--mapping",
-            str(MAPPING),
-            "--ingest-url",
-            str(lisbon_pipeline.ingest.base_url).rstrip("/"),
-        ],
-        cwd=REPO,
-        env=lisbon_pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _run_import(lisbon_pipeline, DATA, MAPPING, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "45,211" in done.stderr and "50,500" in done.stderr  # rows read, events accepted
     lisbon_pipeline.wait_caught_up(timeout=300)
@@ -130,24 +113,7 @@ def test_a_bad_row_is_reported_and_the_rest_imported(pipeline: Pipeline, tmp_pat
         '[[events]]\ntype = "call.completed"\nevent_id = "x-{row}"\ncall_id = "x-{row}"\n'
         'agent_id = "{agent}"\nanswered = true\ntalk_seconds = "{talk}"\ndisposition = "{result}"\n'
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "import",
-            str(data),
-            "--mapping",
-            str(mapping),
-            "--ingest-url",
-            str(pipeline.ingest.base_url).rstrip("/"),
-        ],
-        cwd=REPO,
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_import(pipeline, data, mapping, timeout=120)
     assert done.returncode == 1
     assert "'not a time' is not a time" in done.stderr or "is not a time" in done.stderr
     assert "talk_seconds" in done.stderr
@@ -174,25 +140,26 @@ def test_a_broken_mapping_says_what_is_wrong(tmp_path: Path) -> None:
     assert "[time] table is required" in done.stderr
 
 
-def _import(pipeline: Pipeline, data: Path) -> str:
-    done = subprocess.run(
+def _run_import(
+    pipeline: Pipeline, data: Path, mapping: Path, *, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``callboard import`` of ``data`` into ``pipeline``'s ingest, as an operator runs it."""
+    ingest_url = str(pipeline.ingest.base_url).rstrip("/")
+    return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "import",
-            str(data),
-            "--mapping",
-            str(MAPPING),
-            "--ingest-url",
-            str(pipeline.ingest.base_url).rstrip("/"),
+            *(sys.executable, "-m", "services.cli", "import", str(data)),
+            *("--mapping", str(mapping), "--ingest-url", ingest_url),
         ],
         cwd=REPO,
         env=pipeline.env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
+
+
+def _import(pipeline: Pipeline, data: Path) -> str:
+    done = _run_import(pipeline, data, MAPPING, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     pipeline.wait_caught_up(timeout=300)
     return done.stderr

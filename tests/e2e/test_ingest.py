@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from devstack.processes import free_port
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, ingest_without_kafka
 
 
 def _call(event_id: str, **fields: Any) -> dict[str, Any]:
@@ -130,23 +127,7 @@ def test_a_body_over_the_limit_is_413(ingest_only: Pipeline) -> None:
 def test_without_kafka_ingest_answers_503_with_retry_after(
     tmp_path_factory: pytest.TempPathFactory, database_url: str
 ) -> None:
-    pipeline = Pipeline(
-        bootstrap_servers=f"127.0.0.1:{free_port()}",
-        database_url=database_url,
-        topic="unreachable",
-        workdir=tmp_path_factory.mktemp("no-kafka"),
-    )
-    try:
-        pipeline.start("ingest", "ingest", "--port", str(pipeline.ingest_port))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = pipeline.ingest.get("/healthz")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, pipeline.log("ingest")
-                time.sleep(0.2)
-        assert health.status_code == 200
+    with ingest_without_kafka(database_url, tmp_path_factory.mktemp("no-kafka")) as pipeline:
         assert pipeline.ingest.get("/readyz").status_code == 503
         response = pipeline.ingest.post("/v1/events", json=_call("not-stored"))
         assert response.status_code == 503
@@ -156,5 +137,3 @@ def test_without_kafka_ingest_answers_503_with_retry_after(
         # What the Kafka client said is logged, not answered.
         assert set(error) == {"code", "message"}, error
         assert "produce failed" in pipeline.log("ingest")
-    finally:
-        pipeline.__exit__(None, None, None)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.pipeline import REPO, MakePipeline, Pipeline
+from tests.pipeline import REPO, MakePipeline, Pipeline, bearer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -57,10 +57,6 @@ def state(event_id: str, agent: str, team: str) -> dict[str, Any]:
         "team_id": team,
         "state": "available",
     }
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def refusals(body: dict[str, Any]) -> dict[int, list[str]]:

@@ -45,8 +45,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.conftest import own_pipeline
-from tests.pipeline import TIMEZONE, Pipeline
+from tests.pipeline import TIMEZONE, Pipeline, StartFloor
 from tests.sse import listen, next_event
 
 pytestmark = pytest.mark.timeout(600)
@@ -157,18 +156,9 @@ def _floor() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Pipeline]:
+def floor(start_floor: StartFloor) -> Iterator[Pipeline]:
     """The floor above, posted once for the module, and T1's working calendar."""
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("management"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN},
-    ) as running:
+    with start_floor("management", CALLBOARD_ADMIN_KEY=ADMIN) as running:
         running.post(_floor())
         running.wait_caught_up()
         calendar = {"weekdays": [1, 2, 3, 4, 5], "day_start": "09:00", "day_end": "18:00"}
@@ -186,6 +176,21 @@ def _create(api: httpx.Client, **body: Any) -> dict[str, Any]:
     return result
 
 
+def _monthly(
+    api: httpx.Client, scope: str, scope_id: str, kpi: str, value: Any, month: str = "2026-11-01"
+) -> dict[str, Any]:
+    """A monthly target (November's by default)."""
+    return _create(
+        api,
+        scope=scope,
+        scope_id=scope_id,
+        kpi=kpi,
+        period="month",
+        period_start=month,
+        value=value,
+    )
+
+
 def _get(api: httpx.Client, path: str, **params: Any) -> Any:
     response = api.get(path, params=params)
     assert response.status_code == 200, response.text
@@ -195,15 +200,7 @@ def _get(api: httpx.Client, path: str, **params: Any) -> Any:
 @pytest.fixture(scope="module")
 def a1_revenue(floor: Pipeline) -> int:
     """a1's November revenue target: 20 000, raised to 30 000 from Monday 9 November."""
-    created = _create(
-        floor.api,
-        scope="agent",
-        scope_id="a1",
-        kpi="revenue",
-        period="month",
-        period_start="2026-11-01",
-        value="20000",
-    )
+    created = _monthly(floor.api, "agent", "a1", "revenue", "20000")
     response = floor.api.patch(
         f"/v1/targets/{created['target_id']}",
         json={"value": "30000", "effective_from": "2026-11-09T00:00:00+08:00"},
@@ -291,15 +288,7 @@ def test_pacing_with_a_holiday_and_a_mid_period_change(floor: Pipeline, a1_reven
 def test_attainment_leaderboard(floor: Pipeline, a1_revenue: int) -> None:
     """a2 12 000 of 15 000 = 0.8, a3 14 000 of 20 000 = 0.7, a1 4 400 of 30 000."""
     for agent, value in (("a2", 15000), ("a3", 20000)):
-        _create(
-            floor.api,
-            scope="agent",
-            scope_id=agent,
-            kpi="revenue",
-            period="month",
-            period_start="2026-11-01",
-            value=value,
-        )
+        _monthly(floor.api, "agent", agent, "revenue", value)
     board = _get(
         floor.api,
         "/v1/leaderboard/attainment",
@@ -319,15 +308,7 @@ def test_quota_split(floor: Pipeline) -> None:
     """T1's 50 000 × 1.2 = 60 000: equal 20 000 each; by October (9 000, 24 000, none → as
     the weakest, 9 000): 12 857.14, 34 285.72, 12 857.14. T1's 20 sales × 1.2 = 24 given
     0.5/0.3/0.2: 12, 7.2, 4.8 → 12, 7, 4 and the unit left to the largest remainder (a3): 5."""
-    team = _create(
-        floor.api,
-        scope="team",
-        scope_id="T1",
-        kpi="revenue",
-        period="month",
-        period_start="2026-11-01",
-        value=50000,
-    )
+    team = _monthly(floor.api, "team", "T1", "revenue", 50000)
     path = f"/v1/targets/{team['target_id']}/split"
     equal = floor.api.post(path, json={}, headers=H).json()
     assert [(s["agent_id"], s["value"]) for s in equal["shares"]] == [
@@ -343,15 +324,7 @@ def test_quota_split(floor: Pipeline) -> None:
         ("a3", "12857.14"),
     ]
     assert by_last["total"] == "60000.00" and not by_last["applied"]
-    sales = _create(
-        floor.api,
-        scope="team",
-        scope_id="T1",
-        kpi="sales",
-        period="month",
-        period_start="2026-11-01",
-        value=20,
-    )
+    sales = _monthly(floor.api, "team", "T1", "sales", 20)
     given = floor.api.post(
         f"/v1/targets/{sales['target_id']}/split",
         json={"weighting": "given", "weights": {"a1": 0.5, "a2": 0.3, "a3": 0.2}, "apply": True},
@@ -375,15 +348,7 @@ def test_scorecards_and_their_csv(floor: Pipeline) -> None:
     a2 24 000/20 000 and 12/10, both capped at 1.2 → 1.2."""
     for agent, revenue, sales in (("a1", 10000, 3), ("a2", 20000, 10)):
         for kpi, value in (("revenue", revenue), ("sales", sales)):
-            _create(
-                floor.api,
-                scope="agent",
-                scope_id=agent,
-                kpi=kpi,
-                period="month",
-                period_start="2026-10-01",
-                value=value,
-            )
+            _monthly(floor.api, "agent", agent, kpi, value, month="2026-10-01")
     params = {"weights": "revenue:0.7,sales:0.3", "period": "month", "period_start": "2026-10-01"}
     body = _get(floor.api, "/v1/scorecards", **params)
     assert [(r["agent_id"], r["score"], r["rank"]) for r in body["rows"]] == [

@@ -30,8 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import own_pipeline
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, StartFloor, bearer
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -41,10 +40,6 @@ AS_OF = "2026-11-30T20:00:00+08:00"
 MONTH = {"period": "month", "period_start": "2026-11-01", "as_of": AS_OF}
 # Every figure of t-2's records, as the API writes money.
 T2_FIGURES = ("4444.44", "8888.88", "3000.00", "6000.00", "13333.32", "16333.32")
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def _call(event_id: str, agent: str, team: str, at: str, answered: bool = False) -> dict[str, Any]:
@@ -145,25 +140,25 @@ class Floor:
                     "period_start": "2026-11-01",
                     "value": value,
                 },
-                headers=_bearer(ADMIN),
+                headers=bearer(ADMIN),
             )
             assert response.status_code == 201, response.text
             self.targets[scope_id] = response.json()["target_id"]
         calendar = {"weekdays": [1, 2, 3, 4, 5], "day_start": "09:00", "day_end": "18:00"}
         for team in ("t-1", "t-2", "*"):
             response = self.api.put(
-                f"/v1/working-calendars/{team}", json=calendar, headers=_bearer(ADMIN)
+                f"/v1/working-calendars/{team}", json=calendar, headers=bearer(ADMIN)
             )
             assert response.status_code == 200, response.text
 
     def _key(self, **body: Any) -> str:
-        response = self.api.post("/v1/admin/keys", json=body, headers=_bearer(ADMIN))
+        response = self.api.post("/v1/admin/keys", json=body, headers=bearer(ADMIN))
         assert response.status_code == 201, response.text
         key: str = response.json()["key"]
         return key
 
     def get(self, key: str, path: str, **params: Any) -> httpx.Response:
-        return self.api.get(path, params=params, headers=_bearer(key))
+        return self.api.get(path, params=params, headers=bearer(key))
 
     def ok(self, key: str, path: str, **params: Any) -> httpx.Response:
         response = self.get(key, path, **params)
@@ -172,16 +167,9 @@ class Floor:
 
 
 @pytest.fixture(scope="module")
-def floor(
-    kafka_bootstrap_servers: str,
-    migrated_template: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Floor]:
-    with own_pipeline(
-        kafka_bootstrap_servers,
-        migrated_template,
-        tmp_path_factory.mktemp("team-keys"),
-        extra_env={"CALLBOARD_ADMIN_KEY": ADMIN, "CALLBOARD_AUTH_CACHE_SECONDS": "0.3"},
+def floor(start_floor: StartFloor) -> Iterator[Floor]:
+    with start_floor(
+        "team-keys", CALLBOARD_ADMIN_KEY=ADMIN, CALLBOARD_AUTH_CACHE_SECONDS="0.3"
     ) as running:
         running.post(_floor())
         running.wait_caught_up()

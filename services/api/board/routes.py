@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from services.api.board import schemas
 from services.api.board.service import agents_now, pace_hourly, utc_now
-from services.api.deps import Db, Reader, Settings, filters_for
+from services.api.deps import Db, Ids, Reader, Settings, filters_for
 from shared.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
-Ids = Annotated[list[str] | None, Query()]
 
 
 @router.get("/v1/agents/now", response_model=schemas.AgentsNowResponse, tags=["wallboard"])

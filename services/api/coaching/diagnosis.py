@@ -138,32 +138,16 @@ def diagnose(
             row.pop("_fraction", None)
 
     funnel = _funnel_lens(connection, settings, subject, actual, pacing.value, as_of, key_teams)
+    funnel_out = _shown(funnel)
     if funnel["missing_won_leads"] is not None and funnel["missing_won_leads"] > 0:
-        causes.append(
-            {
-                "cause": "funnel_accumulation",
-                "kind": "funnel",
-                "question": FUNNEL_QUESTION,
-                "impact": funnel["_impact"],
-                "detail": {k: v for k, v in funnel.items() if not k.startswith("_")},
-            }
-        )
-    funnel_out = {k: v for k, v in funnel.items() if not k.startswith("_")}
+        causes.append(_lens_cause("funnel_accumulation", "funnel", FUNNEL_QUESTION, funnel))
 
     realism = _realism_lens(
         connection, settings, subject, pacing.value, peer_scope, peer_ids, key_teams
     )
+    realism_out = _shown(realism)
     if realism["too_high"]:
-        causes.append(
-            {
-                "cause": "target_realism",
-                "kind": "history",
-                "question": REALISM_QUESTION,
-                "impact": realism["_impact"],
-                "detail": {k: v for k, v in realism.items() if not k.startswith("_")},
-            }
-        )
-    realism_out = {k: v for k, v in realism.items() if not k.startswith("_")}
+        causes.append(_lens_cause("target_realism", "history", REALISM_QUESTION, realism))
 
     causes.sort(key=lambda c: (-c["impact"], c["cause"]))
     for rank, cause in enumerate(causes, 1):
@@ -178,6 +162,21 @@ def diagnose(
         "drivers": drivers,
         "funnel": funnel_out,
         "history": realism_out,
+    }
+
+
+def _shown(lens: dict[str, Any]) -> dict[str, Any]:
+    """A lens as answered: without its ``_`` fields, which only order the causes."""
+    return {k: v for k, v in lens.items() if not k.startswith("_")}
+
+
+def _lens_cause(cause: str, kind: str, question: str, lens: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cause": cause,
+        "kind": kind,
+        "question": question,
+        "impact": lens["_impact"],
+        "detail": _shown(lens),
     }
 
 

@@ -15,6 +15,7 @@ from services.api.coaching.diagnosis import diagnose
 from services.api.deps import (
     AsOf,
     Db,
+    From,
     Ids,
     Reader,
     Settings,
@@ -43,7 +44,7 @@ def get_drivers(
     team_id: str | None = None,
     reference: str = "team_median",
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
 ) -> dict[str, Any]:
     """The performance-driver model for an agent or team against a reference.
@@ -83,7 +84,7 @@ def get_best_time(
     settings: Settings,
     connection: Db,
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
     team_id: Ids = None,
     campaign_id: Ids = None,

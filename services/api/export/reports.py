@@ -115,8 +115,44 @@ def _scored(position: int, part: str) -> Callable[[Row], Any]:
     return lambda row: row["kpis"][position][part]
 
 
+def _column(
+    key: str,
+    kind: Kind | Callable[[Row], Kind],
+    lang: Lang,
+    value: Callable[[Row], Any] | None = None,
+    *,
+    centered: bool = False,
+) -> Column:
+    """A column headed by its key's word, reading the row's field of that key by default."""
+    return Column(key, word(key, lang), kind, value or _field(key), centered)
+
+
 def _id_column(key: str, lang: Lang) -> Column:
-    return Column(key, word(key, lang), Kind.text, _field(key))
+    return _column(key, Kind.text, lang)
+
+
+def _report(
+    kind: str,
+    named: Sequence[str],
+    lang: Lang,
+    facts: Sequence[tuple[str, Any]],
+    filters: Mapping[str, Any],
+    columns: list[Column],
+    rows: Sequence[Row],
+    team: Callable[[Row], str | None] | None = None,
+) -> Report:
+    """A ``kind`` report (metrics, leaderboard, ...) in a file named ``kind-named...``,
+    titled and introduced in ``lang``."""
+    title = f"{kind}_report"
+    return Report(
+        name="-".join([kind, *named]),
+        title=word(title, lang),
+        lang=lang,
+        about=_about(lang, title, facts, filters),
+        columns=columns,
+        rows=list(rows),
+        team=team,
+    )
 
 
 def metrics_report(
@@ -127,8 +163,8 @@ def metrics_report(
     groups = [f"{g}_id" for g in group_by]
     columns = [_id_column(g, lang) for g in groups]
     if answer["granularity"] != "none":
-        columns.append(Column("bucket", word("bucket", lang), Kind.timestamp, _field("bucket")))
-    columns += [Column(k, word(k, lang), kpi_kind(k), _field(k)) for k in answer["metrics"]]
+        columns.append(_column("bucket", Kind.timestamp, lang))
+    columns += [_column(k, kpi_kind(k), lang) for k in answer["metrics"]]
     facts = [
         ("from", answer["from"]),
         ("to", answer["to"]),
@@ -136,13 +172,14 @@ def metrics_report(
         ("granularity", answer["granularity"]),
         ("metrics", [word(k, lang) for k in answer["metrics"]]),
     ]
-    return Report(
-        name=f"metrics-{_day(answer['from'])}-{_day(answer['to'])}",
-        title=word("metrics_report", lang),
-        lang=lang,
-        about=_about(lang, "metrics_report", facts, filters),
-        columns=columns,
-        rows=list(answer["rows"]),
+    return _report(
+        "metrics",
+        [_day(answer["from"]), _day(answer["to"])],
+        lang,
+        facts,
+        filters,
+        columns,
+        answer["rows"],
         team=_field("team_id") if "team_id" in groups else None,
     )
 
@@ -153,7 +190,7 @@ def leaderboard_report(answer: Mapping[str, Any], lang: Lang, filters: Mapping[s
     metric = answer["metric"]
     volume = volume_key(metric)
     columns = [
-        Column("rank", word("rank", lang), Kind.integer, _field("rank"), centered=True),
+        _column("rank", Kind.integer, lang, centered=True),
         _id_column("agent_id", lang),
         _id_column("team_id", lang),
         Column("value", word(metric, lang), kpi_kind(metric), _field("value")),
@@ -163,14 +200,8 @@ def leaderboard_report(answer: Mapping[str, Any], lang: Lang, filters: Mapping[s
             kpi_kind(volume),
             _field("volume"),
         ),
-        Column(
-            "previous_rank",
-            word("previous_rank", lang),
-            Kind.integer,
-            _field("previous_rank"),
-            centered=True,
-        ),
-        Column("rank_change", word("rank_change", lang), Kind.integer, _field("rank_change"), True),
+        _column("previous_rank", Kind.integer, lang, centered=True),
+        _column("rank_change", Kind.integer, lang, centered=True),
     ]
     facts = [
         ("metric", word(metric, lang)),
@@ -179,13 +210,14 @@ def leaderboard_report(answer: Mapping[str, Any], lang: Lang, filters: Mapping[s
         ("timezone", answer["timezone"]),
         ("min_volume", answer["min_volume"]),
     ]
-    return Report(
-        name=f"leaderboard-{metric}-{_day(answer['from'])}",
-        title=word("leaderboard_report", lang),
-        lang=lang,
-        about=_about(lang, "leaderboard_report", facts, filters),
-        columns=columns,
-        rows=list(answer["rows"]),
+    return _report(
+        "leaderboard",
+        [metric, _day(answer["from"])],
+        lang,
+        facts,
+        filters,
+        columns,
+        answer["rows"],
         team=_field("team_id"),
     )
 
@@ -216,8 +248,8 @@ def scorecards_report(
                 )
             )
     columns += [
-        Column("score", word("score", lang), Kind.percent, _field("score")),
-        Column("rank", word("rank", lang), Kind.integer, _field("rank"), centered=True),
+        _column("score", Kind.percent, lang),
+        _column("rank", Kind.integer, lang, centered=True),
     ]
     facts = [
         ("period", answer["period"]),
@@ -226,13 +258,14 @@ def scorecards_report(
         ("weights", {word(k, lang): v for k, v in answer["weights"].items()}),
         ("cap", answer["cap"]),
     ]
-    return Report(
-        name=f"scorecards-{scope}-{answer['period']}-{answer['period_start']}",
-        title=word("scorecards_report", lang),
-        lang=lang,
-        about=_about(lang, "scorecards_report", facts, filters),
-        columns=columns,
-        rows=list(answer["rows"]),
+    return _report(
+        "scorecards",
+        [scope, answer["period"], answer["period_start"]],
+        lang,
+        facts,
+        filters,
+        columns,
+        answer["rows"],
         team=_field("team_id") if scope == "agent" else None,
     )
 
@@ -249,30 +282,31 @@ def pacing_report(
         return lambda row: row["pacing"][key]
 
     columns = [
-        Column("target_id", word("target_id", lang), Kind.integer, _field("target_id")),
+        _column("target_id", Kind.integer, lang),
         _id_column("scope", lang),
         _id_column("scope_id", lang),
         _id_column("team_id", lang),
-        Column("kpi", word("kpi", lang), Kind.kpi, _field("kpi")),
+        _column("kpi", Kind.kpi, lang),
         _id_column("period", lang),
-        Column("period_start", word("period_start", lang), Kind.date, _field("period_start")),
-        Column("value", word("value", lang), in_unit, _field("value")),
-        Column("actual", word("actual", lang), in_unit, pacing("actual")),
-        Column("expected", word("expected", lang), in_unit, pacing("expected")),
-        Column("projection", word("projection", lang), in_unit, pacing("projection")),
-        Column("elapsed_share", word("elapsed_share", lang), Kind.percent, pacing("elapsed_share")),
-        Column("attainment", word("attainment", lang), Kind.percent, pacing("attainment")),
-        Column("pace", word("pace", lang), Kind.percent, pacing("pace")),
-        Column("status", word("status", lang), Kind.text, pacing("status")),
+        _column("period_start", Kind.date, lang),
+        _column("value", in_unit, lang),
+        _column("actual", in_unit, lang, pacing("actual")),
+        _column("expected", in_unit, lang, pacing("expected")),
+        _column("projection", in_unit, lang, pacing("projection")),
+        _column("elapsed_share", Kind.percent, lang, pacing("elapsed_share")),
+        _column("attainment", Kind.percent, lang, pacing("attainment")),
+        _column("pace", Kind.percent, lang, pacing("pace")),
+        _column("status", Kind.text, lang, pacing("status")),
     ]
     facts = [("as_of", answer["as_of"]), ("timezone", timezone)]
-    return Report(
-        name=f"pacing-{_day(answer['as_of'])}",
-        title=word("pacing_report", lang),
-        lang=lang,
-        about=_about(lang, "pacing_report", facts, filters),
-        columns=columns,
-        rows=list(answer["targets"]),
+    return _report(
+        "pacing",
+        [_day(answer["as_of"])],
+        lang,
+        facts,
+        filters,
+        columns,
+        answer["targets"],
         team=_field("team_id"),
     )
 

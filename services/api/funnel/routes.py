@@ -4,13 +4,14 @@ backward plan of a result target."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from services.api.deps import (
     AsOf,
     Db,
+    From,
     Ids,
     Reader,
     Settings,
@@ -40,7 +41,7 @@ def get_funnel(
     connection: Db,
     group_by: Literal["none", "agent", "team"] = "none",
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
     as_of: AsOf = None,
     agent_id: Ids = None,

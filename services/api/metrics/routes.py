@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from services.api.deps import (
     Db,
     FileFormat,
+    From,
     Ids,
     Reader,
     ReportLang,
@@ -22,7 +23,6 @@ from services.api.export.reports import leaderboard_report, metrics_report
 from services.api.metrics import schemas
 from services.api.metrics.dispositions import disposition_rows, published_table
 from services.api.metrics.periods import Granularity, Period
-from services.api.metrics.queries import Query as MetricsQuery
 from services.api.metrics.service import MetricsService, parse_group_by, parse_metrics
 from services.api.numbers import MinVolume
 from shared.dispositions import Flag, cached_dispositions
@@ -45,11 +45,11 @@ def get_metrics(
     group_by: Annotated[str | None, Query(description="agent, team, campaign")] = None,
     granularity: Granularity = Granularity.none,
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
-    agent_id: Annotated[list[str] | None, Query()] = None,
-    team_id: Annotated[list[str] | None, Query()] = None,
-    campaign_id: Annotated[list[str] | None, Query()] = None,
+    agent_id: Ids = None,
+    team_id: Ids = None,
+    campaign_id: Ids = None,
     format: FileFormat = "json",
     lang: ReportLang = "en",
 ) -> Any:
@@ -61,15 +61,7 @@ def get_metrics(
     keys = parse_metrics(metrics)
     filters = filters_for(reader, agent_id, team_id, campaign_id)
     when = request_time(settings, filters, period, from_, to)
-    query = MetricsQuery(
-        parse_group_by(group_by),
-        granularity,
-        when.range,
-        filters,
-        when.zone,
-        settings.week_start,
-        native=when.native,
-    )
+    query = when.metrics_query(parse_group_by(group_by), granularity, filters, settings.week_start)
     rows = MetricsService(settings).metrics(connection, keys, query)
     answer = {
         **when.bounds(),
@@ -96,10 +88,10 @@ def get_leaderboard(
     connection: Db,
     metric: str = "sales",
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
-    team_id: Annotated[list[str] | None, Query()] = None,
-    campaign_id: Annotated[list[str] | None, Query()] = None,
+    team_id: Ids = None,
+    campaign_id: Ids = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     min_volume: MinVolume = None,
     order: Annotated[str, Query(pattern="^(desc|asc)$")] = "desc",
@@ -143,7 +135,7 @@ def get_dispositions(
     group_by: str | None = None,
     granularity: Granularity = Granularity.none,
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
     agent_id: Ids = None,
     team_id: Ids = None,
@@ -160,15 +152,7 @@ def get_dispositions(
     """
     filters = filters_for(reader, agent_id, team_id, campaign_id)
     when = request_time(settings, filters, period, from_, to)
-    query = MetricsQuery(
-        parse_group_by(group_by),
-        granularity,
-        when.range,
-        filters,
-        when.zone,
-        settings.week_start,
-        native=when.native,
-    )
+    query = when.metrics_query(parse_group_by(group_by), granularity, filters, settings.week_start)
     MetricsService(settings).check_answer_size(connection, query)
     table = cached_dispositions(settings.dispositions_file)
     return {
@@ -193,7 +177,7 @@ def get_agent_rank(
     connection: Db,
     metric: str = "sales",
     period: Period | None = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
     team_id: Ids = None,
     campaign_id: Ids = None,

@@ -29,7 +29,7 @@ from services.api.contests.service import (
     list_contests,
     present_standings,
 )
-from services.api.deps import Ids, Settings, filters_for, parse_timestamp
+from services.api.deps import From, Ids, Settings, filters_for, parse_timestamp
 from services.api.metrics.periods import Granularity, Period, resolve_range
 from services.api.metrics.queries import Filters, agent_teams
 from services.api.metrics.queries import Query as MetricsQuery
@@ -114,7 +114,7 @@ async def stream(
     agent_id: Ids = None,
     team_id: Ids = None,
     campaign_id: Ids = None,
-    from_: Annotated[str | None, Query(alias="from")] = None,
+    from_: From = None,
     to: str | None = None,
     anomalies: Annotated[bool, Query(description="Also send today's anomalies")] = False,
     views: Annotated[

@@ -8,6 +8,7 @@ counted from those teams' records (``queries.Filters.key_teams``).
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -288,11 +289,7 @@ def get_attainment_leaderboard(
     rank); each row with its pace and status. Default: the period containing ``as_of``."""
     moment = judged_at(as_of)
     key = check_kpi(kpi)
-    start = (
-        parse_period_start(period_start, period, settings)
-        if period_start
-        else default_period_start(period, settings, moment)
-    )
+    start = _period_start(period_start, period, settings, moment)
     teams = filters_for(reader, None, team_id, None).team_ids
     rows = attainment_ranking(
         connection, settings, key, period, start, moment, teams, key_teams=reader.team_ids
@@ -331,11 +328,7 @@ def get_scorecards(
     attainment against its target (capped), times its weight, summed."""
     moment = judged_at(as_of)
     parsed = parse_weights(weights)
-    start = (
-        parse_period_start(period_start, period, settings)
-        if period_start
-        else default_period_start(period, settings, moment)
-    )
+    start = _period_start(period_start, period, settings, moment)
     teams = filters_for(reader, None, team_id, None).team_ids
     rows = scorecards(
         connection,
@@ -361,6 +354,15 @@ def get_scorecards(
         return answer
     asked = {"team_id": team_id}
     return respond(scorecards_report(answer, lang, settings.timezone, asked), format)
+
+
+def _period_start(
+    asked: str | None, period: PeriodKind, settings: ApiSettings, moment: datetime
+) -> date:
+    """The period asked for, else the one containing ``moment``."""
+    if asked:
+        return parse_period_start(asked, period, settings)
+    return default_period_start(period, settings, moment)
 
 
 # ---------------------------------------------------------------------------------------------

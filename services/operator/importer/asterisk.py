@@ -20,22 +20,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
-import httpx
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress
 
 from services.ingest.adapters import asterisk
 from services.ingest.adapters.common import AdapterContext, TranslationError
-from services.operator.importer.run import ImportSummary, post_batch
+from services.operator.importer.run import (
+    BatchPoster,
+    ImportSummary,
+    PosterOptions,
+    progress_columns,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +62,17 @@ def write_state(path: Path, position: Position) -> None:
     os.replace(temporary, path)
 
 
-class CdrImporter:
+class CdrImporter(BatchPoster):
     def __init__(
         self,
         context: AdapterContext,
         roster: asterisk.Roster,
         ingest_url: str,
-        *,
-        batch_size: int = 1000,
-        api_key: str | None = None,
-        retry_seconds: float = 300.0,
+        **options: Unpack[PosterOptions],
     ) -> None:
+        super().__init__(ingest_url, **options)
         self.context = context
         self.roster = roster
-        self.batch_size = batch_size
-        self.retry_seconds = retry_seconds
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=ingest_url, timeout=60, headers=headers)
-
-    def close(self) -> None:
-        self.client.close()
 
     def _translate(
         self,
@@ -110,7 +98,7 @@ class CdrImporter:
         self, batch: list[dict[str, Any]], origins: list[int], summary: ImportSummary
     ) -> None:
         if batch:
-            post_batch(self.client, batch, origins, summary, self.retry_seconds)
+            self._send(batch, origins, summary)
             batch.clear()
             origins.clear()
 
@@ -119,15 +107,7 @@ class CdrImporter:
         summary = ImportSummary()
         position = self._start(path, state)
         total = _count_lines(path)
-        columns = (
-            TextColumn("[bold]importing[/] {task.fields[name]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[accepted]} events accepted"),
-        )
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*progress_columns(remaining=False), console=console) as progress:
             task = progress.add_task(
                 "lines", total=total, completed=position.line, name=path.name, accepted=0
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from services.operator.importer.mapping import MappingError, load_mapping
-from services.operator.importer.run import Importer, IngestUnavailable, print_summary
+from services.operator.importer.run import (
+    BatchPoster,
+    Importer,
+    ImportSummary,
+    IngestUnavailable,
+    print_summary,
+)
 
 
 class Format(StrEnum):
@@ -75,8 +82,14 @@ def import_csv(
         console.print(f"[red]bad mapping:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     importer = Importer(loaded, ingest_url, batch_size=batch_size, api_key=api_key)
+    _run_to_end(importer, lambda: importer.run(file, console), console)
+
+
+def _run_to_end(importer: BatchPoster, run: Callable[[], ImportSummary], console: Console) -> None:
+    """Run an import, close its client and print its summary; the exit status says whether
+    ingest stopped answering (3) or anything was rejected (1)."""
     try:
-        summary = importer.run(file, console)
+        summary = run()
     except IngestUnavailable as exc:
         console.print(f"[red]import stopped:[/] {escape(str(exc))}")
         raise typer.Exit(3) from exc
@@ -118,17 +131,8 @@ def _import_asterisk(
         secret.get_secret_value() if secret else None,
     )
     importer = CdrImporter(context, roster, ingest_url, batch_size=batch_size, api_key=api_key)
-    try:
-        if follow:
-            position = state or file.with_name(file.name + ".position")
-            summary = importer.follow(file, console, position)
-        else:
-            summary = importer.run(file, console, state)
-    except IngestUnavailable as exc:
-        console.print(f"[red]import stopped:[/] {escape(str(exc))}")
-        raise typer.Exit(3) from exc
-    finally:
-        importer.close()
-    print_summary(summary, console)
-    if summary.rows_rejected or summary.events_rejected:
-        raise typer.Exit(1)
+    if follow:
+        position = state or file.with_name(file.name + ".position")
+        _run_to_end(importer, lambda: importer.follow(file, console, position), console)
+    else:
+        _run_to_end(importer, lambda: importer.run(file, console, state), console)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 from rich.console import Console
@@ -24,6 +24,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -54,21 +55,55 @@ class IngestUnavailable(RuntimeError):
     pass
 
 
-class Importer:
+class PosterOptions(TypedDict, total=False):
+    batch_size: int
+    api_key: str | None
+    retry_seconds: float
+
+
+class BatchPoster:
+    """What every import shares: one client to ingest, the batch size, and how long a batch
+    the broker cannot take is retried."""
+
     def __init__(
         self,
-        mapping: Mapping,
         ingest_url: str,
         *,
         batch_size: int = 1000,
         api_key: str | None = None,
         retry_seconds: float = 300.0,
     ) -> None:
-        self.mapping = mapping
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=ingest_url, timeout=60, headers=headers)
+
+    def _send(
+        self, batch: list[dict[str, Any]], origins: list[int], summary: ImportSummary
+    ) -> None:
+        post_batch(self.client, batch, origins, summary, self.retry_seconds)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def progress_columns(*, remaining: bool) -> tuple[ProgressColumn, ...]:
+    """The import's progress bar; ``remaining`` where the end is known to be fixed."""
+    return (
+        TextColumn("[bold]importing[/] {task.fields[name]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        *((TimeRemainingColumn(),) if remaining else ()),
+        TextColumn("{task.fields[accepted]} events accepted"),
+    )
+
+
+class Importer(BatchPoster):
+    def __init__(self, mapping: Mapping, ingest_url: str, **options: Unpack[PosterOptions]) -> None:
+        super().__init__(ingest_url, **options)
+        self.mapping = mapping
 
     def rows(self, path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         if is_workbook(path):
@@ -86,16 +121,7 @@ class Importer:
             total = _count_rows(path, self.mapping.encoding)
         batch: list[dict[str, Any]] = []
         origins: list[int] = []
-        columns = (
-            TextColumn("[bold]importing[/] {task.fields[name]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[accepted]} events accepted"),
-        )
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*progress_columns(remaining=True), console=console) as progress:
             task = progress.add_task("rows", total=total, name=path.name, accepted=0)
             for number, row in self.rows(path):
                 summary.rows += 1
@@ -115,14 +141,6 @@ class Importer:
                 self._send(batch, origins, summary)
             progress.update(task, completed=summary.rows, accepted=summary.events_accepted)
         return summary
-
-    def _send(
-        self, batch: list[dict[str, Any]], origins: list[int], summary: ImportSummary
-    ) -> None:
-        post_batch(self.client, batch, origins, summary, self.retry_seconds)
-
-    def close(self) -> None:
-        self.client.close()
 
 
 def post_batch(
