@@ -370,10 +370,22 @@ def kafka_cluster(_kafka_cluster_session: KafkaCluster) -> Iterator[KafkaCluster
     cluster.start()
     cluster.wait_healthy()
     yield cluster
-    # The sockets kafka-python leaked on connections refused by killed nodes sit in
+    _collect_refused_sockets()
+
+
+def _collect_refused_sockets() -> None:
+    # The sockets kafka-python leaked on connections refused by killed brokers sit in
     # reference cycles; collected here rather than in a later test that expects none.
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="unclosed <socket.socket", category=ResourceWarning
         )
         gc.collect()
+
+
+@pytest.fixture
+def refused_sockets_collected() -> Iterator[None]:
+    """For tests that stop or kill a broker under its clients: what kafka-python leaked on
+    the refused connections is collected at the end of the test, quietly."""
+    yield
+    _collect_refused_sockets()

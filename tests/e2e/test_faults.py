@@ -57,10 +57,14 @@ from tests.faults import (
     report_scenario,
     wait_progress,
 )
+from tests.fixtures_infra import KAFKA_REFUSED_SOCKETS
 from tests.floor import generate_floor
 from tests.pipeline import REPO, Pipeline
 
 SMALL_BATCHES = {"CALLBOARD_BATCH_MAX_RECORDS": "150"}
+
+# The broker is stopped and killed under its clients here.
+pytestmark = [*KAFKA_REFUSED_SOCKETS, pytest.mark.usefixtures("refused_sockets_collected")]
 
 
 def _day(n: int) -> datetime:
