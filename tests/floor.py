@@ -184,6 +184,76 @@ def generate_floor(
     return floor
 
 
+def call_events(
+    call_id: str,
+    start: datetime,
+    *,
+    lead: str,
+    agent: str | None = None,
+    team: str | None = None,
+    campaign: str | None = None,
+    direction: str = "outbound",
+    answered_by: str | None = None,
+    contact: bool = True,
+    talk: int = 0,
+    wrap: int | None = None,
+    resolved: bool | None = None,
+    codes: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """One hand-written call as separate events: started, answered when ``answered_by``
+    is given, ended after ``talk`` seconds, then one disposition a second per code."""
+    common: dict[str, Any] = {"call_id": call_id}
+    if agent is not None:
+        common["agent_id"] = agent
+    started: dict[str, Any] = {
+        "event_id": f"{call_id}-s",
+        "type": "call.started",
+        "occurred_at": start.isoformat(),
+        **common,
+        "lead_id": lead,
+        "direction": direction,
+    }
+    if team is not None:
+        started["team_id"] = team
+    if campaign is not None:
+        started["campaign_id"] = campaign
+    events = [started]
+    if answered_by is not None:
+        events.append(
+            {
+                "event_id": f"{call_id}-a",
+                "type": "call.answered",
+                "occurred_at": (start + timedelta(seconds=5)).isoformat(),
+                **common,
+                "answered_by": answered_by,
+                "contact_reached": contact,
+            }
+        )
+    ended: dict[str, Any] = {
+        "event_id": f"{call_id}-e",
+        "type": "call.ended",
+        "occurred_at": (start + timedelta(seconds=5 + talk)).isoformat(),
+        **common,
+        "talk_seconds": talk,
+    }
+    if wrap is not None:
+        ended["wrap_seconds"] = wrap
+    if resolved is not None:
+        ended["resolved"] = resolved
+    events.append(ended)
+    for n, code in enumerate(codes):
+        events.append(
+            {
+                "event_id": f"{call_id}-d{n}",
+                "type": "call.dispositioned",
+                "occurred_at": (start + timedelta(seconds=10 + talk + n)).isoformat(),
+                **common,
+                "disposition": code,
+            }
+        )
+    return events
+
+
 def _flag_codes(call: TrueCall, rng: random.Random) -> None:
     """Codes of every flag for ``call``, and now and then no agent or no code."""
     if call.answered and call.answered_by == "human":

@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.floor import call_events
 from tests.pipeline import TIMEZONE, Pipeline
 
 ZONE = ZoneInfo(TIMEZONE)
@@ -67,52 +68,20 @@ def _call(
     disposition: str | None = None,
     resolved: bool | None = None,
 ) -> list[dict[str, Any]]:
-    common = {"call_id": call_id, "agent_id": agent}
-    started: dict[str, Any] = {
-        "event_id": f"{call_id}-s",
-        "type": "call.started",
-        "occurred_at": at,
-        **common,
-        "lead_id": lead,
-        "direction": direction,
-    }
-    if team:
-        started["team_id"] = team
-    start = datetime.fromisoformat(at)
-    events = [started]
-    if answered_by:
-        events.append(
-            {
-                "event_id": f"{call_id}-a",
-                "type": "call.answered",
-                "occurred_at": (start + timedelta(seconds=5)).isoformat(),
-                **common,
-                "answered_by": answered_by,
-                "contact_reached": contact,
-            }
-        )
-    ended: dict[str, Any] = {
-        "event_id": f"{call_id}-e",
-        "type": "call.ended",
-        "occurred_at": (start + timedelta(seconds=5 + talk)).isoformat(),
-        **common,
-        "talk_seconds": talk,
-        "wrap_seconds": wrap,
-    }
-    if resolved is not None:
-        ended["resolved"] = resolved
-    events.append(ended)
-    if disposition:
-        events.append(
-            {
-                "event_id": f"{call_id}-d",
-                "type": "call.dispositioned",
-                "occurred_at": (start + timedelta(seconds=10 + talk)).isoformat(),
-                **common,
-                "disposition": disposition,
-            }
-        )
-    return events
+    return call_events(
+        call_id,
+        datetime.fromisoformat(at),
+        lead=lead,
+        agent=agent,
+        team=team,
+        direction=direction,
+        answered_by=answered_by,
+        contact=contact,
+        talk=talk,
+        wrap=wrap,
+        resolved=resolved,
+        codes=(disposition,) if disposition else (),
+    )
 
 
 def _floor() -> list[dict[str, Any]]:

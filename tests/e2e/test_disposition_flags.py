@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.floor import call_events
 from tests.pipeline import REPO, TIMEZONE, MakePipeline, Pipeline
 
 ZONE = ZoneInfo(TIMEZONE)
@@ -85,53 +86,19 @@ def _call(
     talk: int = 0,
     codes: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    start = DAY.replace(hour=10) + timedelta(minutes=minute)
-    common: dict[str, Any] = {"call_id": call_id}
-    if agent is not None:
-        common["agent_id"] = agent
-    events: list[dict[str, Any]] = [
-        {
-            "event_id": f"{call_id}-s",
-            "type": "call.started",
-            "occurred_at": start.isoformat(),
-            **common,
-            "team_id": team,
-            "campaign_id": campaign,
-            "lead_id": f"lead-{call_id}",
-            "direction": direction,
-        }
-    ]
-    if answered_by is not None:
-        events.append(
-            {
-                "event_id": f"{call_id}-a",
-                "type": "call.answered",
-                "occurred_at": (start + timedelta(seconds=5)).isoformat(),
-                **common,
-                "answered_by": answered_by,
-                "contact_reached": contact,
-            }
-        )
-    events.append(
-        {
-            "event_id": f"{call_id}-e",
-            "type": "call.ended",
-            "occurred_at": (start + timedelta(seconds=5 + talk)).isoformat(),
-            **common,
-            "talk_seconds": talk,
-        }
+    return call_events(
+        call_id,
+        DAY.replace(hour=10) + timedelta(minutes=minute),
+        lead=f"lead-{call_id}",
+        agent=agent,
+        team=team,
+        campaign=campaign,
+        direction=direction,
+        answered_by=answered_by,
+        contact=contact,
+        talk=talk,
+        codes=codes,
     )
-    for n, code in enumerate(codes):
-        events.append(
-            {
-                "event_id": f"{call_id}-d{n}",
-                "type": "call.dispositioned",
-                "occurred_at": (start + timedelta(seconds=10 + talk + n)).isoformat(),
-                **common,
-                "disposition": code,
-            }
-        )
-    return events
 
 
 def _floor() -> list[dict[str, Any]]:
