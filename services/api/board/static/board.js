@@ -24,7 +24,8 @@ const PLAYLIST = [
 const CONTEST_ROWS = 10;
 const WINNER_MS = 10000;
 const ENDED_CONTESTS_MAX = 50;
-const FLOOR_METRICS = [
+// The day's sales figures every board view starts from.
+const SALES_METRICS = [
   "dials",
   "connects",
   "contacts",
@@ -34,22 +35,9 @@ const FLOOR_METRICS = [
   "connect_rate",
   "contact_rate",
   "sales_per_hour",
-  "contacts_per_hour",
-  "drops",
-  "drop_rate",
 ];
-const LEAD_METRICS = [
-  "dials",
-  "connects",
-  "contacts",
-  "sales",
-  "revenue",
-  "conversion_rate",
-  "connect_rate",
-  "contact_rate",
-  "sales_per_hour",
-  "avg_talk_seconds",
-];
+const FLOOR_METRICS = [...SALES_METRICS, "contacts_per_hour", "drops", "drop_rate"];
+const LEAD_METRICS = [...SALES_METRICS, "avg_talk_seconds"];
 const LEADER_KPIS = [
   "sales",
   "revenue",
