@@ -7,7 +7,8 @@ transaction; nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, delete
@@ -39,7 +40,7 @@ def upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, 
     if not rows:
         return
     pk = [c.name for c in table.primary_key.columns]
-    rows.sort(key=lambda r: tuple(r[k] for k in pk))
+    rows.sort(key=values_of(pk))
     columns = list(rows[0])
     updated = [c for c in columns if c not in pk]
     if connection.dialect.name == "postgresql":
@@ -65,6 +66,14 @@ def upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, 
         connection.execute(emptied, [{f"pk_{k}": r[k] for k in pk} for r in rows])
 
 
+def values_of(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's values of ``columns``, as a tuple (a bulk write calls this once per row)."""
+    if len(columns) == 1:
+        (only,) = columns
+        return lambda row: (row[only],)
+    return itemgetter(*columns)
+
+
 def _pg_stage(
     connection: Connection, table: Table, rows: list[dict[str, Any]], columns: list[str]
 ) -> str:
@@ -79,9 +88,10 @@ def _pg_stage(
         f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    values = values_of(columns)
     with cursor, cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row[c] for c in columns])
+            copy.write_row(values(row))
     return staging
 
 
