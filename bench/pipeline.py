@@ -46,6 +46,8 @@ from devstack.kafka import KafkaBroker
 from devstack.postgres import PostgresCluster
 from devstack.processes import free_port
 from devstack.simulator import FloorShape, FloorSimulator
+from services.aggregator.consumer import FETCH_PARTITION_BYTES
+from services.aggregator.settings import AggregatorSettings
 from services.ingest.settings import IngestSettings
 from shared.db import upgrade_database
 from shared.kafka import ensure_topic, kafka_consumer, kafka_producer
@@ -188,36 +190,39 @@ def bench_ceiling(bootstrap: str, events: int, partitions: int) -> Ceiling:
         f"records in {produce_seconds:.2f} s = {produce:,.0f} records/s"
     )
 
+    # The aggregator's own fetch settings, timed from the first poll: the fetch and the
+    # unpacking of the records are the client's work, and the aggregator's rate counts them.
+    aggregator = AggregatorSettings()
     consumer = kafka_consumer(
         bootstrap=bootstrap,
         enable_auto_commit=False,
-        max_poll_records=5000,
-        fetch_max_wait_ms=50,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+        max_poll_records=aggregator.batch_max_records,
+        fetch_max_wait_ms=aggregator.fetch_max_wait_ms,
+        max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
     )
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         consumer.seek_to_beginning()
-        received = counted = 0
-        first: float | None = None
+        received = 0
         deadline = time.monotonic() + 300
+        started = time.perf_counter()
         while received < len(records) and time.monotonic() < deadline:
-            batch = sum(len(r) for r in consumer.poll(timeout_ms=1000).values())
-            if batch and first is None:
-                # As the aggregator's rate is: from the first batch to the last.
-                first = time.perf_counter()
-            elif batch:
-                counted += batch
-            received += batch
-        consume_seconds = time.perf_counter() - (first or time.perf_counter())
+            received += sum(
+                len(r)
+                for r in consumer.poll(
+                    timeout_ms=aggregator.poll_timeout_ms, max_records=aggregator.batch_max_records
+                ).values()
+            )
+        consume_seconds = time.perf_counter() - started
     finally:
         consumer.close()
     if received < len(records):
         raise RuntimeError(f"consumed {received} of {len(records)} records in 5 minutes")
-    consume = counted / consume_seconds if consume_seconds > 0 else float("inf")
+    consume = received / consume_seconds
     _say(
-        f"raw consume (kafka-python, one consumer, {partitions} partitions): {counted} records "
-        f"in {consume_seconds:.2f} s after the first batch = {consume:,.0f} records/s"
+        f"raw consume (kafka-python, one consumer, {partitions} partitions, the aggregator's "
+        f"fetch settings): {received} records in {consume_seconds:.2f} s from the first poll "
+        f"= {consume:,.0f} records/s"
     )
     return Ceiling(produce, consume)
 
@@ -252,47 +257,59 @@ def bench_ingest(stack: Stack, events: int, batch: int, clients: int, ceiling: C
 
 
 def bench_aggregator(stack: Stack, processes: int, ceiling: Ceiling) -> float:
+    """Events/s from the topic into the KPI tables, timed from the moment the first member
+    has its partitions (its fetches, unpacking and rebalances count) to the last commit."""
     target = sum(stack.end_offsets().values())
     baseline = stack.applied()
     ports = [free_port() for _ in range(processes)]
+    logs = [stack.workdir / f"aggregator-{n}.log" for n in range(processes)]
+    sizes = [log.stat().st_size if log.exists() else 0 for log in logs]
     for n, port in enumerate(ports):
         stack.start(
-            f"aggregator-{n}", "aggregator", env={"CALLBOARD_AGGREGATOR_METRICS_PORT": str(port)}
+            f"aggregator-{n}",
+            "aggregator",
+            env={"CALLBOARD_AGGREGATOR_METRICS_PORT": str(port), "CALLBOARD_LOG_LEVEL": "INFO"},
         )
     pids = [stack.processes[f"aggregator-{n}"].pid for n in range(processes)]
-    first_moved: float | None = None
-    first_value = baseline
-    cpu_at_first = 0.0
+    assigned: float | None = None
+    cpu_at_start = 0.0
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        applied = stack.applied()
-        now = time.perf_counter()
-        if first_moved is None and applied > baseline:
-            first_moved, first_value = now, applied
-            cpu_at_first = sum(_cpu_seconds(pid) for pid in pids)
-        if applied >= target:
+        started = zip(logs, sizes, strict=True)
+        if assigned is None and any(b"partitions assigned" in _read_from(*s) for s in started):
+            assigned = time.perf_counter()
+            cpu_at_start = sum(_cpu_seconds(pid) for pid in pids)
+        if assigned is not None and stack.applied() >= target:
             break
-        time.sleep(0.05)
+        time.sleep(0.01 if assigned is None else 0.05)
     else:
         raise RuntimeError("aggregator did not catch up in 15 minutes")
-    assert first_moved is not None
-    elapsed = time.perf_counter() - first_moved
-    cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_at_first
-    counted = target - first_value
-    rate = counted / elapsed if elapsed > 0 else float("inf")
-    per_cpu = f"{counted / cpu:,.0f}" if cpu > 0 else "n/a"
+    assert assigned is not None
+    elapsed = time.perf_counter() - assigned
+    cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_at_start
+    counted = target - baseline
+    rate = counted / elapsed
     _say(
         f"aggregator ({processes} process{'es' if processes > 1 else ''}): "
         f"{_share(rate, ceiling.consume)} of raw consume"
     )
     _say(
-        f"  ({counted} events in {elapsed:.2f} s after the first batch; {cpu:.1f} aggregator "
-        f"CPU-seconds = {per_cpu} events per aggregator CPU-second)"
+        f"  ({counted} events in {elapsed:.2f} s from the partitions' assignment; {cpu:.1f} "
+        f"aggregator CPU-seconds = {counted / cpu:,.0f} events per aggregator CPU-second)"
     )
     for n, port in enumerate(ports):
         stages = _stage_seconds(port)
         _say(f"  aggregator-{n} seconds by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in stages))
     return rate
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            return file.read()
+    except FileNotFoundError:
+        return b""
 
 
 def _stage_seconds(metrics_port: int) -> list[tuple[str, float]]:

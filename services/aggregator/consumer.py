@@ -46,6 +46,8 @@ from shared.kafka import close_in_background, ensure_topic, kafka_consumer
 log = logging.getLogger(__name__)
 
 MAX_LOGGED_REQUEST_IDS = 100
+# Bytes fetched per partition per request.
+FETCH_PARTITION_BYTES = 8 * 1024 * 1024
 
 
 def _request_ids(records: Iterable[Any]) -> list[str]:
@@ -124,7 +126,7 @@ class AggregatorMember:
             auto_offset_reset="earliest",
             max_poll_records=settings.batch_max_records,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=600_000,
