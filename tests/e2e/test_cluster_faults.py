@@ -231,36 +231,41 @@ def test_broker_lost_for_good_then_below_min_insync(
     before = applied_total(pipeline)
     below = time.monotonic()
     kafka_cluster.kill(second)
+    # A dialer of its own posts from the moment the cluster is below min ISR, whether or not
+    # the floor's stream is still going on a slow machine; it retries until acknowledged.
+    probe = generate_floor(604, start=_day(23), teams=1, agents_per_team=2, calls_per_agent=10)
+    prober = Dialer(ingest_url(pipeline), probe.events, batch=10, seconds=1)
+    prober.start()
     time.sleep(10)
     returning = time.monotonic()
     kafka_cluster.restart(second)
     returned = time.monotonic()
     wait_progress(pipeline, before)
     finish(dialer)
+    finish(prober)
     drained = pipeline.wait_caught_up(timeout=240)
 
     # No request wholly below min ISR may get a 202; each answer that was not a 202
     # from the second kill until the broker was back must be 503.
-    within = _answers(dialer.attempts, below, returning)
-    answered_below = [
-        a for a in dialer.attempts if below <= a.ended <= returned and a.status != 202
-    ]
-    check = check_exactly_once(pipeline, dialer.acknowledged)
+    attempts = dialer.attempts + prober.attempts
+    within = _answers(attempts, below, returning)
+    answered_below = [a for a in attempts if below <= a.ended <= returned and a.status != 202]
+    check = check_exactly_once(pipeline, {**dialer.acknowledged, **prober.acknowledged})
     report_scenario(
         fault_report,
         "cluster: broker lost, then below min ISR",
         started,
-        len(dialer.acknowledged),
+        len(dialer.acknowledged) + len(prober.acknowledged),
         check,
         faults=(
-            f"posted {_distinct(floor.events)}; node {lost} SIGKILLed for good, all "
+            f"posted {_distinct(floor.events + probe.events)}; node {lost} SIGKILLed for good, all "
             f"partitions led elsewhere {failed_over - losing:.1f} s later, answers with two "
             f"nodes {with_two}; node {second} SIGKILLed too, {returning - below:.1f} s "
             f"below min ISR: answers {within}; lost {check.lost}, doubled {check.doubled}"
         ),
         recovery=(
             f"node {second} back in {returned - returning:.1f} s; ingest 202 again "
-            f"{_first_202_after(dialer.attempts, returning):.1f} s after its restart "
+            f"{_first_202_after(attempts, returning):.1f} s after its restart "
             f"began; backlog drained {drained:.1f} s after the stream ended"
         ),
     )
