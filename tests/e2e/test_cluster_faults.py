@@ -250,12 +250,13 @@ def test_broker_lost_for_good_then_below_min_insync(
     attempts = dialer.attempts + prober.attempts
     within = _answers(attempts, below, returning)
     answered_below = [a for a in attempts if below <= a.ended <= returned and a.status != 202]
-    check = check_exactly_once(pipeline, {**dialer.acknowledged, **prober.acknowledged})
+    acknowledged = {**dialer.acknowledged, **prober.acknowledged}
+    check = check_exactly_once(pipeline, acknowledged)
     report_scenario(
         fault_report,
         "cluster: broker lost, then below min ISR",
         started,
-        len(dialer.acknowledged) + len(prober.acknowledged),
+        len(acknowledged),
         check,
         faults=(
             f"posted {_distinct(floor.events + probe.events)}; node {lost} SIGKILLed for good, all "
