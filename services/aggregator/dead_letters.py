@@ -198,9 +198,14 @@ def replay_group(settings: AggregatorSettings) -> str:
 
 
 def _replay_consumer(settings: AggregatorSettings) -> KafkaConsumer:
-    """A consumer in the replay group; it reads the dead-letter topic from its start."""
+    """A consumer in the replay group; it reads the dead-letter topic from its start.
+
+    An operator at the command line hears that no broker answers after 10 s, not after the
+    client's default 30 s; a broker that answers at all is found within a second.
+    """
     return kafka_consumer(
         settings,
+        bootstrap_timeout_ms=10_000,
         group_id=replay_group(settings),
         client_id="callboard-dead-letters",
         enable_auto_commit=False,

@@ -2,7 +2,7 @@
 two API processes whose schedulers announce a contest's start, its lead changes and its
 result to local stand-ins of the platforms (tests/chat_receivers.py).
 
-The contest: sales by agents of T1 and T2, from the next whole minute for two minutes. Once it
+The contest: sales by agents of T1 and T2, from the next whole minute for one minute. Once it
 has started, a1 closes 1 sale (a1 leads), then b1 closes 2 (b1 leads), then a2 closes 3 (a2
 leads): two changes of leader inside the lead-change interval (30 s) after a1's lead was
 announced, so one more lead message follows, naming a2. At the end a2 has won with 3 sales.
@@ -114,9 +114,10 @@ def test_a_contest_start_lead_changes_and_result_go_to_its_channels_once(
             )
             assert response.status_code == 201, response.text
 
-        # The next whole minute at least 15 s away; the contest lasts two minutes.
+        # The next whole minute at least 15 s away; the contest lasts one minute, room for the
+        # second lead message (one lead interval after the first) before it ends.
         start = (datetime.now(UTC) + timedelta(seconds=75)).replace(second=0, microsecond=0)
-        end = start + timedelta(minutes=2)
+        end = start + timedelta(minutes=1)
         response = floor.api.post(
             "/v1/contests",
             json={
