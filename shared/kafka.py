@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 # Back within seconds of a broker restart (kafka-python's default waits up to 30 s).
 RECONNECT_BACKOFF_MAX_MS = 2_000
+# How long a command an operator types (``dead-letters``, ``rebuild``) waits for a first
+# broker before saying none answers: a broker that answers at all is found within a second,
+# and kafka-python's default would keep the operator waiting 30 s.
+COMMAND_BOOTSTRAP_TIMEOUT_MS = 10_000
 
 
 def client_config(

@@ -29,7 +29,12 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from services.aggregator import metrics
 from services.aggregator.settings import AggregatorSettings
-from shared.kafka import ensure_topic, kafka_consumer, kafka_producer
+from shared.kafka import (
+    COMMAND_BOOTSTRAP_TIMEOUT_MS,
+    ensure_topic,
+    kafka_consumer,
+    kafka_producer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +203,10 @@ def replay_group(settings: AggregatorSettings) -> str:
 
 
 def _replay_consumer(settings: AggregatorSettings) -> KafkaConsumer:
-    """A consumer in the replay group; it reads the dead-letter topic from its start.
-
-    An operator at the command line hears that no broker answers after 10 s, not after the
-    client's default 30 s; a broker that answers at all is found within a second.
-    """
+    """A consumer in the replay group; it reads the dead-letter topic from its start."""
     return kafka_consumer(
         settings,
-        bootstrap_timeout_ms=10_000,
+        bootstrap_timeout_ms=COMMAND_BOOTSTRAP_TIMEOUT_MS,
         group_id=replay_group(settings),
         client_id="callboard-dead-letters",
         enable_auto_commit=False,

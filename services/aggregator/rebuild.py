@@ -45,7 +45,7 @@ from services.aggregator import repository
 from services.aggregator.consumer import AggregatorMember
 from services.aggregator.settings import AggregatorSettings
 from shared.db import make_engine
-from shared.kafka import kafka_consumer
+from shared.kafka import COMMAND_BOOTSTRAP_TIMEOUT_MS, kafka_consumer
 from shared.models import metadata
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ class Rebuild:
         """The topic's end offsets now; refuses a topic that no longer starts at offset 0."""
         consumer = kafka_consumer(
             self.settings,
+            bootstrap_timeout_ms=COMMAND_BOOTSTRAP_TIMEOUT_MS,
             client_id="callboard-rebuild",
             allow_auto_create_topics=False,
         )
