@@ -145,3 +145,63 @@ def test_a_long_ranking_is_cut_to_fit_with_and_n_more(kind: Kind, lang: str) -> 
     # A short ranking is shown whole, without "more".
     short = orjson.dumps(render(kind, _long_digest(3, lang))).decode()
     assert MORE[lang].split("{")[0] not in short
+
+
+def _crowded_digest(targets: int, champions: int, lang: str) -> dict[str, Any]:
+    """A short ranking with many targets (one per agent) and many champions tied at one sale."""
+    digest = _long_digest(3, lang)
+    digest["targets"] = [
+        {
+            "scope": "agent",
+            "scope_id": f"agent-{i:03d}",
+            "kpi": "revenue",
+            "period": "month",
+            "target": "10000.00",
+            "actual": "2502.50",
+            "attainment": 0.25025,
+            "pace": 1.438937,
+            "status": "on_track",
+        }
+        for i in range(targets)
+    ]
+    digest["champions"] = [
+        {"agent_id": f"champion-{i:04d}", "team_id": "T1", "sales": 1} for i in range(champions)
+    ]
+    return digest
+
+
+MORE_TARGETS = {"en": "…and {n} more", "zh-CN": "…还有 {n} 项", "zh-TW": "…還有 {n} 項"}
+
+
+@pytest.mark.parametrize("kind", list(LIMIT_OK))
+@pytest.mark.parametrize("lang", ["en", "zh-CN", "zh-TW"])
+def test_many_targets_and_tied_champions_are_cut_to_fit(kind: Kind, lang: str) -> None:
+    # 400 target lines are over 30,000 bytes of text, 1,500 champions over 25,000 on one line:
+    # past every platform's limit (the largest, Teams, 28 KB).
+    for targets, champions, more, what in (
+        (400, 1, MORE_TARGETS[lang], "agent-{i:03d} "),
+        (0, 1500, MORE[lang], "champion-{i:04d} "),
+    ):
+        payload = render(kind, _crowded_digest(targets, champions, lang))
+        assert LIMIT_OK[kind](payload), (targets, champions)
+        text = orjson.dumps(payload).decode()
+        count = max(targets, champions)
+        shown = sum(what.format(i=i) in text for i in range(count))
+        assert 0 < shown < count
+        assert more.format(n=count - shown) in text
+    # A few fit whole.
+    whole = orjson.dumps(render(kind, _crowded_digest(5, 3, lang))).decode()
+    assert all(f"agent-{i:03d} " in whole for i in range(5))
+    assert all(f"champion-{i:04d} " in whole for i in range(3))
+    assert MORE_TARGETS[lang].split("{")[0] not in whole
+
+
+def test_slack_text_cannot_mention_or_link() -> None:
+    digest = _long_digest(2, "en")
+    digest["champions"] = [{"agent_id": "<!channel> R&D", "team_id": "T1", "sales": 2}]
+    payload = render(Kind.slack, digest)
+    text = orjson.dumps(payload).decode()
+    assert "<!channel>" not in text
+    assert "&lt;!channel&gt; R&amp;D (2)" in text
+    # Other platforms keep the text as it is.
+    assert "<!channel> R&D (2)" in orjson.dumps(render(Kind.wecom, digest)).decode()

@@ -1,10 +1,13 @@
 """Sending a digest: signing, each platform's answer read, retries, and its rate limit.
 
-The platforms answer differently. WeCom, DingTalk and Feishu answer HTTP 200 with the error in
-the body (``errcode`` / ``code``): only 0 is success. Their rate-limit codes (WeCom 45009,
-DingTalk 130101 and 410100 and -1 busy, Feishu 11232), HTTP 429, 5xx and timeouts are retried
-with backoff (``Retry-After`` when given); any other error (bad token, bad signature, keyword,
-IP, a refused body) is permanent: retrying cannot help, so the delivery stops and says why.
+The platforms answer differently. WeCom, DingTalk and Feishu answer with the error in the body
+(``errcode`` / ``code``), mostly with HTTP 200 and Feishu also with 400: only 0 is success.
+Their rate-limit codes (WeCom 45009, DingTalk 130101 and 410100 and -1 busy, Feishu 11232 and
+9499 "too many request"), HTTP 429, 5xx and timeouts are retried with backoff
+(``Retry-After`` when given, in seconds or as an HTTP date); any other error (bad token, bad
+signature, keyword, IP, a refused body) is permanent: retrying cannot help, so the delivery
+stops and says why. A Teams connector answers 200 with its failure as text ("Webhook message
+delivery failed ..."): that is no success either.
 
 The URL and the secret are credentials: they are never logged, and a failure's detail holds
 the platform's code and message, never the URL (httpx's own request log is silenced).
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
@@ -47,14 +51,14 @@ DELIVERIES = Counter(
 OUTCOMES = ("sent", "failed", "rejected")
 
 # The least time between two messages to one channel (wallboard.md 6.7): WeCom and DingTalk
-# allow 20 a minute per robot (DingTalk then blocks for 10 minutes), Feishu 5 a second,
-# Slack about 1 a second, Teams 4 a second.
+# allow 20 a minute per robot (DingTalk then blocks for 10 minutes), Feishu 100 a minute and
+# 5 a second, Slack about 1 a second, Teams connectors 60 in 30 seconds (4 a second at most).
 MIN_INTERVAL = {
     Kind.wecom: 3.0,
     Kind.dingtalk: 3.0,
-    Kind.feishu: 0.25,
+    Kind.feishu: 0.6,
     Kind.slack: 1.0,
-    Kind.teams: 0.3,
+    Kind.teams: 0.5,
     Kind.webhook: 0.0,
 }
 RETRYABLE_CODES = {
@@ -89,38 +93,63 @@ class Answer:
     retry_after: float | None = None
 
 
-def read_answer(kind: Kind, response: httpx.Response) -> Answer:
-    """What the platform's answer means: sent, worth retrying, or a permanent refusal."""
-    status = response.status_code
-    excerpt = response.text[:200]
-    if status == 429 or status >= 500:
-        retry_after = response.headers.get("Retry-After")
-        try:
-            wait = float(retry_after) if retry_after else None
-        except ValueError:
-            wait = None
-        return Answer("retry", f"HTTP {status} {excerpt}".strip(), wait)
-    if status >= 400:
-        return Answer("rejected", f"HTTP {status} {excerpt}".strip())
-    if kind not in RETRYABLE_CODES:
-        return Answer("sent")
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait: a number of seconds or an HTTP date."""
+    if not value:
+        return None
     try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return Answer("rejected", f"unreadable answer: {excerpt}")
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _coded_answer(kind: Kind, status: int, body: object, excerpt: str) -> Answer:
+    """A WeCom, DingTalk or Feishu answer from the code in its body."""
     if not isinstance(body, dict):
-        return Answer("rejected", f"unreadable answer: {excerpt}")
+        return Answer("rejected", f"HTTP {status} unreadable answer: {excerpt}".strip())
     if kind is Kind.feishu:
         code = body.get("code", body.get("StatusCode"))
         message = body.get("msg", body.get("StatusMessage"))
     else:
         code, message = body.get("errcode"), body.get("errmsg")
-    if code == 0:
+    if code == 0 and status < 400:
         return Answer("sent")
     detail = f"{code} {message}"
-    if code in RETRYABLE_CODES[kind]:
+    throttled = kind is Kind.feishu and code == 9499 and "too many" in str(message).lower()
+    if code in RETRYABLE_CODES[kind] or throttled:
         return Answer("retry", detail)
     return Answer("rejected", detail)
+
+
+TEAMS_FAILURE = "webhook message delivery failed"
+
+
+def read_answer(kind: Kind, response: httpx.Response) -> Answer:
+    """What the platform's answer means: sent, worth retrying, or a permanent refusal."""
+    status = response.status_code
+    excerpt = response.text[:200]
+    if status == 429 or status >= 500:
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        return Answer("retry", f"HTTP {status} {excerpt}".strip(), wait)
+    if kind in RETRYABLE_CODES:
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return Answer("rejected", f"HTTP {status} unreadable answer: {excerpt}".strip())
+        return _coded_answer(kind, status, body, excerpt)
+    if status >= 400:
+        return Answer("rejected", f"HTTP {status} {excerpt}".strip())
+    if kind is Kind.teams and excerpt.lower().startswith(TEAMS_FAILURE):
+        # A connector's failure, answered 200; throttling (its 429) is worth another try.
+        return Answer("retry" if "429" in excerpt else "rejected", excerpt)
+    return Answer("sent")
 
 
 @dataclass(frozen=True, slots=True)

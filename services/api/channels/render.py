@@ -5,14 +5,16 @@ WeCom: ``markdown`` (content ≤ 4096 bytes). DingTalk: ``markdown`` {title, tex
 Kit with ``mrkdwn`` (a section's text ≤ 3000 characters). Teams: an Adaptive Card in
 ``attachments``, as a Workflows webhook takes it (≤ 28 KB). ``webhook``: the digest itself.
 
-A ranking that does not fit is cut, shorter and shorter, with a last line "…and N more": the
-message always fits, and is never refused for its size.
+A ranking that does not fit is cut, shorter and shorter, with a last line "…and N more";
+then, if the message is still too long, the other lists (targets, tied champions, a contest's
+leaders or winners) the same way: the message fits, and is never refused for its size.
+Slack's text is escaped (``&``, ``<``, ``>``), so a name or a prize cannot mention a channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -29,6 +31,22 @@ LIMITS = {
     Kind.teams: 27_000,
 }
 TOP_N = 10
+
+
+class Cut(NamedTuple):
+    """How much of each list a message shows: ranking rows, and items of every other list
+    (``None``: all of them)."""
+
+    rows: int
+    items: int | None = None
+
+
+def _listed(items: Sequence[str], cut: Cut, more: str) -> list[str]:
+    """``items`` up to the cut's share of them, and "…and N more" for the rest."""
+    if cut.items is None or len(items) <= cut.items:
+        return list(items)
+    return [*items[: cut.items], more.format(n=len(items) - cut.items)]
+
 
 LABELS: dict[str, dict[str, str]] = {
     "zh-CN": {
@@ -47,6 +65,7 @@ LABELS: dict[str, dict[str, str]] = {
         "pace": "进度",
         "target": "目标",
         "more": "…还有 {n} 人",
+        "more_targets": "…还有 {n} 项",
         "none": "暂无",
         "floor": "全场",
         "new": "新",
@@ -67,6 +86,7 @@ LABELS: dict[str, dict[str, str]] = {
         "pace": "進度",
         "target": "目標",
         "more": "…還有 {n} 人",
+        "more_targets": "…還有 {n} 項",
         "none": "暫無",
         "floor": "全場",
         "new": "新",
@@ -87,6 +107,7 @@ LABELS: dict[str, dict[str, str]] = {
         "pace": "pace",
         "target": "target",
         "more": "…and {n} more",
+        "more_targets": "…and {n} more",
         "none": "none yet",
         "floor": "Floor",
         "new": "new",
@@ -148,7 +169,7 @@ def _contest_title(news: dict[str, Any]) -> str:
 
 
 def _contest_sections(
-    news: dict[str, Any], shown: int, bold: Callable[[str], str]
+    news: dict[str, Any], cut: Cut, bold: Callable[[str], str]
 ) -> list[list[str]]:
     """A contest announcement as sections of lines; every number as the API answers it."""
     words = CONTEST_LABELS[news["lang"]]
@@ -160,16 +181,18 @@ def _contest_sections(
     )
     named = news["winners"] if news["event"] == "result" else news["leaders"]
     if news["event"] != "start":
-        who = ", ".join(f"{_competitor(r)} ({_text(r['value'])})" for r in named)
+        who = ", ".join(
+            _listed([f"{_competitor(r)} ({_text(r['value'])})" for r in named], cut, words["more"])
+        )
         label = words["winner"] if news["event"] == "result" else words["leader"]
         head.append(f"{label}: {bold(who or words['none'])}")
     if about["prize"]:
         head.append(f"{words['prize']}: {bold(_text(about['prize']))}")
     rows = news["ranking"]["rows"]
     ranking = [bold(words["standings"])] if rows else []
-    ranking += [f"{r['rank']}. {_competitor(r)} {_text(r['value'])}" for r in rows[:shown]]
-    if len(rows) > shown:
-        ranking.append(words["more"].format(n=len(rows) - shown))
+    ranking += [f"{r['rank']}. {_competitor(r)} {_text(r['value'])}" for r in rows[: cut.rows]]
+    if len(rows) > cut.rows:
+        ranking.append(words["more"].format(n=len(rows) - cut.rows))
     return [head, ranking]
 
 
@@ -208,61 +231,69 @@ def _text(value: object) -> str:
     return "—" if value is None else str(value)
 
 
-def sections(digest: dict[str, Any], shown: int, bold: Callable[[str], str]) -> list[list[str]]:
-    """The digest as sections of lines: period, totals, champion, ranking (``shown`` rows and
-    "…and N more"), targets. Every number as the API answers it."""
+def sections(digest: dict[str, Any], cut: Cut, bold: Callable[[str], str]) -> list[list[str]]:
+    """The digest as sections of lines: period, totals, champion, ranking and targets, each list
+    as far as ``cut`` shows it (then "…and N more"). Every number as the API answers it."""
     if digest["report"] == "contest":
-        return _contest_sections(digest, shown, bold)
+        return _contest_sections(digest, cut, bold)
     words = LABELS[digest["lang"]]
     totals = digest["totals"]
     head = [f"{words['period']}: {digest['from']} – {digest['to']} ({digest['timezone']})"]
     head += [f"{_kpi(k, digest['lang'])}: {bold(_text(v))}" for k, v in totals.items()]
-    champion = ", ".join(f"{c['agent_id']} ({c['sales']})" for c in digest["champions"])
+    champion = ", ".join(
+        _listed(
+            [f"{c['agent_id']} ({c['sales']})" for c in digest["champions"]], cut, words["more"]
+        )
+    )
     head.append(f"{words['champion']}: {bold(champion or words['none'])}")
     rows = digest["ranking"]["rows"]
     metric = digest["ranking"]["metric"]
     ranking = [bold(f"{words['top']} · {_kpi(metric, digest['lang'])}")]
     ranking += [
         f"{r['rank']}. {r['agent_id']} {_text(r['value'])} ({_change(r, words)})"
-        for r in rows[:shown]
+        for r in rows[: cut.rows]
     ]
-    if len(rows) > shown:
-        ranking.append(words["more"].format(n=len(rows) - shown))
+    if len(rows) > cut.rows:
+        ranking.append(words["more"].format(n=len(rows) - cut.rows))
     targets = [bold(words["targets"])] if digest["targets"] else []
-    for t in digest["targets"]:
-        who = t["scope_id"] or words["floor"]
-        targets.append(
-            f"{who} {_kpi(t['kpi'], digest['lang'])}: {_text(t['actual'])} / {words['target']} "
-            f"{t['target']} · {words['attainment']} {_text(t['attainment'])} · "
+    targets += _listed(
+        [
+            f"{t['scope_id'] or words['floor']} {_kpi(t['kpi'], digest['lang'])}: "
+            f"{_text(t['actual'])} / {words['target']} {t['target']} · "
+            f"{words['attainment']} {_text(t['attainment'])} · "
             f"{words['pace']} {_text(t['pace'])} ({t['status']})"
-        )
+            for t in digest["targets"]
+        ],
+        cut,
+        words["more_targets"],
+    )
     return [head, ranking, targets]
 
 
-def _markdown(digest: dict[str, Any], shown: int) -> str:
+def _markdown(digest: dict[str, Any], cut: Cut) -> str:
     parts = [f"## {title(digest)}"]
     parts += [
         "\n".join(f"> {line}" if i else line for i, line in enumerate(s))
-        for s in sections(digest, shown, lambda s: f"**{s}**")
+        for s in sections(digest, cut, lambda s: f"**{s}**")
         if s
     ]
     return "\n\n".join(parts)
 
 
-def _wecom(digest: dict[str, Any], shown: int) -> dict[str, Any]:
-    return {"msgtype": "markdown", "markdown": {"content": _markdown(digest, shown)}}
+def _wecom(digest: dict[str, Any], cut: Cut) -> dict[str, Any]:
+    return {"msgtype": "markdown", "markdown": {"content": _markdown(digest, cut)}}
 
 
-def _dingtalk(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+def _dingtalk(digest: dict[str, Any], cut: Cut) -> dict[str, Any]:
     return {
         "msgtype": "markdown",
-        "markdown": {"title": title(digest), "text": _markdown(digest, shown)},
+        "markdown": {"title": title(digest), "text": _markdown(digest, cut)},
     }
 
 
-def _feishu(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+def _feishu(digest: dict[str, Any], cut: Cut) -> dict[str, Any]:
     elements: list[dict[str, Any]] = []
-    for section in sections(digest, shown, lambda s: f"**{s}**"):
+    for section in sections(digest, cut, lambda s: f"**{s}**"):
         if section:
             if elements:
                 elements.append({"tag": "hr"})
@@ -282,19 +313,24 @@ def _feishu(digest: dict[str, Any], shown: int) -> dict[str, Any]:
     }
 
 
-def _slack(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+def _slack(digest: dict[str, Any], cut: Cut) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(digest)[:150]}}
     ]
-    for section in sections(digest, shown, lambda s: f"*{s}*"):
+    for section in sections(digest, cut, lambda s: f"*{s}*"):
         if section:
-            blocks.append(
-                {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(section)}}
-            )
-    return {"text": title(digest), "blocks": blocks}
+            text = slack_escape("\n".join(section))
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+    return {"text": slack_escape(title(digest)), "blocks": blocks}
 
 
-def _teams(digest: dict[str, Any], shown: int) -> dict[str, Any]:
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as the entities it asks for: a ``<!channel>`` in a
+    name or a prize stays text, never a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _teams(digest: dict[str, Any], cut: Cut) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
@@ -304,7 +340,7 @@ def _teams(digest: dict[str, Any], shown: int) -> dict[str, Any]:
             "wrap": True,
         }
     ]
-    for section in sections(digest, shown, lambda s: f"**{s}**"):
+    for section in sections(digest, cut, lambda s: f"**{s}**"):
         for line in section:
             body.append({"type": "TextBlock", "text": line, "wrap": True, "spacing": "None"})
     return {
@@ -324,7 +360,7 @@ def _teams(digest: dict[str, Any], shown: int) -> dict[str, Any]:
     }
 
 
-_RENDER: dict[Kind, Callable[[dict[str, Any], int], dict[str, Any]]] = {
+_RENDER: dict[Kind, Callable[[dict[str, Any], Cut], dict[str, Any]]] = {
     Kind.wecom: _wecom,
     Kind.dingtalk: _dingtalk,
     Kind.feishu: _feishu,
@@ -345,14 +381,26 @@ def _measured(kind: Kind, payload: dict[str, Any]) -> int:
 SIGNING_ROOM = 128
 
 
+def _fewer(n: int) -> int:
+    return max(0, n - max(1, n // 4))
+
+
 def render(kind: Kind, digest: dict[str, Any], top_n: int = TOP_N) -> dict[str, Any]:
-    """The message for ``kind``: the top ``top_n`` rows, fewer if the platform's limit says."""
+    """The message for ``kind``: the top ``top_n`` rows, fewer if the platform's limit says,
+    then fewer items of the other lists."""
     if kind is Kind.webhook:
         return {"digest": digest}
     limit = LIMITS[kind] - SIGNING_ROOM
-    shown = min(top_n, len(digest["ranking"]["rows"]))
+    cut = Cut(min(top_n, len(digest["ranking"]["rows"])))
+    longest = max(
+        (len(digest.get(k) or ()) for k in ("targets", "champions", "leaders", "winners")),
+        default=0,
+    )
     while True:
-        payload = _RENDER[kind](digest, shown)
-        if _measured(kind, payload) <= limit or shown == 0:
+        payload = _RENDER[kind](digest, cut)
+        if _measured(kind, payload) <= limit or cut == (0, 0):
             return payload
-        shown = max(0, shown - max(1, shown // 4))
+        if cut.rows:
+            cut = Cut(_fewer(cut.rows))
+        else:
+            cut = Cut(0, _fewer(longest if cut.items is None else cut.items))
