@@ -452,7 +452,8 @@ def _q(value: str) -> str:
 
 def asterisk_lines(call: Call, zone: Any, agents: int) -> list[str]:
     """``Master.csv`` lines (cdr_csv with uniqueid, userfield and newcdrcolumns)."""
-    linked = f"{1762000000 + call.index}.{call.index}"
+    # The linkedid is the first channel's uniqueid: the epoch it was made at, and a counter.
+    linked = f"{int(call.start.timestamp())}.{call.index}"
     agent_number = int(call.agent.rsplit("-", 1)[1])
     extension = f"10{agent_number:02d}"
 

@@ -760,6 +760,50 @@ def test_freeswitch_every_encode_setting_and_firehose_gzip(make_pipeline: MakePi
     both = {k: fs_truth.get(k, 0) + connect_truth.get(k, 0) for k in KEYS}
     print("freeswitch + connect", assert_truth(pipeline, both))
 
+    # A batch as large as Firehose's default 5 MiB buffer and over /v1/events' limits (body
+    # and events per request): Firehose takes a 413 as permanent and drops the batch, so the
+    # route takes it whole. 5,100 sales, each a call and a sale: 10,200 events in 9 MB.
+    def sold(number: int) -> dict[str, Any]:
+        at = (DAY_START + timedelta(seconds=number)).astimezone(ZoneInfo("UTC"))
+        return {
+            "ContactId": f"big-{number}",
+            "Channel": "VOICE",
+            "InitiationMethod": "OUTBOUND",
+            "InitiationTimestamp": at.isoformat(),
+            "ConnectedToSystemTimestamp": at.isoformat(),
+            "DisconnectTimestamp": (at + timedelta(seconds=60)).isoformat(),
+            "LastUpdateTimestamp": (at + timedelta(seconds=90)).isoformat(),
+            "Agent": {"Username": "fh-big", "AgentInteractionDuration": 60},
+            "Attributes": {
+                "lead_id": f"L-big-{number}",
+                "disposition": "SALE",
+                "amount": "10.25",
+                "notes": "n" * 1000,
+            },
+        }
+
+    big = json.dumps(floor.firehose_request([sold(n) for n in range(5100)], "big")).encode()
+    assert len(big) > 5 * 1024 * 1024
+    response = pipeline.ingest.post(
+        "/v1/adapters/connect/firehose",
+        content=big,
+        headers={"content-type": "application/json"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text[:500]
+    pipeline.wait_caught_up()
+    day = DAY_START.replace(hour=0)
+    (row,) = pipeline.metrics(
+        **{
+            "from": day.isoformat(),
+            "to": (day + timedelta(days=1)).isoformat(),
+            "agent_id": "fh-big",
+            "metrics": "dials,connects,sales,revenue",
+        }
+    )["rows"]
+    assert (row["dials"], row["connects"], row["sales"]) == (5100, 5100, 5100)
+    assert Decimal(row["revenue"]) == Decimal("10.25") * 5100
+
 
 PUBLIC = "https://callboard.example.com"
 

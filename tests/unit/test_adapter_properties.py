@@ -215,3 +215,69 @@ def test_child_leg_events_carry_no_direction() -> None:
         for event in twilio.translate(callback, CONTEXT):
             assert event["call_id"] == PARENT_SID
             assert "direction" not in _stored(event)
+
+
+def test_a_machine_found_after_the_answered_callback_counts_in_every_order() -> None:
+    # AMD's result reaches the call's Url and the completed callback, not the answered one:
+    # in-progress without AnsweredBy, completed with machine_end_beep (its CallDuration puts
+    # its occurred_at on the answer's second).
+    sid = "CA" + "3" * 32
+    legs = [
+        _callback(sid, "initiated", 0, "02:00:00", "outbound-api", To=CUSTOMER),
+        _callback(sid, "in-progress", 1, "02:00:10", "outbound-api", To=CUSTOMER),
+        _callback(
+            sid,
+            "completed",
+            2,
+            "02:00:40",
+            "outbound-api",
+            To=CUSTOMER,
+            CallDuration="30",
+            AnsweredBy="machine_end_beep",
+        ),
+    ]
+    outcomes = _every_order(legs)
+    assert len(outcomes) == 1
+    totals = dict(outcomes.pop())
+    assert totals.get(("agent-7", "machine_answers"), 0) == 1
+    assert totals.get(("agent-7", "connects"), 0) == 0
+    assert totals.get(("agent-7", "contacts"), 0) == 0
+    # Without detection the same call is a human's: a connect and a contact.
+    human = _every_order([{k: v for k, v in cb.items() if k != "AnsweredBy"} for cb in legs])
+    assert len(human) == 1
+    totals = dict(human.pop())
+    assert (totals.get(("agent-7", "connects")), totals.get(("agent-7", "contacts"))) == (1, 1)
+
+
+def test_a_connect_transfer_nobody_took_keeps_the_first_contacts_talk() -> None:
+    first = {
+        "ContactId": "c-10",
+        "Channel": "VOICE",
+        "InitiationMethod": "INBOUND",
+        "InitiationTimestamp": "2026-11-02T01:00:00Z",
+        "LastUpdateTimestamp": "2026-11-02T01:10:00Z",
+        "Agent": {
+            "Username": "kim",
+            "ConnectedToAgentTimestamp": "2026-11-02T01:01:00Z",
+            "AgentInteractionDuration": 239,
+            "AfterContactWorkDuration": 5,
+        },
+        "Queue": {"Name": "Q1"},
+        "Attributes": {"lead_id": "L-10"},
+    }
+    transfer = {
+        **first,
+        "ContactId": "c-11",
+        "InitialContactId": "c-10",
+        "PreviousContactId": "c-10",
+        "InitiationMethod": "TRANSFER",
+        "InitiationTimestamp": "2026-11-02T01:05:00Z",
+        "Agent": None,
+        "Queue": {"Name": "Q2"},
+    }
+    records = [[_stored(e) for e in connect.translate(r, CONTEXT)] for r in (first, transfer)]
+    for order in (records, records[::-1]):
+        totals = _kpis([e for record in order for e in record])
+        assert totals[("kim", "talk_seconds")] == 239_000
+        assert totals[("kim", "wrap_seconds")] == 5_000
+        assert totals[("kim", "inbound_connects")] == 1

@@ -17,6 +17,7 @@ import pytest
 
 from services.ingest.adapters import asterisk, connect, freeswitch, twilio, vicidial
 from services.ingest.adapters.common import AdapterContext, LeadSecretMissing, TranslationError
+from shared.dispositions import DEFAULT_TABLE, parse_dispositions
 from shared.events import validate_event
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -194,7 +195,12 @@ def test_vicidial_documentation_example_as_a_dispo_url() -> None:
         "phone_number": "7275551212",
     }
     events = vicidial.translate("dispo", params, UTC_CONTEXT)
-    who = {"agent_id": "6666", "team_id": "AGENTS", "campaign_id": "TESTCAMP", "lead_id": "321452"}
+    who = {
+        "agent_id": "6666",
+        "team_id": "AGENTS",
+        "campaign_id": "TESTCAMP",
+        "lead_id": "vicidial:321452",
+    }
     # epoch 1762045200 = 2025-11-02T01:00:00Z; the talk began 214 s before.
     assert events == [
         {
@@ -245,7 +251,7 @@ def test_vicidial_sale_drop_and_unknown_code() -> None:
         "amount": "1999.50",
         "agent_id": "a1",
         "campaign_id": "C1",
-        "lead_id": "88",
+        "lead_id": "vicidial:88",
     }
     drop = vicidial.translate("no-agent", {**common, "user": "VDAD", "status": "DROP"}, UTC_CONTEXT)
     assert "agent_id" not in drop[1]
@@ -517,3 +523,257 @@ def test_connect_abandoned_outbound_drop_machine_and_sale() -> None:
         "amount": "120.00",
     }
     assert connect.translate({**base, "Channel": "CHAT"}, UTC_CONTEXT) == []
+
+
+def test_connect_methods_an_unanswered_dial_and_a_transfer_no_agent_took() -> None:
+    base = {
+        "ContactId": "c-2",
+        "Channel": "VOICE",
+        "InitiationTimestamp": "2026-11-02T02:00:00Z",
+        "LastUpdateTimestamp": "2026-11-02T02:05:00Z",
+        "CustomerEndpoint": {"Address": "+8613800000001"},
+    }
+    agent = {
+        "Username": "kim",
+        "ConnectedToAgentTimestamp": "2026-11-02T02:00:00Z",
+        "AgentInteractionDuration": 28,
+    }
+    # An agent dialled and the customer never answered: the agent's interaction runs from
+    # the dial, but the call was not answered, so it is neither a connect nor a contact.
+    (unanswered,) = connect.translate(
+        {
+            **base,
+            "InitiationMethod": "OUTBOUND",
+            "ConnectedToSystemTimestamp": None,
+            "Agent": agent,
+        },
+        UTC_CONTEXT,
+    )
+    assert (unanswered["direction"], unanswered["answered"]) == ("outbound", False)
+    assert unanswered["contact_reached"] is False
+    # A web or in-app call is a call to the centre; one nobody took is abandoned, not a drop.
+    (web,) = connect.translate(
+        {**base, "InitiationMethod": "WEBRTC_API", "Queue": {"Name": "Q"}, "Agent": None},
+        UTC_CONTEXT,
+    )
+    assert (web["direction"], web["answered"]) == ("inbound", False)
+    # A supervisor listening in is no call of its own.
+    assert (
+        connect.translate({**base, "InitiationMethod": "MONITOR", "Agent": agent}, UTC_CONTEXT)
+        == []
+    )
+    # A transfer the caller left in the second queue leaves the first contact's talk alone;
+    # one an agent took carries its talk and agent to the first contact's call.
+    transfer = {
+        **base,
+        "ContactId": "c-3",
+        "InitialContactId": "c-2",
+        "InitiationMethod": "TRANSFER",
+        "InitiationTimestamp": "2026-11-02T02:04:00Z",
+    }
+    assert connect.translate({**transfer, "Agent": None}, UTC_CONTEXT) == []
+    taken = connect.translate({**transfer, "Agent": agent}, UTC_CONTEXT)
+    assert {e["type"] for e in taken} == {"call.ended", "call.answered"}
+    assert {e["call_id"] for e in taken} == {unanswered["call_id"]}
+    assert_valid(taken)
+
+
+def test_vicidial_placeholders_left_unfilled_row_numbers_and_code_case() -> None:
+    # The No Agent Call URL as VICIdial sends it: SQLdate filled ("+" for the space), epoch
+    # and a custom field left as their placeholders; a list row number that is also a valid
+    # phone number's digits.
+    params = dict(
+        parse_qsl(
+            "uniqueid=1762045200.77&lead_id=2396437&campaign=C1&SQLdate=2025-11-02+09:00:00"
+            "&epoch=--A--epoch--B--&status=DROP&user_group=--A--user_group--B--"
+        )
+    )
+    context = AdapterContext.create("Asia/Shanghai", SECRET)
+    events = vicidial.translate("no-agent", params, context)
+    assert [e["occurred_at"] for e in events] == ["2025-11-02T01:00:00+00:00"] * 2
+    assert {e["lead_id"] for e in events} == {"vicidial:2396437"}
+    assert all("team_id" not in e for e in events)
+    assert_valid(events)
+    # A sale whose amount field the template names but the lead does not fill: amount 0.
+    sale = vicidial.translate(
+        "dispo",
+        {
+            **params,
+            "epoch": "1762045200",
+            "user": "a1",
+            "dispo": "SALE",
+            "talk_time": "60",
+            "amount": "--A--amount--B--",
+        },
+        context,
+    )
+    assert sale[-1]["type"] == "sale.closed" and sale[-1]["amount"] == "0"
+    # A campaign's own code in lower case, as its dispositions file writes it.
+    rows = parse_dispositions('[campaigns.C1.codes]\nAppt = ["human_answered", "contact"]\n')
+    mixed = AdapterContext.create("UTC", SECRET, DEFAULT_TABLE.with_rows(rows))
+    (_, completed) = vicidial.translate(
+        "dispo", {**params, "epoch": "1762045200", "dispo": "Appt", "talk_time": "30"}, mixed
+    )
+    assert (completed["disposition"], completed["contact_reached"]) == ("Appt", True)
+    (_, upper) = vicidial.translate(
+        "dispo", {**params, "epoch": "1762045200", "dispo": "ni", "talk_time": "30"}, mixed
+    )
+    assert upper["disposition"] == "NI"
+
+
+def test_freeswitch_a_lost_fork_and_mod_callcenter_agent_legs() -> None:
+    def leg(uuid: str, **values: str) -> dict[str, dict[str, str]]:
+        return {"variables": {"uuid": uuid, "start_epoch": "1762045200", **values}}
+
+    # An A-leg forked to two phones at once: one answered, the other lost the race. The legs
+    # start in the same second; whatever order the three CDRs merge in, the call is the
+    # answered fork's.
+    a_leg = leg(
+        "aaaa",
+        bridge_epoch="1762045205",
+        end_epoch="1762045265",
+        billsec="65",
+        bleg_uuid="bbbb",
+        callboard_lead_id="L1",
+    )
+    won = leg(
+        "bbbb",
+        originating_leg_uuid="aaaa",
+        answer_epoch="1762045205",
+        end_epoch="1762045265",
+        billsec="60",
+        callboard_lead_id="L1",
+    )
+    lost = leg(
+        "zzzz",
+        originating_leg_uuid="aaaa",
+        end_epoch="1762045205",
+        billsec="0",
+        hangup_cause="LOSE_RACE",
+        callboard_lead_id="L1",
+    )
+    assert freeswitch.translate(lost, UTC_CONTEXT) == []
+    merged = [e for d in (a_leg, won, lost) for e in freeswitch.translate(d, UTC_CONTEXT)]
+    latest = max(merged, key=lambda e: (e["occurred_at"], e["event_id"]))
+    assert (latest["answered"], latest["talk_seconds"]) == (True, 60)
+
+    # mod_callcenter: the caller's leg queued and taken by agent 1000@default; the agent legs
+    # are originated on their own, naming the caller's leg in cc_member_session_uuid.
+    member = leg(
+        "mmmm",
+        cc_side="member",
+        cc_agent="1000@default",
+        callboard_direction="inbound",
+        caller_id_number="%2B8613812345678",
+        bridge_epoch="1762045230",
+        end_epoch="1762045330",
+        billsec="130",
+    )
+    (caller,) = freeswitch.translate(member, UTC_CONTEXT)
+    assert (caller["call_id"], caller["agent_id"]) == ("mmmm", "1000")
+    assert caller["lead_id"] == lead("freeswitch", "+8613812345678")
+    taken = leg(
+        "g1",
+        cc_side="agent",
+        cc_agent="1000@default",
+        cc_member_session_uuid="mmmm",
+        callboard_direction="inbound",
+        caller_id_number="1000",
+        answer_epoch="1762045230",
+        end_epoch="1762045330",
+        billsec="100",
+    )
+    (agent,) = freeswitch.translate(taken, UTC_CONTEXT)
+    assert (agent["call_id"], agent["agent_id"], agent["talk_seconds"]) == ("mmmm", "1000", 100)
+    assert "lead_id" not in agent  # the agent's extension is no lead
+    rung = leg("g2", cc_side="agent", cc_agent="1001@default", cc_member_session_uuid="mmmm")
+    assert freeswitch.translate({**rung}, UTC_CONTEXT) == []
+    assert_valid([caller, agent])
+
+
+def _cdr_line(*, extra: list[str], linked: list[str], **fields: str) -> str:
+    """A cdr_csv line: the 16 fixed columns, the optional ones (uniqueid/userfield), then
+    newcdrcolumns' (peeraccount, linkedid, sequence) when given."""
+    base = {
+        "accountcode": "",
+        "src": "1001",
+        "dst": "13800001111",
+        "dcontext": "from-internal",
+        "clid": '"Agent" <1001>',
+        "channel": "SIP/1001-00000001",
+        "dstchannel": "SIP/trunk-00000002",
+        "lastapp": "Dial",
+        "lastdata": "SIP/trunk/13800001111",
+        "start": "2026-11-02 09:00:00",
+        "answer": "2026-11-02 09:00:05",
+        "end": "2026-11-02 09:01:05",
+        "duration": "65",
+        "billsec": "60",
+        "disposition": "ANSWERED",
+        "amaflags": "DOCUMENTATION",
+    }
+    base.update(fields)
+    cells = [*base.values(), *extra, *linked]
+    return ",".join('"' + c.replace('"', '""') + '"' for c in cells)
+
+
+def test_asterisk_every_cdr_csv_column_set_finds_the_call() -> None:
+    roster = asterisk.Roster({"1001": asterisk.RosterEntry("a-1")})
+    linked = ["", "1762045200.7", "12"]
+    for extra in ([], ["1762045200.9"], ["my-userfield"], ["1762045200.9", "my-userfield"]):
+        line = _cdr_line(extra=extra, linked=linked)
+        events = asterisk.translate(line, UTC_CONTEXT, roster)
+        assert {e["call_id"] for e in events} == {"1762045200.7"}, extra
+        unique = extra[0] if extra and extra[0][0].isdigit() else ""
+        assert events[1]["event_id"] == f"asterisk:1762045200.7:cdr:2:{unique}:12", extra
+    # Without newcdrcolumns the unique id is the call.
+    (started, _) = asterisk.translate(
+        _cdr_line(extra=["1762045200.9", "u"], linked=[]), UTC_CONTEXT, roster
+    )
+    assert started["call_id"] == "1762045200.9"
+
+
+def test_asterisk_a_conversation_then_a_transfer_nobody_answered() -> None:
+    # The Alice-Bob conversation (answered, 50 s), then Bob transfers Alice to a phone that
+    # rings out, and to voicemail (answered by the PBX, no second party): one call, answered,
+    # its talk the conversation's, whatever order the CDRs merge in.
+    roster = asterisk.Roster({"1001": asterisk.RosterEntry("a-1")})
+    linked = ["", "1793610000.7"]
+    talk = _cdr_line(
+        extra=["1793610000.7", ""],
+        linked=[*linked, "1"],
+        start="2026-11-02 09:00:00",
+        answer="2026-11-02 09:00:05",
+        end="2026-11-02 09:00:55",
+        billsec="50",
+    )
+    rang = _cdr_line(
+        extra=["1793610000.12", ""],
+        linked=[*linked, "2"],
+        channel="SIP/1001-00000001",
+        dstchannel="SIP/1002-00000003",
+        start="2026-11-02 09:00:55",
+        answer="",
+        end="2026-11-02 09:01:20",
+        billsec="0",
+        disposition="NO ANSWER",
+    )
+    voicemail = _cdr_line(
+        extra=["1793610000.12", ""],
+        linked=[*linked, "3"],
+        dstchannel="",
+        lastapp="VoiceMail",
+        start="2026-11-02 09:01:20",
+        answer="2026-11-02 09:01:20",
+        end="2026-11-02 09:01:50",
+        billsec="30",
+    )
+    events = [
+        e for line in (rang, voicemail, talk) for e in asterisk.translate(line, UTC_CONTEXT, roster)
+    ]
+    assert_valid(events)
+    completed = [e for e in events if e["type"] == "call.completed"]
+    latest = max(completed, key=lambda e: (e["occurred_at"], e["event_id"]))
+    assert (latest["answered"], latest["talk_seconds"]) == (True, 50)
+    # The call still begins when its first channel was made.
+    assert min(e["occurred_at"] for e in events) == "2026-11-02T09:00:00+00:00"

@@ -1,8 +1,10 @@
 """Asterisk CDRs (``cdr_csv``'s ``Master.csv``) -> v1 call events.
 
 ``Master.csv`` has no header and a fixed column order (``cdr_csv.c``,
-``build_csv_record``): 16 columns, then ``uniqueid`` and ``userfield`` when logged, then
-``peeraccount``, ``linkedid``, ``sequence`` with ``newcdrcolumns``. The ``cdr_custom``
+``build_csv_record``): 16 columns, then ``uniqueid`` (``loguniqueid``) and ``userfield``
+(``loguserfield``) when logged, then ``peeraccount``, ``linkedid``, ``sequence`` with
+``newcdrcolumns``: 16 to 21 columns. From 19 on, the last three are ``newcdrcolumns``'; a
+single optional column between is ``uniqueid`` when it has a unique id's shape. The ``cdr_custom``
 sample mapping also writes a ``Master.csv``, with ``clid`` first; it is told apart by where
 its first time column is. Times are the server's local time unless ``usegmtime``.
 
@@ -12,9 +14,12 @@ hop, one for the bridged leg). Each CDR becomes a ``call.started`` at its ``star
 
 - a CDR is answered when ``ANSWERED`` with ``billsec`` > 0 and a second party
   (``dstchannel``); a PBX-answered IVR with no second party is not a connect;
-- an answered CDR's ``call.completed`` is at its ``answer`` time, an unanswered one's at its
-  ``start``, and the id of the answered one sorts after the others of the same second, so the
-  bridged leg's answer and ``billsec`` win over the dial attempts that did not connect;
+- an answered CDR's ``call.completed`` is at its ``answer`` time, an unanswered one's at the
+  call's beginning (the time in its ``linkedid``, ``<epoch>.<n>``, when that is at most six
+  hours before its ``start``; else its ``start``), and the id of the answered one sorts after
+  the others of the same second, so the bridged leg's answer and ``billsec`` win over the
+  dial attempts that did not connect, before or after it (a transfer to voicemail or to a
+  phone nobody answered does not undo the conversation);
 - ``BUSY`` -> code ``B``, ``NO ANSWER`` / ``CANCEL`` -> ``NA``, ``FAILED`` / ``CONGESTION``
   -> ``FAILED`` on an unanswered CDR.
 
@@ -31,7 +36,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -49,6 +54,10 @@ from services.ingest.adapters.common import (
 SYSTEM = "asterisk"
 MIN_COLUMNS = 16
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+# A channel's unique id: "<epoch>.<n>", after "<systemname>-" when one is set.
+_UNIQUEID = re.compile(r"^(?:.+-)?(\d{9,})\.\d+$")
+# The longest a call's CDRs are taken to follow its first channel's creation.
+_CALL_SPAN = timedelta(hours=6)
 _END_CODES = {
     "BUSY": "B",
     "NO ANSWER": "NA",
@@ -157,8 +166,21 @@ _CDR_CUSTOM = {
 # [uniqueid, userfield, [peeraccount, linkedid, sequence]].
 _CDR_CSV = {
     "src": 1, "dst": 2, "channel": 5, "dstchannel": 6, "start": 9, "answer": 10, "end": 11,
-    "billsec": 13, "disposition": 14, "uniqueid": 16, "linkedid": 19, "sequence": 20,
+    "billsec": 13, "disposition": 14,
 }  # fmt: skip
+
+
+def _csv_layout(columns: list[str]) -> dict[str, int]:
+    """Where ``uniqueid``, ``linkedid`` and ``sequence`` stand in a line of ``len(columns)``."""
+    layout = dict(_CDR_CSV)
+    count = len(columns)
+    optional = count - MIN_COLUMNS
+    if count >= 19:
+        layout["linkedid"], layout["sequence"] = count - 2, count - 1
+        optional = count - 19
+    if optional >= 2 or (optional == 1 and _UNIQUEID.match(columns[MIN_COLUMNS].strip())):
+        layout["uniqueid"] = MIN_COLUMNS
+    return layout
 
 
 def _cdr(columns: list[str], layout: dict[str, int]) -> Cdr:
@@ -180,7 +202,7 @@ def parse_line(line: str) -> Cdr:
     if _TIME.match(columns[8]):
         return _cdr(columns, _CDR_CUSTOM)
     if _TIME.match(columns[9]):
-        return _cdr(columns, _CDR_CSV)
+        return _cdr(columns, _csv_layout(columns))
     raise TranslationError("start", "no time in column 10 (cdr_csv) or 9 (cdr_custom)")
 
 
@@ -239,7 +261,7 @@ def translate(line: str, context: AdapterContext, roster: Roster) -> list[RawEve
         **base,
         "event_id": event_id(SYSTEM, call, "cdr", rank, record),
         "type": "call.completed",
-        "occurred_at": rfc3339(answer if answered and answer is not None else start),
+        "occurred_at": rfc3339((answer or start) if answered else _unanswered_at(start, call)),
         "direction": direction,
         "answered": answered,
         "answered_by": "human",
@@ -256,3 +278,18 @@ def translate(line: str, context: AdapterContext, roster: Roster) -> list[RawEve
         "direction": direction,
     }
     return [started, completed]
+
+
+def _unanswered_at(start: datetime, linkedid: str) -> datetime:
+    """Where an unanswered CDR's ``call.completed`` goes: when the call's first channel was
+    made (the epoch in its ``linkedid``), before any answer of the call; its own ``start``
+    when the ``linkedid`` holds no such time (no epoch, or one after ``start`` or more than
+    ``_CALL_SPAN`` before it)."""
+    match = _UNIQUEID.match(linkedid)
+    if match is None:
+        return start
+    try:
+        origin = datetime.fromtimestamp(int(match.group(1)), UTC)
+    except (OverflowError, OSError, ValueError):
+        return start
+    return origin if timedelta(0) <= start - origin <= _CALL_SPAN else start

@@ -8,14 +8,18 @@ aggregator orders the facts of a call by ``(occurred_at, event_id)``; with ``occ
 equal, the copy updated last has the greatest id, so its values win whatever order the
 copies arrive in, and a repeated copy changes nothing.
 
-- ``InitiationMethod`` ``INBOUND`` -> inbound; ``OUTBOUND``, ``API``, ``CALLBACK`` ->
-  outbound. A transferred contact (``TRANSFER``, ``QUEUE_TRANSFER``) is the same customer
-  call as its ``InitialContactId``: its talk and agent go to that call (``call.answered`` and
-  ``call.ended``, leaving the call's direction and start as the first contact set them).
-- Answered: outbound when the customer endpoint answered (``ConnectedToSystemTimestamp``),
-  inbound when an agent took the call (``Agent`` present). An inbound contact that queued and
-  never reached an agent is an abandoned call; an answered outbound one without an agent is
-  a drop.
+- ``InitiationMethod`` ``INBOUND`` and ``WEBRTC_API`` (an in-app or web call to the
+  centre) -> inbound; ``OUTBOUND``, ``API``, ``CALLBACK`` and any other -> outbound;
+  ``MONITOR`` (a supervisor listening in) is no call. A transferred contact (``TRANSFER``,
+  ``QUEUE_TRANSFER``) is the same customer call as its ``InitialContactId``: when an agent took
+  it, its talk and agent go to that call (``call.answered`` and ``call.ended``, leaving the
+  call's direction and start as the first contact set them); one no agent took changes
+  nothing of the call but its code.
+- Answered: outbound when the customer endpoint answered (``ConnectedToSystemTimestamp``;
+  an agent's interaction alone does not say so, it runs from the dial even if the customer
+  never answers), inbound when an agent took the call (``Agent`` present). An inbound
+  contact that queued and never reached an agent is an abandoned call; an answered outbound
+  one without an agent is a drop.
 - ``AnsweringMachineDetectionStatus`` as Twilio's ``AnsweredBy``: ``VOICEMAIL_*`` -> machine,
   ``FAX_MACHINE_DETECTED`` -> not a contact, ``SIT_TONE_*`` and ``AMD_UNANSWERED`` -> not
   answered.
@@ -52,7 +56,8 @@ from services.ingest.adapters.common import (
 from shared.dispositions import Flag
 
 SYSTEM = "connect"
-_OUTBOUND = frozenset({"OUTBOUND", "API", "CALLBACK"})
+_INBOUND = frozenset({"INBOUND", "WEBRTC_API"})
+_NOT_CALLS = frozenset({"MONITOR"})
 _TRANSFER = frozenset({"TRANSFER", "QUEUE_TRANSFER"})
 _MACHINE = frozenset({"VOICEMAIL_BEEP", "VOICEMAIL_NO_BEEP"})
 _NOT_ANSWERED = frozenset(
@@ -94,6 +99,8 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     if channel != "VOICE":
         return []  # chats and tasks are not calls
     method = (stripped(record.get("InitiationMethod")) or "").upper()
+    if method in _NOT_CALLS:
+        return []
     started = from_iso(record.get("InitiationTimestamp"), "InitiationTimestamp")
     if started is None:
         raise TranslationError("InitiationTimestamp", "is required")
@@ -129,13 +136,13 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     )
     amd = (stripped(record.get("AnsweringMachineDetectionStatus")) or "").upper()
     machine = amd in _MACHINE
-    inbound = method == "INBOUND"
+    inbound = method in _INBOUND
     if inbound:
         answered = has_agent
-    else:
-        answered = (
-            record.get("ConnectedToSystemTimestamp") is not None or has_agent
-        ) and amd not in _NOT_ANSWERED
+    elif "ConnectedToSystemTimestamp" in record:
+        answered = record["ConnectedToSystemTimestamp"] is not None and amd not in _NOT_ANSWERED
+    else:  # a record without the field at all: an agent's contact is all there is to go by
+        answered = has_agent and amd not in _NOT_ANSWERED
     talk = seconds(agent.get("AgentInteractionDuration"), "Agent.AgentInteractionDuration")
     wrap = seconds(agent.get("AfterContactWorkDuration"), "Agent.AfterContactWorkDuration")
     disposition = stripped(attributes.get("disposition"))
@@ -156,17 +163,18 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
 
     events: list[RawEvent]
     if transferred:
-        events = [
-            {
-                **base,
-                "event_id": ident + ":ended",
-                "type": "call.ended",
-                "occurred_at": occurred_at,
-                "talk_seconds": talk,
-                "wrap_seconds": wrap,
-            }
-        ]
+        events = []
         if has_agent:
+            events.append(
+                {
+                    **base,
+                    "event_id": ident + ":ended",
+                    "type": "call.ended",
+                    "occurred_at": occurred_at,
+                    "talk_seconds": talk,
+                    "wrap_seconds": wrap,
+                }
+            )
             events.append(
                 {
                     **base,

@@ -10,15 +10,20 @@ A-leg's ``uuid`` is the call; a B-leg (the other side of a ``bridge``) names its
   is the bridged time ``end_epoch`` - ``bridge_epoch`` (an A-leg's own ``billsec`` counts IVR
   time from its own answer). An A-leg never bridged is an unanswered attempt.
 - A B-leg begins after its A-leg, so its answer (``answer_epoch``) and its ``billsec``, the
-  customer leg's talk, win over the A-leg's.
+  customer leg's talk, win over the A-leg's. A B-leg that was not answered (a fork that lost
+  the race, a leg rung in vain) says nothing the A-leg does not: it gives no event, so it
+  cannot hide the leg that was answered.
+- mod_callcenter rings agents on legs of their own (``cc_side`` ``agent``), not bridged from
+  the caller's channel: such a leg joins the call of ``cc_member_session_uuid``, the caller's
+  leg, as a B-leg, and its numbers are the agent's, never the lead's.
 - The unanswered end's code from ``originate_disposition`` / ``hangup_cause``: ``USER_BUSY``
   -> ``B``; ``NO_ANSWER``, ``NO_USER_RESPONSE``, ``ORIGINATOR_CANCEL`` -> ``NA``;
   ``UNALLOCATED_NUMBER`` -> ``ADC``.
 - Who: channel variables ``callboard_agent_id``, ``callboard_team_id``,
   ``callboard_campaign_id``, ``callboard_lead_id``, ``callboard_direction`` (set in the
-  dialplan, exported to both legs); else ``cc_agent`` (mod_callcenter) for the agent; the
-  lead else from a keyed hash of the customer's number (``destination_number`` outbound,
-  ``caller_id_number`` inbound).
+  dialplan, exported to both legs); else ``cc_agent`` (mod_callcenter, ``1000@default`` read
+  as ``1000``) for the agent; the lead else from a keyed hash of the customer's number
+  (``destination_number`` outbound, ``caller_id_number`` inbound).
 """
 
 from __future__ import annotations
@@ -79,7 +84,9 @@ def translate(
     leg = _get(values, "uuid") or (uuid.strip() if uuid else None)
     if leg is None:
         raise TranslationError("variables.uuid", "is required")
-    a_leg = _get(values, "originating_leg_uuid") or _get(values, "call_uuid") or leg
+    agent_leg = (_get(values, "cc_side") or "").lower() == "agent"
+    member = _get(values, "cc_member_session_uuid") if agent_leg else None
+    a_leg = member or _get(values, "originating_leg_uuid") or _get(values, "call_uuid") or leg
     is_b_leg = a_leg != leg
     started = from_epoch(_get(values, "start_epoch"), "variables.start_epoch")
     if started is None:
@@ -92,7 +99,9 @@ def translate(
 
     if is_b_leg:
         answered = answer is not None and billsec > 0
-        talk = billsec if answered else 0
+        if not answered:
+            return []
+        talk = billsec
     elif bridge is not None and end is not None:
         answered = True
         talk = max(int((end - bridge).total_seconds()), 0)
@@ -104,9 +113,14 @@ def translate(
     if direction not in ("inbound", "outbound"):
         raise TranslationError("variables.callboard_direction", "must be inbound or outbound")
     customer_field = "caller_id_number" if direction == "inbound" else "destination_number"
-    lead_id = _get(values, "callboard_lead_id") or context.lead_from_number(
-        SYSTEM, _get(values, customer_field), f"variables.{customer_field}"
-    )
+    lead_id = _get(values, "callboard_lead_id")
+    if lead_id is None and not agent_leg:
+        lead_id = context.lead_from_number(
+            SYSTEM, _get(values, customer_field), f"variables.{customer_field}"
+        )
+    queue_agent = _get(values, "cc_agent")
+    if queue_agent is not None and "@" in queue_agent:
+        queue_agent = queue_agent.split("@", 1)[0] or None  # mod_callcenter's name@domain
     event: RawEvent = {
         "source": SYSTEM,
         "event_id": event_id(SYSTEM, leg, "cdr"),
@@ -119,7 +133,7 @@ def translate(
         "contact_reached": answered,
         "talk_seconds": talk,
         **scope_fields(
-            agent_id=_get(values, "callboard_agent_id") or _get(values, "cc_agent"),
+            agent_id=_get(values, "callboard_agent_id") or queue_agent,
             team_id=_get(values, "callboard_team_id"),
             campaign_id=_get(values, "callboard_campaign_id"),
             lead_id=lead_id,

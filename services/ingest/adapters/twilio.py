@@ -11,8 +11,11 @@ the rest.
 - ``CallDuration`` is the talk in seconds; ``Duration`` is billed *minutes* and is ignored.
   A terminal callback's ``occurred_at`` is ``Timestamp`` - ``CallDuration`` (when the talk
   began), so the call starts there unless an earlier callback says otherwise.
-- ``AnsweredBy`` (answering machine detection): ``human``, ``unknown`` or absent -> a human;
-  ``machine_*`` -> a machine, not a contact; ``fax`` -> not a contact.
+- ``AnsweredBy`` (answering machine detection): ``human`` or ``unknown`` -> a human;
+  ``machine_*`` -> a machine, not a contact; ``fax`` -> not a contact. A callback without it
+  says nothing of who answered (Twilio sends the detection's result to the call's ``Url`` and
+  the ``completed`` callback, not always to ``answered``), so it cannot undo what another
+  callback of the call said; a call no callback says it of was answered by a human.
 - A child leg (``ParentCallSid``: a ``<Dial>`` from the parent) is the same customer call as
   its parent: its events carry the parent's call id. It begins after its parent answered,
   so its answer, talk and end win over the parent's (the parent's ``CallDuration`` includes
@@ -65,14 +68,16 @@ def _timestamp(value: str | None) -> datetime:
     return parsed
 
 
-def _answered_by(value: str | None) -> tuple[str, bool]:
-    """``(answered_by, contact_reached)`` from ``AnsweredBy``."""
+def _answered_by(value: str | None) -> RawEvent:
+    """``answered_by`` and ``contact_reached`` from ``AnsweredBy``; nothing without it."""
     kind = (value or "").strip().lower()
+    if not kind:
+        return {}
     if kind.startswith("machine"):
-        return "machine", False
+        return {"answered_by": "machine", "contact_reached": False}
     if kind == "fax":
-        return "human", False
-    return "human", True
+        return {"answered_by": "human", "contact_reached": False}
+    return {"answered_by": "human", "contact_reached": True}
 
 
 def _is_client(number: str | None) -> bool:
@@ -120,7 +125,7 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
                 **direction,
             }
         ]
-    answered_by, contact = _answered_by(text(params, "AnsweredBy"))
+    who_answered = _answered_by(text(params, "AnsweredBy"))
     if status == "in-progress":
         return [
             {
@@ -128,8 +133,7 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
                 "event_id": ident,
                 "type": "call.answered",
                 "occurred_at": rfc3339(occurred),
-                "answered_by": answered_by,
-                "contact_reached": contact,
+                **who_answered,
             }
         ]
     if status not in TERMINAL:
@@ -150,8 +154,7 @@ def translate(params: Mapping[str, str], context: AdapterContext) -> list[RawEve
         "talk_seconds": talk if answered else 0,
     }
     if answered:
-        event["answered_by"] = answered_by
-        event["contact_reached"] = contact
+        event.update(who_answered)
     else:
         event["contact_reached"] = False
         if status in _END_CODES:

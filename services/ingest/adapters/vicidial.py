@@ -13,12 +13,20 @@ has the template to paste). Values arrive as query parameters of a GET.
   ``status`` is its code; in-group statuses (``XDROP``, ``TIMEOT`` …) are inbound.
 
 The flags of the code (``shared.dispositions``) decide answered, contact and machine; an
-unknown code is counted with no flags (answered when ``talk_time`` > 0). ``epoch`` is UTC;
-without it ``SQLdate`` is read in the source time zone.
+unknown code is counted with no flags (answered when ``talk_time`` > 0). A code is looked up
+as VICIdial sends it, then in capitals (statuses may be written in either). ``epoch`` is UTC;
+without it ``SQLdate`` is read in the source time zone (the No Agent Call URL fills
+``SQLdate`` but never ``epoch``).
+
+A variable VICIdial has no value for stays in the URL as its placeholder
+(``--A--amount--B--``): it is taken as absent. The lead is VICIdial's ``lead_id`` (a number,
+its list's row) as ``vicidial:<lead_id>``, so that a row number is never mistaken for a phone
+number.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
@@ -47,6 +55,13 @@ Kind = Literal["dispo", "start", "no-agent"]
 _INBOUND_STATUSES = frozenset({"XDROP", "TIMEOT", "AFTHRS", "NANQUE", "IQNANQ", "MAXCAL"})
 # The dialer's own pseudo-users on calls that never reached a person.
 _SYSTEM_USERS = frozenset({"VDAD", "VDCL", "VDAC"})
+# A variable left unsubstituted: ``--A--name--B--`` (VICIdial matches names in any case).
+_PLACEHOLDER = re.compile(r"^--A--\w+--B--$", re.IGNORECASE)
+
+
+def filled(params: Mapping[str, str]) -> dict[str, str]:
+    """The parameters VICIdial gave a value: those still holding their placeholder left out."""
+    return {k: v for k, v in params.items() if not _PLACEHOLDER.match(v.strip())}
 
 
 def _when(params: Mapping[str, str], context: AdapterContext) -> datetime:
@@ -67,12 +82,15 @@ def _direction(params: Mapping[str, str], code: str | None) -> str:
 
 def translate(kind: Kind, params: Mapping[str, str], context: AdapterContext) -> list[RawEvent]:
     """The v1 events of one VICIdial URL call."""
+    params = filled(params)
     uniqueid = required(params, "uniqueid")
     when = _when(params, context)
     user = text(params, "user")
     agent = None if user is None or user.upper() in _SYSTEM_USERS else user
     campaign = text(params, "campaign") or text(params, "group")
-    lead_id = text(params, "lead_id") or context.lead_from_number(
+    row = text(params, "lead_id")
+    lead_id = f"{SYSTEM}:{row}" if row else None
+    lead_id = lead_id or context.lead_from_number(
         SYSTEM, text(params, "phone_number"), "phone_number"
     )
     base: RawEvent = {
@@ -107,7 +125,9 @@ def translate(kind: Kind, params: Mapping[str, str], context: AdapterContext) ->
         ]
 
     code_field = "dispo" if kind == "dispo" else "status"
-    code = required(params, code_field).upper()
+    code = required(params, code_field)
+    if not context.dispositions.known(code, campaign):
+        code = code.upper()
     flags = context.dispositions.flags(code, campaign)
     talk = seconds(params.get("talk_time"), "talk_time") if kind == "dispo" else 0
     machine = Flag.answering_machine in flags
