@@ -380,6 +380,15 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _personal_field(model: type[BaseEvent], name: object) -> bool:
+    """``name`` is no field of ``model`` and is named like personal data."""
+    return (
+        isinstance(name, str)
+        and name not in model.model_fields
+        and _PII_FIELD_NAMES.search(name) is not None
+    )
+
+
 def validate_event(
     raw: Any, *, now: datetime | None = None, future_tolerance: timedelta | None = None
 ) -> BaseEvent | list[FieldError]:
@@ -387,19 +396,39 @@ def validate_event(
     if not isinstance(raw, dict):
         return [FieldError(field="(event)", message="each event must be a JSON object")]
     event_type = raw.get("type")
-    if event_type not in EVENT_MODELS:
+    if not isinstance(event_type, str) or event_type not in EVENT_MODELS:
         allowed = ", ".join(EVENT_MODELS)
-        message = "is required" if event_type is None else f"unknown type; one of: {allowed}"
+        message = (
+            "is required"
+            if event_type is None
+            else f"unknown type; one of: {allowed}"
+            if isinstance(event_type, str)
+            else f"must be a string, one of: {allowed}"
+        )
         return [FieldError(field="type", message=message)]
+    model = EVENT_MODELS[event_type]
+    # Fields named like personal data are refused by name, each, with the other errors.
+    personal = [
+        FieldError(
+            field=name,
+            message="looks like personal data (phone or e-mail); events carry opaque "
+            "identifiers only",
+        )
+        for name in raw
+        if _personal_field(model, name)
+    ]
+    if personal:
+        raw = {k: v for k, v in raw.items() if not _personal_field(model, k)}
     try:
-        return EVENT_MODELS[event_type].model_validate(
+        event = model.model_validate(
             raw, context={"now": now, "future_tolerance": future_tolerance}
         )
     except ValidationError as exc:
-        return [
+        return personal + [
             FieldError(field=_field_path(e["loc"]), message=_message(e))
             for e in exc.errors(include_url=False)
         ]
+    return personal or event
 
 
 def parse_stored_event(raw: dict[str, Any]) -> BaseEvent:

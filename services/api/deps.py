@@ -132,6 +132,18 @@ def ids(values: list[str] | None) -> tuple[str, ...]:
     return found
 
 
+def one_id(name: str, value: str | None) -> str | None:
+    """A parameter naming a single id: ``None`` when not given; refused when empty or a list."""
+    if value is None:
+        return None
+    found = ids([value])
+    if len(found) != 1 or "," in value:
+        raise InvalidInput(
+            f"{name} must be one id", details=[{"field": name, "message": "one id, not empty"}]
+        )
+    return found[0]
+
+
 def filters_for(
     reader: Principal,
     agent_id: list[str] | None,

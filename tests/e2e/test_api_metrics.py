@@ -506,6 +506,11 @@ def test_driver_model_needs_a_complete_target(floor: Pipeline) -> None:
     )
     assert response.status_code == 422
     assert "target_leads_dialed" in response.json()["error"]["message"]
+    # An empty or listed id is refused, never a 500.
+    for bad in ({"agent_id": ""}, {"team_id": " "}, {"agent_id": "a1,a2"}, {"team_id": "T1,T2"}):
+        answer = floor.api.get("/v1/drivers", params=_day(DAY1, **bad))
+        assert answer.status_code == 422, (bad, answer.text)
+        assert answer.json()["error"]["details"][0]["field"] in bad
 
 
 def test_best_time_to_call(floor: Pipeline) -> None:

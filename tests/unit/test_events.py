@@ -96,7 +96,18 @@ def test_bad_fields_are_named_with_a_reason(
 
 def test_a_field_named_like_personal_data_is_refused() -> None:
     errors = _errors(_event(phone="123"))
-    assert "personal data" in next(iter(errors.values()))
+    assert "personal data" in errors["phone"]
+    # Each is named, and the other unknown fields with them.
+    errors = _errors(_event(customer_email="x", mobile="1", colour="red"))
+    assert set(errors) == {"customer_email", "mobile", "colour"}
+    assert "personal data" in errors["mobile"] and "unknown field" in errors["colour"]
+
+
+@pytest.mark.parametrize("value", [[], {}, 7, True])
+def test_a_type_that_is_not_text_is_refused_by_name(value: Any) -> None:
+    errors = _errors(_event(type=value))
+    assert set(errors) == {"type"}
+    assert "must be a string" in errors["type"]
 
 
 def test_unknown_type_lists_the_known_ones() -> None:

@@ -68,7 +68,7 @@ def driver_model(
         raise InvalidInput(f"reference must be one of {', '.join(REFERENCES)}")
     filters = (
         Filters(agent_ids=(agent_id,), key_teams=key_teams)
-        if agent_id
+        if agent_id is not None
         else Filters(team_ids=(team_id or "",), key_teams=key_teams)
     )
     own = _base(connection, settings, _scope_query(settings, rng, filters)).get((None,), {})
@@ -144,7 +144,7 @@ def driver_model(
         (d for d in drivers if d["log_share"] is not None), key=lambda d: d["log_share"]
     )
     return {
-        "scope": {"agent_id": agent_id} if agent_id else {"team_id": team_id},
+        "scope": {"agent_id": agent_id} if agent_id is not None else {"team_id": team_id},
         "from": rng.start.astimezone(settings.zone).isoformat(),
         "to": rng.end.astimezone(settings.zone).isoformat(),
         "reference": {"kind": reference, **reference_scope},

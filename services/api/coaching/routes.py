@@ -21,6 +21,7 @@ from services.api.deps import (
     Settings,
     filters_for,
     judged_at,
+    one_id,
     request_time,
 )
 from services.api.metrics.periods import Period
@@ -56,6 +57,7 @@ def get_drivers(
     ``ln(result / reference)``; ``ranked_by_cost`` lists the drivers that pull the result
     below the reference, the costliest first.
     """
+    agent_id, team_id = one_id("agent_id", agent_id), one_id("team_id", team_id)
     if team_id is not None:
         filters_for(reader, None, [team_id], None)
     targets: dict[str, Decimal] = {}
