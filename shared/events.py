@@ -94,6 +94,16 @@ _ID_FIELDS = (
 # The ids the read API takes as comma-separated lists.
 _LISTED_ID_FIELDS = frozenset({"agent_id", "team_id", "campaign_id"})
 _PII_FIELD_NAMES = re.compile(r"phone|mobile|e[-_]?mail|tel(ephone)?$|msisdn|ani$|dnis$", re.I)
+PERSONAL_FIELD = "looks like personal data (phone or e-mail); events carry opaque identifiers only"
+
+
+def _personal_field(model: type[BaseModel], name: object) -> bool:
+    """``name`` is no field of ``model`` and is named like personal data."""
+    return (
+        isinstance(name, str)
+        and name not in model.model_fields
+        and _PII_FIELD_NAMES.search(name) is not None
+    )
 
 
 class Direction(StrEnum):
@@ -162,12 +172,9 @@ class BaseEvent(BaseModel):
     @classmethod
     def _no_personal_fields(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name in data.keys() - cls.model_fields.keys():
-                if isinstance(name, str) and _PII_FIELD_NAMES.search(name):
-                    raise ValueError(
-                        f"field {name!r} looks like personal data (phone or e-mail); "
-                        "events carry opaque identifiers only"
-                    )
+            for name in data:
+                if _personal_field(cls, name):
+                    raise ValueError(f"field {name!r} {PERSONAL_FIELD}")
         return data
 
     @field_validator(*_ID_FIELDS, check_fields=False)
@@ -380,15 +387,6 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _personal_field(model: type[BaseEvent], name: object) -> bool:
-    """``name`` is no field of ``model`` and is named like personal data."""
-    return (
-        isinstance(name, str)
-        and name not in model.model_fields
-        and _PII_FIELD_NAMES.search(name) is not None
-    )
-
-
 def validate_event(
     raw: Any, *, now: datetime | None = None, future_tolerance: timedelta | None = None
 ) -> BaseEvent | list[FieldError]:
@@ -396,29 +394,17 @@ def validate_event(
     if not isinstance(raw, dict):
         return [FieldError(field="(event)", message="each event must be a JSON object")]
     event_type = raw.get("type")
+    if event_type is None:
+        return [FieldError(field="type", message="is required")]
     if not isinstance(event_type, str) or event_type not in EVENT_MODELS:
-        allowed = ", ".join(EVENT_MODELS)
-        message = (
-            "is required"
-            if event_type is None
-            else f"unknown type; one of: {allowed}"
-            if isinstance(event_type, str)
-            else f"must be a string, one of: {allowed}"
-        )
-        return [FieldError(field="type", message=message)]
+        kind = "unknown type" if isinstance(event_type, str) else "must be a string"
+        return [FieldError(field="type", message=f"{kind}; one of: {', '.join(EVENT_MODELS)}")]
     model = EVENT_MODELS[event_type]
     # Fields named like personal data are refused by name, each, with the other errors.
-    personal = [
-        FieldError(
-            field=name,
-            message="looks like personal data (phone or e-mail); events carry opaque "
-            "identifiers only",
-        )
-        for name in raw
-        if _personal_field(model, name)
-    ]
-    if personal:
-        raw = {k: v for k, v in raw.items() if not _personal_field(model, k)}
+    names = [name for name in raw if _personal_field(model, name)]
+    personal = [FieldError(field=name, message=PERSONAL_FIELD) for name in names]
+    if names:
+        raw = {k: v for k, v in raw.items() if k not in names}
     try:
         event = model.model_validate(
             raw, context={"now": now, "future_tolerance": future_tolerance}

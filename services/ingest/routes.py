@@ -56,6 +56,7 @@ async def post_events(request: Request, service: Service, dialer: Dialer) -> Ing
         body.extend(chunk)
         service.check_size(None, len(body))
     raw_events = parse_body(bytes(body), request.headers.get("content-type", "application/json"))
+    service.check_count(len(raw_events))
     accepted, rejected = service.validate(raw_events)
     if not accepted:
         raise service.reject_all(rejected, len(raw_events))

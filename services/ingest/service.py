@@ -205,12 +205,15 @@ class IngestService:
                 "Send the events in smaller batches."
             )
 
-    def validate(self, raw_events: Sequence[Any]) -> tuple[list[BaseEvent], list[EventRejection]]:
-        if len(raw_events) > self.settings.max_events_per_request:
+    def check_count(self, events: int) -> None:
+        """A request to ``/v1/events`` holds at most ``max_events_per_request`` events."""
+        if events > self.settings.max_events_per_request:
             raise PayloadTooLarge(
-                f"{len(raw_events)} events in one request; the limit is "
+                f"{events} events in one request; the limit is "
                 f"{self.settings.max_events_per_request}. Send them in smaller batches."
             )
+
+    def validate(self, raw_events: Sequence[Any]) -> tuple[list[BaseEvent], list[EventRejection]]:
         now = datetime.now(UTC)
         tolerance = timedelta(seconds=self.settings.future_tolerance_seconds)
         accepted: list[BaseEvent] = []

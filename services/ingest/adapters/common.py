@@ -230,6 +230,14 @@ def text(record: Mapping[str, Any], field: str) -> str | None:
     return stripped(record.get(field))
 
 
+def without_domain(name: str | None) -> str | None:
+    """``lee@example.com`` -> ``lee``, ``1000@default`` -> ``1000``: a login as an agent id
+    (an e-mail address is personal data)."""
+    if name is None or "@" not in name:
+        return name
+    return name.split("@", 1)[0] or None
+
+
 def shifted(value: datetime, by_seconds: int) -> datetime:
     return value - timedelta(seconds=by_seconds)
 

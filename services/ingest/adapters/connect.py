@@ -52,6 +52,7 @@ from services.ingest.adapters.common import (
     scope_fields,
     seconds,
     stripped,
+    without_domain,
 )
 from shared.dispositions import Flag
 
@@ -111,9 +112,7 @@ def translate(record: Mapping[str, Any], context: AdapterContext) -> list[RawEve
     attributes = _mapping(record, "Attributes")
     customer = _mapping(record, "CustomerEndpoint")
 
-    username = stripped(agent.get("Username"))
-    if username is not None and "@" in username:
-        username = username.split("@", 1)[0] or None
+    username = without_domain(stripped(agent.get("Username")))
     lead_id = stripped(attributes.get("lead_id")) or context.lead_from_number(
         SYSTEM, stripped(customer.get("Address")), "CustomerEndpoint.Address"
     )

@@ -42,6 +42,7 @@ from services.ingest.adapters.common import (
     rfc3339,
     scope_fields,
     seconds,
+    without_domain,
 )
 
 SYSTEM = "freeswitch"
@@ -118,9 +119,6 @@ def translate(
         lead_id = context.lead_from_number(
             SYSTEM, _get(values, customer_field), f"variables.{customer_field}"
         )
-    queue_agent = _get(values, "cc_agent")
-    if queue_agent is not None and "@" in queue_agent:
-        queue_agent = queue_agent.split("@", 1)[0] or None  # mod_callcenter's name@domain
     event: RawEvent = {
         "source": SYSTEM,
         "event_id": event_id(SYSTEM, leg, "cdr"),
@@ -133,7 +131,7 @@ def translate(
         "contact_reached": answered,
         "talk_seconds": talk,
         **scope_fields(
-            agent_id=_get(values, "callboard_agent_id") or queue_agent,
+            agent_id=_get(values, "callboard_agent_id") or without_domain(_get(values, "cc_agent")),
             team_id=_get(values, "callboard_team_id"),
             campaign_id=_get(values, "callboard_campaign_id"),
             lead_id=lead_id,

@@ -21,7 +21,7 @@ from services.ingest.settings import IngestSettings
 from shared.auth import Principal
 from shared.dispositions import cached_dispositions
 from shared.errors import InvalidInput
-from shared.events import BaseEvent, EventRejection, FieldError
+from shared.events import BaseEvent, FieldError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class AdapterService:
                 continue
             raw.extend(translated)
             origins.extend([index] * len(translated))
-        accepted, rejected = self._validate(raw)
+        accepted, rejected = self.ingest.validate(raw) if raw else ([], [])
         for rejection in rejected:
             index = origins[rejection.index]
             reason = "; ".join(f"{e.field}: {e.message}" for e in rejection.errors)
@@ -114,18 +114,6 @@ class AdapterService:
         kept_origins = [o for i, o in enumerate(origins) if i not in refused_positions]
         events = [e for e, o in zip(accepted, kept_origins, strict=True) if o not in rejections]
         return events, sorted(rejections.values(), key=lambda r: r.index)
-
-    def _validate(self, raw: list[RawEvent]) -> tuple[list[BaseEvent], list[EventRejection]]:
-        """``validate`` over any number of events (a Firehose batch of contact records may
-        hold more than one request to ``/v1/events`` may), in its order and numbering."""
-        size = self.ingest.settings.max_events_per_request
-        accepted: list[BaseEvent] = []
-        rejected: list[EventRejection] = []
-        for start in range(0, len(raw), size):
-            good, bad = self.ingest.validate(raw[start : start + size])
-            accepted.extend(good)
-            rejected.extend(r.model_copy(update={"index": r.index + start}) for r in bad)
-        return accepted, rejected
 
     def set_aside(self, system: str, index: int, reason: str, record: bytes) -> None:
         """Log a record that cannot be used, by its digest: its content may be personal."""

@@ -89,9 +89,10 @@ def translate(kind: Kind, params: Mapping[str, str], context: AdapterContext) ->
     agent = None if user is None or user.upper() in _SYSTEM_USERS else user
     campaign = text(params, "campaign") or text(params, "group")
     row = text(params, "lead_id")
-    lead_id = f"{SYSTEM}:{row}" if row else None
-    lead_id = lead_id or context.lead_from_number(
-        SYSTEM, text(params, "phone_number"), "phone_number"
+    lead_id = (
+        f"{SYSTEM}:{row}"
+        if row
+        else context.lead_from_number(SYSTEM, text(params, "phone_number"), "phone_number")
     )
     base: RawEvent = {
         "source": SYSTEM,
