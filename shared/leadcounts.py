@@ -12,8 +12,11 @@ last of its week, the first and the last of its month. For a range of whole loca
 Every lead seen in such a range has exactly one marked fact in it, so its distinct count is
 a sum. ``lead_count_day`` keeps those sums per local day for every scope kind (each subset
 of agent, team and campaign: a lead dialed by two agents of a team counts once for the
-team). The aggregator keeps it in step with ``lead_fact`` in each batch's transaction; any
-other range is counted from ``lead_fact`` itself.
+team). The aggregator keeps it in step with ``lead_fact`` in each batch's transaction.
+
+An hour needs no mark: ``lead_count_hour`` keeps, per scope kind and local hour, how many
+leads have a fact in it, so buckets of whole hours (today by hour) are read as they are
+stored. Any other range is counted from ``lead_fact`` itself.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ _PLACE = ("day", "week", "month", "agent_id", "team_id", "campaign_id")
 # The columns of lead_fact the marks depend on, and the key of a lead_count_day row.
 FACT_COLUMNS: tuple[str, ...] = ("lead_id", "fact", *_PLACE)
 KEY_COLUMNS: tuple[str, ...] = ("kind", *_PLACE)
+# The key of a lead_count_hour row; its counters are named as the facts are.
+HOUR_KEY_COLUMNS: tuple[str, ...] = ("kind", "hour", "agent_id", "team_id", "campaign_id")
 
 
 def mark_column(fact: str, mark: str) -> str:
@@ -136,6 +141,37 @@ def contributions(source: FromClause) -> Select[Any]:
     ]
     grouped = [f[k] for k in KEY_COLUMNS]
     return select(*grouped, *sums).group_by(*grouped)
+
+
+def hour_contributions(source: FromClause) -> Select[Any]:
+    """Per kind, scope and local hour, how many leads of ``source`` have each fact in it.
+
+    ``source`` has the columns of ``lead_fact`` with ``hour``; a lead counts once in each of
+    its hours, so the result for a set of leads is the sum over its leads."""
+    c = source.c
+    members = [
+        select(
+            literal_column(str(kind)).label("kind"),
+            c.hour,
+            *(
+                (
+                    c[f"{name}_id"] if name in dimensions_of(kind) else literal_column("''", String)
+                ).label(f"{name}_id")
+                for name in DIMENSIONS
+            ),
+            c.fact,
+            c.lead_id,
+        ).where(c.fact.in_(LEAD_FACTS))
+        for kind in KINDS
+    ]
+    scoped = union_all(*members).subquery("scoped")
+    s = scoped.c
+    grouped = [s[k] for k in HOUR_KEY_COLUMNS]
+    counts = [
+        func.count(func.distinct(case((s.fact == fact, s.lead_id)))).label(fact)
+        for fact in LEAD_FACTS
+    ]
+    return select(*grouped, *counts).group_by(*grouped)
 
 
 def day_window(day: date, first_weekday: int) -> tuple[date, date]:

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from shared.kpis import COUNTER_KEYS
-from shared.leadcounts import MARK_COLUMNS
+from shared.leadcounts import LEAD_FACTS, MARK_COLUMNS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -133,6 +133,16 @@ lead_count_day = Table(
     Column("week", Date, nullable=False),
     Column("month", Date, nullable=False),
     *(Column(name, Integer, nullable=False, default=0) for name in MARK_COLUMNS),
+)
+
+# Distinct leads per scope kind and local hour (see shared.leadcounts): a column per fact.
+lead_count_hour = Table(
+    "lead_count_hour",
+    metadata,
+    Column("kind", Integer, primary_key=True, autoincrement=False),
+    Column("hour", TZ, primary_key=True),
+    *_scope_columns(),
+    *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
 )
 
 # The merged facts of every call, order, quote and stage change, so a late, repeated or

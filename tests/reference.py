@@ -100,14 +100,21 @@ def _latest(events: list[dict[str, Any]], name: str) -> Any:
 
 
 def reference_cells(
-    events: list[dict[str, Any]], zone: ZoneInfo, effective_seconds: int = 60
+    events: list[dict[str, Any]],
+    zone: ZoneInfo,
+    effective_seconds: int = 60,
+    *,
+    minutes: bool = False,
 ) -> dict[tuple[str, str, str, datetime], Cell]:
+    """Base values per agent, team, campaign and local hour (``minutes``: local minute)."""
     unique = {e["event_id"]: e for e in events}.values()
     cells: dict[tuple[str, str, str, datetime], Cell] = defaultdict(Cell)
 
     def cell(at: datetime, agent: str, team: str, campaign: str) -> Cell:
-        hour = at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        return cells[(agent or "", team or "", campaign or "", hour)]
+        local = at.astimezone(zone).replace(second=0, microsecond=0)
+        return cells[
+            (agent or "", team or "", campaign or "", local if minutes else local.replace(minute=0))
+        ]
 
     calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
     orders: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -37,6 +37,11 @@ Register = list[Any]
 INTENT_STAGES = frozenset({"intent", "ready"})
 
 
+def scope_dict(scope: Scope) -> dict[str, str]:
+    """A scope as the columns of a row."""
+    return {"agent_id": scope[0], "team_id": scope[1], "campaign_id": scope[2]}
+
+
 def utc_text(value: datetime) -> str:
     """A UTC timestamp in fixed-width text, so that its text order is its time order."""
     return value.astimezone(UTC).isoformat(timespec="microseconds")

@@ -61,6 +61,7 @@ DERIVED_TABLES = (
     "disposition_day",
     "lead_fact",
     "lead_count_day",
+    "lead_count_hour",
     "entity_state",
     "agent_team",
     "agent_state_change",

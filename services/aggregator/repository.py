@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, func, select, text, tuple_
+from sqlalchemy import Connection, select, text, tuple_
 
-from services.aggregator.batch import BatchBuilder, BatchDelta, LeadFactRow
-from services.aggregator.facts import LeadFact, Scope, State, parse_utc_text
-from services.aggregator.leadcounts import CountKey, MarkChanges, grouped
+from services.aggregator.batch import BatchBuilder, BatchDelta
+from services.aggregator.facts import State, parse_utc_text, scope_dict
+from services.aggregator.leadfacts import write_lead_facts
 from services.aggregator.upserts import chunks, copy_insert, insert_for, upsert
 from shared.db import COMMITS_CHANNEL
 from shared.kpis import COUNTER_KEYS
-from shared.leadcounts import (
-    FACT_COLUMNS,
-    KEY_COLUMNS,
-    LEAD_FACTS,
-    MARK_COLUMNS,
-    contributions,
-    day_window,
-)
 from shared.models import (
     agent_state_change,
     agent_team,
@@ -35,8 +25,6 @@ from shared.models import (
     kpi_day,
     kpi_hour,
     kpi_minute,
-    lead_count_day,
-    lead_fact,
     lead_stage,
     sale_feed,
     stage_change,
@@ -169,10 +157,6 @@ def load_states(connection: Connection, keys: Sequence[str]) -> dict[str, State]
     return states
 
 
-def _scope_dict(scope: tuple[str, str, str]) -> dict[str, str]:
-    return {"agent_id": scope[0], "team_id": scope[1], "campaign_id": scope[2]}
-
-
 def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder) -> None:
     """Write everything a batch changed. Rows are sorted so concurrent writers don't deadlock."""
     zero = dict.fromkeys(COUNTER_KEYS, 0)
@@ -183,7 +167,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                 {
                     "bucket": minute,
                     "hour": builder.at_minute(minute).hour,
-                    **_scope_dict(scope),
+                    **scope_dict(scope),
                     **zero,
                     **values,
                 }
@@ -200,7 +184,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                     "day": day,
                     "week": _week(builder, day),
                     "month": day.replace(day=1),
-                    **_scope_dict(scope),
+                    **scope_dict(scope),
                     **zero,
                     **values,
                 }
@@ -214,7 +198,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
             {
                 "bucket": minute,
                 "hour": builder.at_minute(minute).hour,
-                **_scope_dict(scope),
+                **scope_dict(scope),
                 "disposition": code,
                 "calls": calls,
             }
@@ -231,7 +215,7 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
                 "day": day,
                 "week": _week(builder, day),
                 "month": day.replace(day=1),
-                **_scope_dict(scope),
+                **scope_dict(scope),
                 "disposition": code,
                 "calls": calls,
             }
@@ -250,8 +234,13 @@ def write_delta(connection: Connection, delta: BatchDelta, builder: BatchBuilder
         counted_at = datetime.now(UTC)
         rows = [{**row, "counted_at": counted_at} for _, row in sorted(delta.new_sales.items())]
         connection.execute(insert_for(connection, sale_feed).on_conflict_do_nothing(), rows)
-    # Last: it holds the lead-count lock until the commit.
-    _write_lead_facts(connection, delta.lead_facts, builder)
+    # Last: the leads' locks are held until the commit.
+    if delta.lead_facts and connection.dialect.name == "postgresql":
+        leads = {
+            v.lead_id for r in delta.lead_facts for v in (r.value, r.previous) if v is not None
+        }
+        _lock_rows(connection, (f"{_LEAD_KEY_PREFIX}{lead}" for lead in leads))
+    write_lead_facts(connection, delta.lead_facts, builder)
 
 
 def _hour_rows(minute_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -270,163 +259,6 @@ def _hour_rows(minute_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _week(builder: BatchBuilder, day: date) -> date:
     return week_start(day, builder.week_start)
-
-
-def _write_lead_facts(
-    connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
-) -> None:
-    """Lead facts, and the daily lead counts they change (see ``leadcounts.py``)."""
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
-        leads = {v.lead_id for r in rows for v in (r.value, r.previous) if v is not None}
-        _lock_rows(connection, (f"{_LEAD_KEY_PREFIX}{lead}" for lead in leads))
-    appended: list[tuple[str, str, date, Scope]] = []
-    recompute: set[str] = set()
-    days: set[date] = set()
-    for row in rows:
-        if row.fact not in LEAD_FACTS:
-            continue  # a fact no lead count reads
-        new = _placed(row.value, builder)
-        old = _placed(row.previous, builder)
-        if new == old:
-            continue  # same lead, scope and day: no mark moves
-        if old is None and new is not None:
-            appended.append((new[0], row.fact, new[1], new[2]))
-            continue
-        for placed in (new, old):
-            if placed is not None:
-                recompute.add(placed[0])
-                days.add(placed[1])
-    by_pair = grouped(item for item in appended if item[0] not in recompute)
-    newest = _newest_days(connection, by_pair, builder.week_start)
-    changes = MarkChanges(builder.week_start)
-    for (lead, fact), added in by_pair.items():
-        known = newest.get((lead, fact), {})
-        if known and min(day for day, _ in added) < max(known.values()):
-            recompute.add(lead)  # not the lead's newest: recomputed below
-    for (lead, fact), added in by_pair.items():
-        if lead not in recompute:
-            changes.append(fact, newest.get((lead, fact), {}), added)
-    if recompute:
-        days.update(item[2] for item in appended if item[0] in recompute)
-        # Windows only move forward with the day: the first and last day bound them all.
-        first = day_window(min(days), builder.week_start)[0]
-        end = day_window(max(days), builder.week_start)[1]
-        scope = (sorted(recompute), first, end)
-        before = _lead_counts(connection, *scope)
-    _apply_lead_facts(connection, rows, builder)
-    if recompute:
-        changes.merge(before, _lead_counts(connection, *scope))
-    upsert(
-        connection,
-        lead_count_day,
-        [
-            dict(zip(KEY_COLUMNS, key, strict=True)) | dict(zip(MARK_COLUMNS, values, strict=True))
-            for key, values in changes.changed().items()
-        ],
-        add=True,
-    )
-
-
-def _placed(value: LeadFact | None, builder: BatchBuilder) -> tuple[str, date, Scope] | None:
-    if value is None:
-        return None
-    return value.lead_id, builder.calendar(value.ts).day, value.scope
-
-
-def _newest_days(
-    connection: Connection,
-    pairs: dict[tuple[str, str], list[tuple[date, Scope]]],
-    first_weekday: int,
-) -> dict[tuple[str, str], dict[Scope, date]]:
-    """Per lead and fact, the newest day with a stored fact in each scope, from the start of
-    the earliest week or month the added facts fall in."""
-    if not pairs:
-        return {}
-    first = min(
-        min(week_start(day, first_weekday), day.replace(day=1))
-        for added in pairs.values()
-        for day, _ in added
-    )
-    leads = sorted({lead for lead, _ in pairs})
-    facts = sorted({fact for _, fact in pairs})
-    c = lead_fact.c
-    out: dict[tuple[str, str], dict[Scope, date]] = defaultdict(dict)
-    for chunk in chunks(leads):
-        query = (
-            select(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id, func.max(c.day))
-            .where(c.lead_id.in_(chunk), c.fact.in_(facts), c.day >= first)
-            .group_by(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id)
-        )
-        for lead, fact, agent, team, campaign, day in connection.execute(query):
-            out[(lead, fact)][(agent, team, campaign)] = day
-    return out
-
-
-@lru_cache(maxsize=1)
-def _contributions_of_leads() -> Any:
-    """``contributions`` of the facts of some leads on some days (built once, reused)."""
-    c = lead_fact.c
-    source = (
-        select(*(c[name] for name in FACT_COLUMNS))
-        .where(
-            c.lead_id.in_(bindparam("leads", expanding=True)),
-            c.day >= bindparam("first"),
-            c.day < bindparam("end"),
-        )
-        .cte("source")
-    )
-    return contributions(source)
-
-
-def _lead_counts(
-    connection: Connection, leads: list[str], first: date, end: date
-) -> dict[CountKey, tuple[int, ...]]:
-    """``lead_count_day`` as computed from the facts of ``leads`` on the days ``[first, end)``."""
-    out: dict[CountKey, tuple[int, ...]] = {}
-    for chunk in chunks(leads):
-        params = {"leads": list(chunk), "first": first, "end": end}
-        for row in connection.execute(_contributions_of_leads(), params):
-            key = cast(CountKey, tuple(row[: len(KEY_COLUMNS)]))
-            marks = tuple(int(v) for v in row[len(KEY_COLUMNS) :])
-            known = out.get(key)
-            out[key] = (
-                marks if known is None else tuple(a + b for a, b in zip(known, marks, strict=True))
-            )
-    return out
-
-
-def _apply_lead_facts(
-    connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
-) -> None:
-    gone = [(r.source, r.fact) for r in rows if r.value is None]
-    for chunk in chunks(sorted(gone)):
-        connection.execute(
-            delete(lead_fact).where(tuple_(lead_fact.c.source, lead_fact.c.fact).in_(chunk))
-        )
-    present = []
-    for row in rows:
-        if row.value is None:
-            continue
-        ts = parse_utc_text(row.value.ts)
-        cal = builder.calendar(row.value.ts)
-        present.append(
-            {
-                "source": row.source,
-                "fact": row.fact,
-                "lead_id": row.value.lead_id,
-                "occurred_at": ts,
-                "bucket": cal.minute,
-                "hour": cal.hour,
-                "day": cal.day,
-                "week": cal.week,
-                "month": cal.month,
-                **_scope_dict(row.value.scope),
-                "flag": row.value.flag,
-            }
-        )
-    upsert(connection, lead_fact, present, add=False)
 
 
 def _write_states(connection: Connection, states: dict[str, State]) -> None:

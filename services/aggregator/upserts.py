@@ -15,10 +15,10 @@ from sqlalchemy import Connection, Table, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.kpis import COUNTER_KEYS
-from shared.leadcounts import MARK_COLUMNS
+from shared.leadcounts import LEAD_FACTS, MARK_COLUMNS
 
 CHUNK = 1000
-_ADDITIVE = frozenset((*COUNTER_KEYS, *MARK_COLUMNS, "calls"))
+_ADDITIVE = frozenset((*COUNTER_KEYS, *MARK_COLUMNS, *LEAD_FACTS, "calls"))
 
 
 def insert_for(connection: Connection, table: Table) -> Any:

@@ -1,5 +1,5 @@
 """Rolling windows and today by hour, read from the hourly counters (``kpi_hour``) with
-their distinct-lead counts, agree with an independent reference.
+their distinct-lead counts (``lead_count_hour``), agree with an independent reference.
 
 The floor runs from 26 hours ago to a few minutes ahead of the clock, so ``last_24h`` has
 minutes at both edges and leads seen before, inside and ahead of the window. The reference
@@ -69,7 +69,9 @@ def test_last_24h_and_today_by_hour_agree_with_the_reference(pipeline: Pipeline)
     pipeline.wait_caught_up(timeout=300)
 
     local_cells = reference_cells(events, ZONE)
-    rolling = today = 0
+    minute_cells = reference_cells(events, ZONE, minutes=True)
+    by_hour = bucket_of("hour")
+    rolling = today = rolling_hours = 0
     for group in GROUPS:
         body = pipeline.metrics(
             metrics=METRICS, group_by=",".join(group) or "none", period="last_24h"
@@ -82,6 +84,20 @@ def test_last_24h_and_today_by_hour_agree_with_the_reference(pipeline: Pipeline)
         cells = reference_cells(events, shifted)  # type: ignore[arg-type]
         expected = rollup(cells, group, bucket_of("none"), start, end)
         rolling += _compare(body, expected, (group, "last_24h"))
+
+        # By hour: whole hours inside, part-hours at both edges.
+        body = pipeline.metrics(
+            metrics=METRICS,
+            group_by=",".join(group) or "none",
+            period="last_24h",
+            granularity="hour",
+        )
+        start = datetime.fromisoformat(body["from"])
+        end = datetime.fromisoformat(body["to"])
+        expected = rollup(
+            minute_cells, group, lambda minute: by_hour(minute.replace(minute=0)), start, end
+        )
+        rolling_hours += _compare(body, expected, (group, "last_24h by hour"))
 
         body = pipeline.metrics(
             metrics=METRICS, group_by=",".join(group) or "none", period="today", granularity="hour"
@@ -97,3 +113,4 @@ def test_last_24h_and_today_by_hour_agree_with_the_reference(pipeline: Pipeline)
     pairs = {(call.team_id, call.campaign_id) for call in floor.calls}
     assert rolling == 1 + len(agents) + len(teams) + len(pairs)
     assert today >= len(GROUPS)
+    assert rolling_hours >= 24 * len(GROUPS)

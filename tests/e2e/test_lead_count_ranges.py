@@ -1,5 +1,6 @@
 """Distinct leads over whole days, weeks and months: summed from ``lead_count_day`` where a
-mark covers the range, counted from the facts otherwise, equal to the reference either way.
+mark covers the range, counted from the facts otherwise, equal to the reference either way;
+and by hour, summed from ``lead_count_hour``.
 
 Five weeks of a floor whose 250 leads are each dialed about ten times, so most leads recur
 within a day, a week and a month; two aggregator members apply it (a lead's facts arrive
@@ -10,15 +11,22 @@ cancelled sales.
 from __future__ import annotations
 
 import random
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, select
 
-from shared.leadcounts import KEY_COLUMNS, MARK_COLUMNS, contributions
-from shared.models import lead_count_day, lead_fact
+from shared.leadcounts import (
+    HOUR_KEY_COLUMNS,
+    KEY_COLUMNS,
+    LEAD_FACTS,
+    MARK_COLUMNS,
+    contributions,
+    hour_contributions,
+)
+from shared.models import lead_count_day, lead_count_hour, lead_fact
 from tests.floor import generate_floor
 from tests.pipeline import TIMEZONE, Pipeline
 from tests.reference import LEADS, bucket_of, keyed, reference_cells, rollup
@@ -103,10 +111,23 @@ def test_distinct_leads_over_days_weeks_and_months(pipeline: Pipeline) -> None:
                 tuple(row[: len(KEY_COLUMNS)]): tuple(row[len(KEY_COLUMNS) :])
                 for row in connection.execute(contributions(lead_fact))
             }
+            width = len(HOUR_KEY_COLUMNS)
+            kept_hours = {
+                tuple(row[:width]): tuple(row[width:])
+                for row in connection.execute(
+                    select(*(lead_count_hour.c[c] for c in (*HOUR_KEY_COLUMNS, *LEAD_FACTS)))
+                )
+            }
+            computed_hours = {
+                tuple(row[:width]): tuple(row[width:])
+                for row in connection.execute(hour_contributions(lead_fact))
+            }
     finally:
         engine.dispose()
     assert len(kept) > 1000
     assert kept == {k: v for k, v in computed.items() if any(v)}
+    assert len(kept_hours) > 1000
+    assert kept_hours == computed_hours
 
     cells = reference_cells(floor.events, ZONE)
     checked = 0
@@ -118,9 +139,16 @@ def test_distinct_leads_over_days_weeks_and_months(pipeline: Pipeline) -> None:
         for group in GROUPS:
             checked += _compare(pipeline, cells, group, granularity, start, end)
 
+    # By hour: a day the floor reported in time order, and a day of the shuffled part.
+    team0 = {k: v for k, v in cells.items() if k[1] == "team-0"}
+    for day in (date(2026, 10, 27), date(2026, 11, 10)):
+        following = day + timedelta(days=1)
+        for group in GROUPS:
+            checked += _compare(pipeline, cells, group, "hour", day, following)
+        checked += _compare(pipeline, team0, ("agent",), "hour", day, following, team_id="team-0")
+
     # Filters: one team's agents, one campaign's teams, two agents together (a lead both of
     # them dialed counts once: summed per agent it would not, so this one counts the facts).
-    team0 = {k: v for k, v in cells.items() if k[1] == "team-0"}
     spring = {k: v for k, v in cells.items() if k[2] == "spring"}
     pair = {k: v for k, v in cells.items() if k[0] in ("agent-0-0", "agent-1-0")}
     for start, end in RANGES:

@@ -91,3 +91,57 @@ def test_kpi_hour_is_filled_from_the_minutes_already_stored(database_url: str) -
         (shanghai_14h, "a2", "", 1, 0, 0),
         (shanghai_14h + timedelta(hours=1), "a1", "c1", 4, 1250, 0),
     ]
+
+
+def test_lead_count_hour_is_filled_from_the_lead_facts_already_stored(database_url: str) -> None:
+    config = alembic_config(database_url)
+    command.downgrade(config, "0010")
+    engine = create_engine(database_url)
+    h14 = datetime(2026, 12, 5, 6, tzinfo=UTC)  # 14:00 in Asia/Shanghai
+    h15 = h14 + timedelta(hours=1)
+    facts = [
+        # (source, fact, lead, minutes after 14:00, agent): all of team t1, campaign c1
+        ("call:1", "dialed", "L1", 5, "a1"),
+        ("call:2", "dialed", "L1", 40, "a1"),  # the same lead again in the hour
+        ("call:3", "dialed", "L2", 10, "a1"),
+        ("call:4", "dialed", "L1", 62, "a2"),  # the next hour, another agent
+        ("call:1", "reached", "L1", 5, "a1"),
+    ]
+    try:
+        with engine.begin() as connection:
+            for source, fact, lead, minutes, agent in facts:
+                at = h14 + timedelta(minutes=minutes)
+                connection.execute(
+                    text(
+                        "INSERT INTO lead_fact (source, fact, lead_id, occurred_at, bucket, hour, "
+                        "day, week, month, agent_id, team_id, campaign_id, flag) VALUES (:source, "
+                        ":fact, :lead, :at, :at, :hour, '2026-12-05', '2026-11-30', '2026-12-01', "
+                        ":agent, 't1', 'c1', false)"
+                    ),
+                    {
+                        "source": source,
+                        "fact": fact,
+                        "lead": lead,
+                        "at": at,
+                        "hour": h14 if minutes < 60 else h15,
+                        "agent": agent,
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT kind, hour, agent_id, team_id, dialed, reached, quoted "
+                    "FROM lead_count_hour WHERE kind IN (0, 1, 2) ORDER BY kind, hour, agent_id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        (0, h14, "", "", 2, 1, 0),  # the floor: L1 and L2 dialed at 14h, L1 reached
+        (0, h15, "", "", 1, 0, 0),
+        (1, h14, "a1", "", 2, 1, 0),  # by agent
+        (1, h15, "a2", "", 1, 0, 0),
+        (2, h14, "", "t1", 2, 1, 0),  # by team
+        (2, h15, "", "t1", 1, 0, 0),
+    ]

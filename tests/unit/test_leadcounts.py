@@ -1,10 +1,11 @@
-"""The marks that make distinct leads additive: which mark covers a range, and the marks a
-lead's newest facts change, against marks worked out from the lead's days by brute force."""
+"""The marks that make distinct leads additive: which mark covers a range, and the marks and
+hour counts a lead's newest facts change, against those worked out from the lead's days and
+hours by brute force."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, settings
@@ -62,8 +63,21 @@ def _brute_force(
     return out
 
 
+def _hours_brute_force(
+    facts: list[tuple[date, datetime, tuple[str, str, str]]],
+) -> dict[tuple[Any, ...], int]:
+    """Each kind's distinct leads per hour: one where the lead has a fact in that hour."""
+    return {
+        (kind, hour, *projections(scope)[kind]): 1 for _, hour, scope in facts for kind in KINDS
+    }
+
+
 fact_lists = st.lists(
-    st.tuples(st.integers(min_value=0, max_value=70), st.sampled_from(SCOPES)),
+    st.tuples(
+        st.integers(min_value=0, max_value=70),
+        st.integers(min_value=0, max_value=2),
+        st.sampled_from(SCOPES),
+    ),
     min_size=1,
     max_size=25,
 )
@@ -72,18 +86,28 @@ fact_lists = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(facts=fact_lists, split=st.integers(min_value=0, max_value=25))
 def test_newest_facts_change_the_marks_as_recounting_does(
-    facts: list[tuple[int, tuple[str, str, str]]], split: int
+    facts: list[tuple[int, int, tuple[str, str, str]]], split: int
 ) -> None:
-    start = date(2026, 9, 20)
-    ordered = sorted((start + timedelta(days=n), scope) for n, scope in facts)
+    start = datetime(2026, 9, 20, 9, tzinfo=UTC)
+    ordered = []
+    for days, hours, scope in facts:
+        hour = start + timedelta(days=days, hours=hours)
+        ordered.append((hour.date(), hour, scope))
+    ordered.sort()
     existing, added = ordered[:split], ordered[split:]
-    newest: dict[tuple[str, str, str], date] = {}
-    for day, scope in existing:
-        newest[scope] = max(newest.get(scope, day), day)
+    newest: dict[tuple[str, str, str], tuple[date, datetime]] = {}
+    for day, hour, scope in existing:
+        newest[scope] = max(newest.get(scope, (day, hour)), (day, hour))
     changes = MarkChanges()
     changes.append("reached", newest, added)
 
-    before, after = _brute_force(existing), _brute_force(ordered)
+    before_hours, after_hours = _hours_brute_force(existing), _hours_brute_force(ordered)
+    column = LEAD_FACTS.index("reached")
+    assert {k: v[column] for k, v in changes.changed_hours().items()} == {
+        k: 1 for k in after_hours.keys() - before_hours.keys()
+    }
+    before = _brute_force([(day, scope) for day, _, scope in existing])
+    after = _brute_force([(day, scope) for day, _, scope in ordered])
     expected = {
         key: [a - b for a, b in zip(after.get(key, [0] * 5), before.get(key, [0] * 5), strict=True)]
         for key in before.keys() | after.keys()

@@ -38,6 +38,7 @@ from shared.models import (
     kpi_hour,
     kpi_minute,
     lead_count_day,
+    lead_count_hour,
     lead_fact,
 )
 from shared.timeutil import add_months, as_utc, floor_local_hour, local_midnight, week_start
@@ -289,12 +290,12 @@ def disposition_counts(connection: Connection, query: Query) -> dict[RowKey, dic
 
 
 def lead_counts(
-    connection: Connection, keys: Sequence[str], query: Query, *, day_sums: bool = True
+    connection: Connection, keys: Sequence[str], query: Query, *, sums: bool = True
 ) -> dict[RowKey, dict[str, int]]:
     """Distinct leads per lead-level KPI, exact for the range and scope.
 
-    Summed from ``lead_count_day`` where the range allows it, unless ``day_sums`` is False;
-    counted from the lead facts otherwise.
+    Summed from ``lead_count_day`` (whole days) or ``lead_count_hour`` (hour buckets) where
+    the range allows it, unless ``sums`` is False; counted from the lead facts otherwise.
     """
     if not keys:
         return {}
@@ -313,7 +314,9 @@ def lead_counts(
     )
     if not query.native and bucket_column is not None:
         return _lead_counts_by_minute(connection, facts, query, condition)
-    summed = _lead_counts_from_days(connection, facts, query) if day_sums else None
+    summed = _lead_counts_from_days(connection, facts, query) if sums else None
+    if summed is None and sums and query.granularity is Granularity.hour:
+        summed = _lead_counts_from_hours(connection, facts, query, values)
     if summed is not None:
         return summed
     rows = _read(
@@ -340,28 +343,12 @@ def _lead_counts_from_days(
     pieces = _lead_count_pieces(query)
     if pieces is None:
         return None
-    dims = set(query.group_by)
-    key_teams = query.filters.key_teams
-    for name, values in (*query.filters.by_dimension(), ("team", tuple(key_teams or ()))):
-        if values and name not in dims:
-            if len(values) > 1:
-                return None
-            dims.add(name)
     table = lead_count_day
-    kind = kind_of(dims)
     first, end = pieces[0][1], pieces[-1][2]
-    if "team" in dims:
-        teamless = select(table.c.kind).where(
-            table.c.kind == kind, table.c.day >= first, table.c.day < end, table.c.team_id == ""
-        )
-        if connection.execute(teamless.limit(1)).first() is not None:
-            return None
-    columns: dict[str, ColumnElement[Any]] = {
-        "agent": table.c.agent_id,
-        "team": table.c.team_id,
-        "campaign": table.c.campaign_id,
-        "key_team": table.c.team_id,
-    }
+    kind = _count_kind(connection, query, table, table.c.day >= first, table.c.day < end)
+    if kind is None:
+        return None
+    columns = _count_columns(table)
     bucket_column = None if query.granularity is Granularity.none else query.granularity.value
     out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
     groups = [columns[g].label(g) for g in query.group_by]
@@ -393,6 +380,91 @@ def _lead_counts_from_days(
         return {(None,): out[(None,)]}  # one total, as a count over no groups gives
     # As counted from the facts: a group appears where it has one of the facts asked about.
     return {key: counts for key, counts in out.items() if any(counts.values())}
+
+
+def _lead_counts_from_hours(
+    connection: Connection,
+    facts: dict[str, str],
+    query: Query,
+    values: Mapping[str, ColumnElement[Any]],
+) -> dict[RowKey, dict[str, int]] | None:
+    """Distinct leads per hour bucket: whole local hours summed from ``lead_count_hour``,
+    the part-hours at either edge of the range counted from the facts.
+
+    ``None`` when the scope is not a kind, as for :func:`_lead_counts_from_days`."""
+    edges, hours = hour_split(query.range, query.zone)
+    if hours is None:
+        return None
+    table = lead_count_hour
+    in_range = (table.c.hour >= hours.start, table.c.hour < hours.end)
+    kind = _count_kind(connection, query, table, *in_range)
+    if kind is None:
+        return None
+    columns = _count_columns(table)
+    groups = [columns[g].label(g) for g in query.group_by]
+    groups.append(table.c.hour.label("bucket"))
+    sums = [func.sum(table.c[fact]).label(key) for key, fact in facts.items()]
+    stmt = (
+        select(*groups, *sums)
+        .where(
+            table.c.kind == kind,
+            *in_range,
+            *filter_conditions(columns, query.filters),
+        )
+        .group_by(*(g.element for g in groups))
+    )
+    out: dict[RowKey, dict[str, int]] = {}
+    for row in connection.execute(stmt).mappings():
+        key_values = [row[g] or None for g in query.group_by]
+        bucket = _normalize_bucket(row["bucket"], query, "hour")
+        counts = {key: int(row[key] or 0) for key in facts}
+        if any(counts.values()):
+            out[(*key_values, bucket)] = counts
+    fact_names = sorted(set(facts.values()))
+    for edge in edges:  # each within one hour bucket: its distinct leads are that bucket's
+        condition = and_(
+            lead_fact.c.occurred_at >= edge.start,
+            lead_fact.c.occurred_at < edge.end,
+            lead_fact.c.fact.in_(fact_names),
+        )
+        for key, counted in _read(
+            connection, lead_fact, values, query, bucket_column="hour", condition=condition
+        ):
+            out[key] = {k: int(v) for k, v in counted.items()}
+    return out
+
+
+def _count_kind(
+    connection: Connection, query: Query, table: Table, *in_range: ColumnElement[bool]
+) -> int | None:
+    """The scope kind whose rows of the lead count tables answer ``query``: the grouped
+    dimensions plus those filtered to one value. ``None`` when filters name several values
+    of a dimension not grouped by, and when facts without a team in the rows ``in_range``
+    would need the roster to place them."""
+    dims = set(query.group_by)
+    key_teams = query.filters.key_teams
+    for name, values in (*query.filters.by_dimension(), ("team", tuple(key_teams or ()))):
+        if values and name not in dims:
+            if len(values) > 1:
+                return None
+            dims.add(name)
+    kind = kind_of(dims)
+    if "team" in dims:
+        teamless = select(table.c.kind).where(
+            table.c.kind == kind, *in_range, table.c.team_id == ""
+        )
+        if connection.execute(teamless.limit(1)).first() is not None:
+            return None
+    return kind
+
+
+def _count_columns(table: Table) -> dict[str, ColumnElement[Any]]:
+    return {
+        "agent": table.c.agent_id,
+        "team": table.c.team_id,
+        "campaign": table.c.campaign_id,
+        "key_team": table.c.team_id,
+    }
 
 
 def _lead_count_pieces(query: Query) -> list[tuple[str, date, date]] | None:
