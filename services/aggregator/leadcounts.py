@@ -2,21 +2,23 @@
 and ``lead_count_hour``.
 
 Most facts a live floor reports are a lead's newest: a call placed now. Such a fact changes
-the marks only around the newest day its lead already has in each scope, and the hour
-counts only where it is the first of its hour there, so the change is worked out from the
-lead's newest day and hour alone. Every other change (a fact removed, moved to another day
+the marks only around the newest day its lead already has in each scope, so the change is
+worked out from those days alone. Every other change (a fact removed, moved to another day
 or scope, or arriving after a later one of its lead) has its lead's marks recomputed from
 ``lead_fact`` before and after the batch.
+
+A lead's count in an hour depends only on its facts in that hour, so every change to
+``lead_count_hour``, in order or not, is worked out from the facts stored in the hours a
+batch touches (:func:`hour_changes`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any
 
 from services.aggregator.facts import Scope
 from shared.leadcounts import DIMENSIONS, KINDS, LEAD_FACTS, MARKS
@@ -24,8 +26,6 @@ from shared.timeutil import week_start
 
 # kind, day, week, month, agent_id, team_id, campaign_id: a row of lead_count_day.
 CountKey = tuple[int, date, date, date, str, str, str]
-# kind, hour, agent_id, team_id, campaign_id: a row of lead_count_hour.
-HourKey = tuple[int, datetime, str, str, str]
 
 _WIDTH = len(MARKS)
 _FACT_INDEX = {fact: i * _WIDTH for i, fact in enumerate(LEAD_FACTS)}
@@ -36,13 +36,11 @@ _MASKS = tuple(tuple(bool(kind & (1 << i)) for i in range(len(DIMENSIONS))) for 
 
 @dataclass
 class MarkChanges:
-    """Changes to the ``lead_count_day`` and ``lead_count_hour`` counters, per row."""
+    """Changes to the ``lead_count_day`` counters, per row."""
 
     first_weekday: int = 0
     # (kind, day, agent_id, team_id, campaign_id) -> the counters, in MARK_COLUMNS order
     rows: dict[tuple[int, date, str, str, str], list[int]] = field(default_factory=dict)
-    # (kind, hour, agent_id, team_id, campaign_id) -> distinct leads, in LEAD_FACTS order
-    hours: dict[HourKey, list[int]] = field(default_factory=dict)
     _weeks: dict[date, date] = field(default_factory=dict)
 
     def _row(self, kind: int, day: date, scope: Scope) -> list[int]:
@@ -50,13 +48,6 @@ class MarkChanges:
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = [0] * (len(LEAD_FACTS) * _WIDTH)
-        return row
-
-    def _hour_row(self, kind: int, hour: datetime, scope: Scope) -> list[int]:
-        key = (kind, hour, *scope)
-        row = self.hours.get(key)
-        if row is None:
-            row = self.hours[key] = [0] * len(LEAD_FACTS)
         return row
 
     def _week(self, day: date) -> date:
@@ -68,32 +59,24 @@ class MarkChanges:
     def append(
         self,
         fact: str,
-        newest: dict[Scope, tuple[date, datetime]],
-        added: Iterable[tuple[date, datetime, Scope]],
+        newest: dict[Scope, date],
+        added: Iterable[tuple[date, Scope]],
     ) -> None:
-        """Facts of one lead, each in an hour no earlier than any it had (day, hour, scope).
+        """Facts of one lead, each at least as late as any it had, in the order of their days.
 
-        ``newest`` holds the lead's newest day and hour with ``fact`` per full scope (agent,
-        team, campaign) among the days that share a week or month with the added ones.
+        ``newest`` holds the lead's newest day with ``fact`` per full scope (agent, team,
+        campaign) among the days that share a week or month with the added ones.
         """
         base = _FACT_INDEX[fact]
-        column = _FACT_COLUMN[fact]
         latest: list[dict[Scope, date]] = [{} for _ in KINDS]
-        latest_hour: list[dict[Scope, datetime]] = [{} for _ in KINDS]
-        for scope, (day, hour) in newest.items():
+        for scope, day in newest.items():
             for kind, key in enumerate(projections(scope)):
                 known = latest[kind].get(key)
                 if known is None or day > known:
                     latest[kind][key] = day
-                known_hour = latest_hour[kind].get(key)
-                if known_hour is None or hour > known_hour:
-                    latest_hour[kind][key] = hour
-        for day, hour, scope in sorted(added):
+        for day, scope in sorted(added):
             week = self._week(day)
             for kind, key in enumerate(projections(scope)):
-                if latest_hour[kind].get(key) != hour:  # the lead's first of this hour here
-                    latest_hour[kind][key] = hour
-                    self._hour_row(kind, hour, key)[column] += 1
                 before = latest[kind].get(key)
                 if before == day:
                     continue
@@ -121,19 +104,15 @@ class MarkChanges:
         self, before: dict[CountKey, tuple[int, ...]], after: dict[CountKey, tuple[int, ...]]
     ) -> None:
         """Add the difference between two computations of the same leads' counts."""
-        for (kind, day, _week, _month, *scope), difference in _differences(before, after):
-            _add(self._row(kind, day, (scope[0], scope[1], scope[2])), difference)
-
-    def merge_hours(
-        self, before: dict[HourKey, tuple[int, ...]], after: dict[HourKey, tuple[int, ...]]
-    ) -> None:
-        """Add the difference between two computations of the same leads' hour counts."""
-        for (kind, hour, *scope), difference in _differences(before, after):
-            _add(self._hour_row(kind, hour, (scope[0], scope[1], scope[2])), difference)
-
-    def changed_hours(self) -> dict[HourKey, list[int]]:
-        """The ``lead_count_hour`` rows that change."""
-        return {key: values for key, values in self.hours.items() if any(values)}
+        for key in before.keys() | after.keys():
+            old = before.get(key)
+            new = after.get(key)
+            if old == new:
+                continue
+            kind, day, _week, _month, *scope = key
+            row = self._row(kind, day, (scope[0], scope[1], scope[2]))
+            for i in range(len(row)):
+                row[i] += (new[i] if new else 0) - (old[i] if old else 0)
 
     def changed(self) -> dict[CountKey, list[int]]:
         """The rows that change, keyed as ``lead_count_day`` is."""
@@ -142,24 +121,6 @@ class MarkChanges:
             for (kind, day, agent, team, campaign), values in self.rows.items()
             if any(values)
         }
-
-
-def _differences(
-    before: Mapping[Any, tuple[int, ...]], after: Mapping[Any, tuple[int, ...]]
-) -> Iterator[tuple[Any, list[int]]]:
-    """Per key whose counters differ, ``after`` minus ``before`` (a key missing: zeros)."""
-    for key in before.keys() | after.keys():
-        old = before.get(key)
-        new = after.get(key)
-        if old == new:
-            continue
-        width = len(new if new is not None else old or ())
-        yield key, [(new[i] if new else 0) - (old[i] if old else 0) for i in range(width)]
-
-
-def _add(row: list[int], difference: list[int]) -> None:
-    for i, value in enumerate(difference):
-        row[i] += value
 
 
 @lru_cache(maxsize=4096)
@@ -176,10 +137,50 @@ def projections(scope: Scope) -> tuple[Scope, ...]:
 
 
 def grouped(
-    items: Iterable[tuple[str, str, date, datetime, Scope]],
-) -> dict[tuple[str, str], list[tuple[date, datetime, Scope]]]:
-    """(lead, fact, day, hour, scope) items by lead and fact."""
-    out: dict[tuple[str, str], list[tuple[date, datetime, Scope]]] = defaultdict(list)
-    for lead, fact, day, hour, scope in items:
-        out[(lead, fact)].append((day, hour, scope))
+    items: Iterable[tuple[str, str, date, Scope]],
+) -> dict[tuple[str, str], list[tuple[date, Scope]]]:
+    """(lead, fact, day, scope) items by lead and fact."""
+    out: dict[tuple[str, str], list[tuple[date, Scope]]] = defaultdict(list)
+    for lead, fact, day, scope in items:
+        out[(lead, fact)].append((day, scope))
     return out
+
+
+# kind, hour, agent_id, team_id, campaign_id: a row of lead_count_hour.
+HourKey = tuple[int, datetime, str, str, str]
+# lead, fact, hour, full scope: where a lead fact lies, as lead_count_hour sees it.
+HourPlace = tuple[str, str, datetime, Scope]
+
+
+def hour_changes(
+    stored: dict[HourPlace, int], moves: Iterable[tuple[HourPlace, int]]
+) -> dict[HourKey, list[int]]:
+    """How ``lead_count_hour`` changes when lead facts move.
+
+    ``stored`` counts the facts already stored at each place the moves touch (the rest are
+    not needed: a lead's count in an hour depends only on its facts in that hour); each
+    move adds (+1) or takes away (-1) one fact at a place. A lead counts in an hour and
+    scope where it has at least one fact, so the change is where that flips."""
+    after = dict(stored)
+    touched: set[tuple[str, str, datetime]] = set()
+    for place, step in moves:
+        after[place] = after.get(place, 0) + step
+        touched.add(place[:3])
+
+    def present(counts: dict[HourPlace, int]) -> set[tuple[int, str, str, datetime, Scope]]:
+        return {
+            (kind, lead, fact, hour, key)
+            for (lead, fact, hour, scope), n in counts.items()
+            if n > 0 and (lead, fact, hour) in touched
+            for kind, key in enumerate(projections(scope))
+        }
+
+    out: dict[HourKey, list[int]] = {}
+    was, now = present(stored), present(after)
+    for presence, step in ((now - was, 1), (was - now, -1)):
+        for kind, _lead, fact, hour, key in presence:
+            row = out.get((kind, hour, *key))
+            if row is None:
+                row = out[(kind, hour, *key)] = [0] * len(LEAD_FACTS)
+            row[_FACT_COLUMN[fact]] += step
+    return {key: row for key, row in out.items() if any(row)}

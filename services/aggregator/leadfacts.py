@@ -1,11 +1,12 @@
-"""Writing a batch's lead facts, and the lead counts (``lead_count_day``, ``lead_count_hour``)
-they change: the marks and hour counts of the newest facts worked out in ``leadcounts.py``,
-those of any other change recomputed from the facts before and after the batch."""
+"""Writing a batch's lead facts and the lead counts they change: ``lead_count_day`` (the
+marks of the newest facts worked out in ``leadcounts.py``, those of any other change
+recomputed from the facts before and after the batch) and ``lead_count_hour`` (from the
+facts stored in the hours the batch touches)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date
 from functools import lru_cache
 from typing import Any, cast
 
@@ -13,7 +14,14 @@ from sqlalchemy import Connection, bindparam, delete, func, select, tuple_
 
 from services.aggregator.batch import BatchBuilder, LeadFactRow
 from services.aggregator.facts import LeadFact, Scope, parse_utc_text, scope_dict
-from services.aggregator.leadcounts import CountKey, HourKey, MarkChanges, grouped
+from services.aggregator.leadcounts import (
+    CountKey,
+    HourKey,
+    HourPlace,
+    MarkChanges,
+    grouped,
+    hour_changes,
+)
 from services.aggregator.upserts import chunks, upsert
 from shared.leadcounts import (
     FACT_COLUMNS,
@@ -23,7 +31,6 @@ from shared.leadcounts import (
     MARK_COLUMNS,
     contributions,
     day_window,
-    hour_contributions,
 )
 from shared.models import lead_count_day, lead_count_hour, lead_fact
 from shared.timeutil import as_utc, week_start
@@ -37,7 +44,8 @@ def write_lead_facts(
     The caller holds the locks of the rows' leads until the commit."""
     if not rows:
         return
-    appended: list[tuple[str, str, date, datetime, Scope]] = []
+    hours = _hour_changes(connection, rows, builder)
+    appended: list[tuple[str, str, date, Scope]] = []
     recompute: set[str] = set()
     days: set[date] = set()
     for row in rows:
@@ -46,9 +54,9 @@ def write_lead_facts(
         new = _placed(row.value, builder)
         old = _placed(row.previous, builder)
         if new == old:
-            continue  # same lead, scope and hour: no count moves
+            continue  # same lead, scope and day: no mark moves
         if old is None and new is not None:
-            appended.append((new[0], row.fact, new[1], new[2], new[3]))
+            appended.append((new[0], row.fact, new[1], new[2]))
             continue
         for placed in (new, old):
             if placed is not None:
@@ -59,8 +67,8 @@ def write_lead_facts(
     changes = MarkChanges(builder.week_start)
     for (lead, fact), added in by_pair.items():
         known = newest.get((lead, fact), {})
-        if known and min(hour for _, hour, _ in added) < max(h for _, h in known.values()):
-            recompute.add(lead)  # not in the lead's newest hour or later: recomputed below
+        if known and min(day for day, _ in added) < max(known.values()):
+            recompute.add(lead)  # not the lead's newest: recomputed below
     for (lead, fact), added in by_pair.items():
         if lead not in recompute:
             changes.append(fact, newest.get((lead, fact), {}), added)
@@ -71,13 +79,9 @@ def write_lead_facts(
         end = day_window(max(days), builder.week_start)[1]
         scope = (sorted(recompute), first, end)
         before = _lead_counts(connection, *scope)
-        # An hour's count depends on that hour's facts alone.
-        hours_scope = (scope[0], min(days), max(days) + timedelta(days=1))
-        hours_before = _hour_counts(connection, *hours_scope)
     _apply_lead_facts(connection, rows, builder)
     if recompute:
         changes.merge(before, _lead_counts(connection, *scope))
-        changes.merge_hours(hours_before, _hour_counts(connection, *hours_scope))
     upsert(
         connection,
         lead_count_day,
@@ -93,63 +97,93 @@ def write_lead_facts(
         [
             dict(zip(HOUR_KEY_COLUMNS, key, strict=True))
             | dict(zip(LEAD_FACTS, counts, strict=True))
-            for key, counts in changes.changed_hours().items()
+            for key, counts in hours.items()
         ],
         add=True,
     )
 
 
-def _placed(
-    value: LeadFact | None, builder: BatchBuilder
-) -> tuple[str, date, datetime, Scope] | None:
+def _hour_changes(
+    connection: Connection, rows: list[LeadFactRow], builder: BatchBuilder
+) -> dict[HourKey, list[int]]:
+    """The ``lead_count_hour`` changes of the rows, from the facts stored in their hours."""
+    moves: list[tuple[HourPlace, int]] = []
+    days: set[date] = set()
+    for row in rows:
+        if row.fact not in LEAD_FACTS:
+            continue
+        places = []
+        for value, step in ((row.previous, -1), (row.value, 1)):
+            if value is not None:
+                cal = builder.calendar(value.ts)
+                places.append(((value.lead_id, row.fact, cal.hour, value.scope), step))
+                days.add(cal.day)
+        if len(places) == 2 and places[0][0] == places[1][0]:
+            continue  # the same lead, hour and scope: nothing moves
+        moves += places
+    if not moves:
+        return {}
+    touched = {place[:3] for place, _ in moves}
+    c = lead_fact.c
+    stored: dict[HourPlace, int] = {}
+    for chunk in chunks(sorted({lead for lead, _, _ in touched})):
+        query = (
+            select(c.lead_id, c.fact, c.hour, c.agent_id, c.team_id, c.campaign_id, func.count())
+            .where(
+                c.lead_id.in_(chunk),
+                c.fact.in_(sorted({fact for _, fact, _ in touched})),
+                c.day.in_(sorted(days)),
+            )
+            .group_by(c.lead_id, c.fact, c.hour, c.agent_id, c.team_id, c.campaign_id)
+        )
+        for lead, fact, hour, agent, team, campaign, n in connection.execute(query):
+            at = as_utc(hour)  # SQLite hands it back without its offset
+            if (lead, fact, at) in touched:
+                stored[(lead, fact, at, (agent, team, campaign))] = n
+    return hour_changes(stored, moves)
+
+
+def _placed(value: LeadFact | None, builder: BatchBuilder) -> tuple[str, date, Scope] | None:
     if value is None:
         return None
-    cal = builder.calendar(value.ts)
-    return value.lead_id, cal.day, cal.hour, value.scope
+    return value.lead_id, builder.calendar(value.ts).day, value.scope
 
 
 def _newest_days(
     connection: Connection,
-    pairs: dict[tuple[str, str], list[tuple[date, datetime, Scope]]],
+    pairs: dict[tuple[str, str], list[tuple[date, Scope]]],
     first_weekday: int,
-) -> dict[tuple[str, str], dict[Scope, tuple[date, datetime]]]:
-    """Per lead and fact, the newest day and hour with a stored fact in each scope, from the
-    start of the earliest week or month the added facts fall in."""
+) -> dict[tuple[str, str], dict[Scope, date]]:
+    """Per lead and fact, the newest day with a stored fact in each scope, from the start of
+    the earliest week or month the added facts fall in."""
     if not pairs:
         return {}
     first = min(
         min(week_start(day, first_weekday), day.replace(day=1))
         for added in pairs.values()
-        for day, _, _ in added
+        for day, _ in added
     )
     leads = sorted({lead for lead, _ in pairs})
     facts = sorted({fact for _, fact in pairs})
     c = lead_fact.c
-    out: dict[tuple[str, str], dict[Scope, tuple[date, datetime]]] = defaultdict(dict)
+    out: dict[tuple[str, str], dict[Scope, date]] = defaultdict(dict)
     for chunk in chunks(leads):
         query = (
-            select(
-                c.lead_id,
-                c.fact,
-                c.agent_id,
-                c.team_id,
-                c.campaign_id,
-                func.max(c.day),
-                func.max(c.hour),
-            )
+            select(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id, func.max(c.day))
             .where(c.lead_id.in_(chunk), c.fact.in_(facts), c.day >= first)
             .group_by(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id)
         )
-        for lead, fact, agent, team, campaign, day, hour in connection.execute(query):
-            out[(lead, fact)][(agent, team, campaign)] = (day, as_utc(hour))
+        for lead, fact, agent, team, campaign, day in connection.execute(query):
+            out[(lead, fact)][(agent, team, campaign)] = day
     return out
 
 
-def _facts_of_leads(*columns: str) -> Any:
-    """``columns`` of the facts of some leads (``leads``) on some days (``[first, end)``)."""
+@lru_cache(maxsize=1)
+def _contributions_of_leads() -> Any:
+    """``contributions`` of the facts of some leads on some days (built once, reused)."""
     c = lead_fact.c
-    return (
-        select(*(c[name] for name in columns))
+    source = (
+        select(*(c[name] for name in FACT_COLUMNS))
         .where(
             c.lead_id.in_(bindparam("leads", expanding=True)),
             c.day >= bindparam("first"),
@@ -157,64 +191,22 @@ def _facts_of_leads(*columns: str) -> Any:
         )
         .cte("source")
     )
-
-
-@lru_cache(maxsize=1)
-def _contributions_of_leads() -> Any:
-    """``contributions`` of the facts of some leads on some days (built once, reused)."""
-    return contributions(_facts_of_leads(*FACT_COLUMNS))
+    return contributions(source)
 
 
 def _lead_counts(
     connection: Connection, leads: list[str], first: date, end: date
 ) -> dict[CountKey, tuple[int, ...]]:
     """``lead_count_day`` as computed from the facts of ``leads`` on the days ``[first, end)``."""
-    return cast(
-        dict[CountKey, tuple[int, ...]],
-        _summed(connection, _contributions_of_leads(), len(KEY_COLUMNS), leads, first, end),
-    )
-
-
-@lru_cache(maxsize=1)
-def _hour_contributions_of_leads() -> Any:
-    """``hour_contributions`` of the facts of some leads on some days (built once, reused)."""
-    return hour_contributions(
-        _facts_of_leads("lead_id", "fact", "hour", "agent_id", "team_id", "campaign_id")
-    )
-
-
-def _hour_counts(
-    connection: Connection, leads: list[str], first: date, end: date
-) -> dict[HourKey, tuple[int, ...]]:
-    """``lead_count_hour`` as computed from the facts of ``leads`` on the days ``[first, end)``."""
-    counts = _summed(
-        connection, _hour_contributions_of_leads(), len(HOUR_KEY_COLUMNS), leads, first, end
-    )
-    # SQLite hands the hour back without its offset.
-    return {(k[0], as_utc(k[1]), k[2], k[3], k[4]): v for k, v in counts.items()}
-
-
-def _summed(
-    connection: Connection,
-    statement: Any,
-    width: int,
-    leads: list[str],
-    first: date,
-    end: date,
-) -> dict[tuple[Any, ...], tuple[int, ...]]:
-    """The rows of ``statement`` over ``leads`` a chunk at a time, keyed by their first
-    ``width`` columns, the counters of equal keys added up."""
-    out: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    out: dict[CountKey, tuple[int, ...]] = {}
     for chunk in chunks(leads):
         params = {"leads": list(chunk), "first": first, "end": end}
-        for row in connection.execute(statement, params):
-            key = tuple(row[:width])
-            counts = tuple(int(v) for v in row[width:])
+        for row in connection.execute(_contributions_of_leads(), params):
+            key = cast(CountKey, tuple(row[: len(KEY_COLUMNS)]))
+            marks = tuple(int(v) for v in row[len(KEY_COLUMNS) :])
             known = out.get(key)
             out[key] = (
-                counts
-                if known is None
-                else tuple(a + b for a, b in zip(known, counts, strict=True))
+                marks if known is None else tuple(a + b for a, b in zip(known, marks, strict=True))
             )
     return out
 

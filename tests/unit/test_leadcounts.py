@@ -1,6 +1,6 @@
-"""The marks that make distinct leads additive: which mark covers a range, and the marks and
-hour counts a lead's newest facts change, against those worked out from the lead's days and
-hours by brute force."""
+"""The marks that make distinct leads additive: which mark covers a range, and the marks a
+lead's newest facts change, against marks worked out from the lead's days by brute force;
+the hour counts any change of facts makes, against counting the leads of each hour."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregator.leadcounts import MarkChanges, projections
+from services.aggregator.leadcounts import MarkChanges, hour_changes, projections
 from shared.leadcounts import KINDS, LEAD_FACTS, MARKS, range_mark
 from shared.timeutil import week_start
 
@@ -63,21 +63,8 @@ def _brute_force(
     return out
 
 
-def _hours_brute_force(
-    facts: list[tuple[date, datetime, tuple[str, str, str]]],
-) -> dict[tuple[Any, ...], int]:
-    """Each kind's distinct leads per hour: one where the lead has a fact in that hour."""
-    return {
-        (kind, hour, *projections(scope)[kind]): 1 for _, hour, scope in facts for kind in KINDS
-    }
-
-
 fact_lists = st.lists(
-    st.tuples(
-        st.integers(min_value=0, max_value=70),
-        st.integers(min_value=0, max_value=2),
-        st.sampled_from(SCOPES),
-    ),
+    st.tuples(st.integers(min_value=0, max_value=70), st.sampled_from(SCOPES)),
     min_size=1,
     max_size=25,
 )
@@ -86,28 +73,18 @@ fact_lists = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(facts=fact_lists, split=st.integers(min_value=0, max_value=25))
 def test_newest_facts_change_the_marks_as_recounting_does(
-    facts: list[tuple[int, int, tuple[str, str, str]]], split: int
+    facts: list[tuple[int, tuple[str, str, str]]], split: int
 ) -> None:
-    start = datetime(2026, 9, 20, 9, tzinfo=UTC)
-    ordered = []
-    for days, hours, scope in facts:
-        hour = start + timedelta(days=days, hours=hours)
-        ordered.append((hour.date(), hour, scope))
-    ordered.sort()
+    start = date(2026, 9, 20)
+    ordered = sorted((start + timedelta(days=n), scope) for n, scope in facts)
     existing, added = ordered[:split], ordered[split:]
-    newest: dict[tuple[str, str, str], tuple[date, datetime]] = {}
-    for day, hour, scope in existing:
-        newest[scope] = max(newest.get(scope, (day, hour)), (day, hour))
+    newest: dict[tuple[str, str, str], date] = {}
+    for day, scope in existing:
+        newest[scope] = max(newest.get(scope, day), day)
     changes = MarkChanges()
     changes.append("reached", newest, added)
 
-    before_hours, after_hours = _hours_brute_force(existing), _hours_brute_force(ordered)
-    column = LEAD_FACTS.index("reached")
-    assert {k: v[column] for k, v in changes.changed_hours().items()} == {
-        k: 1 for k in after_hours.keys() - before_hours.keys()
-    }
-    before = _brute_force([(day, scope) for day, _, scope in existing])
-    after = _brute_force([(day, scope) for day, _, scope in ordered])
+    before, after = _brute_force(existing), _brute_force(ordered)
     expected = {
         key: [a - b for a, b in zip(after.get(key, [0] * 5), before.get(key, [0] * 5), strict=True)]
         for key in before.keys() | after.keys()
@@ -119,3 +96,57 @@ def test_newest_facts_change_the_marks_as_recounting_does(
         for (kind, day, _week, _month, agent, team, campaign), values in changes.changed().items()
     }
     assert got == expected
+
+
+LEADS = ("L1", "L2", "L3")
+HOUR = datetime(2026, 12, 5, 6, tzinfo=UTC)
+# (lead, fact, hour, scope) for a fact's source
+places = st.tuples(
+    st.sampled_from(LEADS),
+    st.sampled_from(("dialed", "reached")),
+    st.integers(min_value=0, max_value=3).map(lambda n: HOUR + timedelta(hours=n)),
+    st.sampled_from(SCOPES),
+)
+
+
+def _hour_counts(facts: dict[int, Any]) -> dict[tuple[Any, ...], list[int]]:
+    """Distinct leads per kind, hour and scope, counted from the facts themselves."""
+    leads: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    for lead, fact, hour, scope in facts.values():
+        for kind, key in enumerate(projections(scope)):
+            leads[(kind, hour, *key, fact)].add(lead)
+    counts: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(LEAD_FACTS))
+    for (*row, fact), ids in leads.items():
+        counts[tuple(row)][LEAD_FACTS.index(fact)] = len(ids)
+    return counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.dictionaries(st.integers(0, 12), places, max_size=12),
+    changed=st.dictionaries(st.integers(0, 18), st.one_of(st.none(), places), max_size=10),
+)
+def test_hour_counts_change_as_recounting_does(
+    before: dict[int, Any], changed: dict[int, Any]
+) -> None:
+    """Facts (by source) added, moved to another hour, lead or scope, and removed (None)."""
+    after = dict(before)
+    moves = []
+    for source, place in changed.items():
+        if source in before:
+            moves.append((before[source], -1))
+            del after[source]
+        if place is not None:
+            moves.append((place, 1))
+            after[source] = place
+    stored: dict[Any, int] = defaultdict(int)
+    for place in before.values():
+        stored[place] += 1
+
+    old, new = _hour_counts(before), _hour_counts(after)
+    expected = {}
+    for key in old.keys() | new.keys():
+        difference = [a - b for a, b in zip(new[key], old[key], strict=True)]
+        if any(difference):
+            expected[key] = difference
+    assert hour_changes(dict(stored), moves) == expected
