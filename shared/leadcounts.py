@@ -108,12 +108,7 @@ def contributions(source: FromClause) -> Select[Any]:
                 d.day,
                 d.week,
                 d.month,
-                *(
-                    (d[f"{name}_id"] if name in dims else literal_column("''", String)).label(
-                        f"{name}_id"
-                    )
-                    for name in DIMENSIONS
-                ),
+                *_scope_of(d, kind),
                 d.fact,
                 literal_column("1").label("mark_day"),
                 opens(d.week).label("mark_week_first"),
@@ -153,12 +148,7 @@ def hour_contributions(source: FromClause) -> Select[Any]:
         select(
             literal_column(str(kind)).label("kind"),
             c.hour,
-            *(
-                (
-                    c[f"{name}_id"] if name in dimensions_of(kind) else literal_column("''", String)
-                ).label(f"{name}_id")
-                for name in DIMENSIONS
-            ),
+            *_scope_of(c, kind),
             c.fact,
             c.lead_id,
         ).where(c.fact.in_(LEAD_FACTS))
@@ -172,6 +162,18 @@ def hour_contributions(source: FromClause) -> Select[Any]:
         for fact in LEAD_FACTS
     ]
     return select(*grouped, *counts).group_by(*grouped)
+
+
+def _scope_of(columns: Any, kind: int) -> list[Any]:
+    """agent_id, team_id, campaign_id as a row of ``kind`` holds them: "" where it does not
+    look."""
+    dims = dimensions_of(kind)
+    return [
+        (columns[f"{name}_id"] if name in dims else literal_column("''", String)).label(
+            f"{name}_id"
+        )
+        for name in DIMENSIONS
+    ]
 
 
 def day_window(day: date, first_weekday: int) -> tuple[date, date]:

@@ -157,10 +157,11 @@ def hour_changes(
 ) -> dict[HourKey, list[int]]:
     """How ``lead_count_hour`` changes when lead facts move.
 
-    ``stored`` counts the facts already stored at each place the moves touch (the rest are
-    not needed: a lead's count in an hour depends only on its facts in that hour); each
-    move adds (+1) or takes away (-1) one fact at a place. A lead counts in an hour and
-    scope where it has at least one fact, so the change is where that flips."""
+    ``stored`` counts the facts already stored at places of the moves' leads and facts; only
+    the hours the moves touch are read from it (a lead's count in an hour depends only on
+    its facts in that hour). Each move adds (+1) or takes away (-1) one fact at a place. A
+    lead counts in an hour and scope where it has at least one fact, so the change is where
+    that flips."""
     after = dict(stored)
     touched: set[tuple[str, str, datetime]] = set()
     for place, step in moves:

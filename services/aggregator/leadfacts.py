@@ -137,9 +137,8 @@ def _hour_changes(
             .group_by(c.lead_id, c.fact, c.hour, c.agent_id, c.team_id, c.campaign_id)
         )
         for lead, fact, hour, agent, team, campaign, n in connection.execute(query):
-            at = as_utc(hour)  # SQLite hands it back without its offset
-            if (lead, fact, at) in touched:
-                stored[(lead, fact, at, (agent, team, campaign))] = n
+            # as_utc: SQLite hands the hour back without its offset
+            stored[(lead, fact, as_utc(hour), (agent, team, campaign))] = n
     return hour_changes(stored, moves)
 
 

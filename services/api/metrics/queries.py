@@ -307,16 +307,14 @@ def lead_counts(
         k: func.count(func.distinct(case((lead_fact.c.fact == fact, lead_fact.c.lead_id))))
         for k, fact in facts.items()
     }
-    condition = and_(
-        lead_fact.c.occurred_at >= query.range.start,
-        lead_fact.c.occurred_at < query.range.end,
-        lead_fact.c.fact.in_(sorted(set(facts.values()))),
-    )
+    condition = _facts_in(facts, query.range)
     if not query.native and bucket_column is not None:
         return _lead_counts_by_minute(connection, facts, query, condition)
-    summed = _lead_counts_from_days(connection, facts, query) if sums else None
-    if summed is None and sums and query.granularity is Granularity.hour:
+    summed = None
+    if sums and query.granularity is Granularity.hour:
         summed = _lead_counts_from_hours(connection, facts, query, values)
+    elif sums:
+        summed = _lead_counts_from_days(connection, facts, query)
     if summed is not None:
         return summed
     rows = _read(
@@ -420,18 +418,26 @@ def _lead_counts_from_hours(
         counts = {key: int(row[key] or 0) for key in facts}
         if any(counts.values()):
             out[(*key_values, bucket)] = counts
-    fact_names = sorted(set(facts.values()))
     for edge in edges:  # each within one hour bucket: its distinct leads are that bucket's
-        condition = and_(
-            lead_fact.c.occurred_at >= edge.start,
-            lead_fact.c.occurred_at < edge.end,
-            lead_fact.c.fact.in_(fact_names),
-        )
         for key, counted in _read(
-            connection, lead_fact, values, query, bucket_column="hour", condition=condition
+            connection,
+            lead_fact,
+            values,
+            query,
+            bucket_column="hour",
+            condition=_facts_in(facts, edge),
         ):
             out[key] = {k: int(v) for k, v in counted.items()}
     return out
+
+
+def _facts_in(facts: dict[str, str], rng: TimeRange) -> ColumnElement[bool]:
+    """The lead facts of the kinds ``facts`` names that occurred in ``rng``."""
+    return and_(
+        lead_fact.c.occurred_at >= rng.start,
+        lead_fact.c.occurred_at < rng.end,
+        lead_fact.c.fact.in_(sorted(set(facts.values()))),
+    )
 
 
 def _count_kind(
