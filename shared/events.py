@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -97,13 +98,23 @@ _PII_FIELD_NAMES = re.compile(r"phone|mobile|e[-_]?mail|tel(ephone)?$|msisdn|ani
 PERSONAL_FIELD = "looks like personal data (phone or e-mail); events carry opaque identifiers only"
 
 
-def _personal_field(model: type[BaseModel], name: object) -> bool:
-    """``name`` is no field of ``model`` and is named like personal data."""
-    return (
-        isinstance(name, str)
-        and name not in model.model_fields
-        and _PII_FIELD_NAMES.search(name) is not None
-    )
+def _personal_fields(model: type[BaseModel], data: dict[Any, Any]) -> list[str]:
+    """The keys of ``data``, in order, that are no field of ``model`` and are named like
+    personal data."""
+    unknown = data.keys() - _field_names(model)
+    if not unknown:
+        return []
+    return [
+        name
+        for name in data
+        if name in unknown and isinstance(name, str) and _PII_FIELD_NAMES.search(name)
+    ]
+
+
+@cache
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    # Asked of every event; pydantic's ``model_fields`` is slow to read.
+    return frozenset(model.model_fields)
 
 
 class Direction(StrEnum):
@@ -172,9 +183,9 @@ class BaseEvent(BaseModel):
     @classmethod
     def _no_personal_fields(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for name in data:
-                if _personal_field(cls, name):
-                    raise ValueError(f"field {name!r} {PERSONAL_FIELD}")
+            personal = _personal_fields(cls, data)
+            if personal:
+                raise ValueError(f"field {personal[0]!r} {PERSONAL_FIELD}")
         return data
 
     @field_validator(*_ID_FIELDS, check_fields=False)
@@ -401,7 +412,7 @@ def validate_event(
         return [FieldError(field="type", message=f"{kind}; one of: {', '.join(EVENT_MODELS)}")]
     model = EVENT_MODELS[event_type]
     # Fields named like personal data are refused by name, each, with the other errors.
-    names = [name for name in raw if _personal_field(model, name)]
+    names = _personal_fields(model, raw)
     personal = [FieldError(field=name, message=PERSONAL_FIELD) for name in names]
     if names:
         raw = {k: v for k, v in raw.items() if k not in names}

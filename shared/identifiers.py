@@ -35,6 +35,8 @@ _PHONE_PREFIX = re.compile(r"^(?:tel:|callto:|sip:)", re.IGNORECASE)
 _PHONE_SEPARATORS = re.compile(r"[\s\-./()]")
 _PHONE_DIGITS = re.compile(r"^(\+|00)?(\d{7,15})$")
 _PHONE_SHAPE = re.compile(r"^[\d\s\-./()+]+$")
+_BRACKETED_PREFIX = re.compile(r"^\(\s*(?:\+|00)\s*(\d{1,3})\s*\)")
+_DECIMAL = re.compile(r"\d+\.\d+")
 _NATIONAL_REGIONS = ("CN", "US")
 # Seven digits anywhere: stops at the seventh instead of listing every digit of a long id.
 _SEVEN_DIGITS = re.compile(r"(?:\D*\d){7}")
@@ -106,13 +108,13 @@ def looks_like_phone(text: str) -> bool:
     if _SEVEN_DIGITS.match(text) is None:
         return False  # no number has fewer digits; most ids end here
     text = _PHONE_PREFIX.sub("", text.strip())
-    # "(+86)", "(0086)", "(86)" before the number: an international prefix in brackets.
-    text = re.sub(r"^\(\s*(?:\+|00)\s*(\d{1,3})\s*\)", r"+\1", text)
     if not text[:1].isdigit() and text[:1] not in "+(":
-        return False
+        return False  # most ids with many digits end here ("ev-59f21188-2")
+    # "(+86)", "(0086)", "(86)" before the number: an international prefix in brackets.
+    text = _BRACKETED_PREFIX.sub(r"+\1", text)
     if not _PHONE_SHAPE.match(text):
         return False
-    if re.fullmatch(r"\d+\.\d+", text):
+    if _DECIMAL.fullmatch(text):
         return False  # a decimal or a dialer's "<epoch>.<sequence>" call id, not a number
     match = _PHONE_DIGITS.match(_PHONE_SEPARATORS.sub("", text))
     if match is None:

@@ -218,8 +218,8 @@ class IngestService:
         tolerance = timedelta(seconds=self.settings.future_tolerance_seconds)
         accepted: list[BaseEvent] = []
         rejected: list[EventRejection] = []
+        metrics.RECEIVED.inc(len(raw_events))
         for index, raw in enumerate(raw_events):
-            metrics.RECEIVED.inc()
             outcome: BaseEvent | list[FieldError] | FieldError = (
                 FieldError(field="(event)", message=raw.reason)
                 if isinstance(raw, UnreadableLine)

@@ -7,8 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from shared.events import BaseEvent, FieldError, SaleClosed, validate_event
+from shared.events import BaseEvent, CallStarted, FieldError, SaleClosed, validate_event
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -101,6 +102,14 @@ def test_a_field_named_like_personal_data_is_refused() -> None:
     errors = _errors(_event(customer_email="x", mobile="1", colour="red"))
     assert set(errors) == {"customer_email", "mobile", "colour"}
     assert "personal data" in errors["mobile"] and "unknown field" in errors["colour"]
+
+
+def test_the_models_refuse_a_field_named_like_personal_data_themselves() -> None:
+    # Read without validate_event (events read back, adapters' output): the model says which.
+    with pytest.raises(ValidationError, match="field 'caller_phone' looks like personal data"):
+        CallStarted.model_validate(_event(colour="red", caller_phone="x"))
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        CallStarted.model_validate(_event(colour="red"))
 
 
 @pytest.mark.parametrize("value", [[], {}, 7, True])
