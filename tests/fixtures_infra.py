@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,9 @@ KAFKA_ENV = "CALLBOARD_TEST_KAFKA_BOOTSTRAP_SERVERS"
 DATABASE_ENV = "CALLBOARD_TEST_DATABASE_URL"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:16"
+# The session's brokers hold nothing worth a clean shutdown: a node still shutting down
+# after this long (one waiting for a controller quorum its peers took away) is killed.
+THROWAWAY_STOP_SECONDS = 5.0
 
 Stop = Callable[[], None]
 
@@ -218,7 +221,7 @@ class Infrastructure:
         else:
             tried += "; no Docker engine answers"
         broker = KafkaBroker(self._base / "kafka", port=free_port(), num_partitions=3)
-        self._on_close(broker.stop)
+        self._on_close(partial(broker.stop, timeout=THROWAWAY_STOP_SECONDS))
         try:
             broker.start(timeout=120)
         except Exception as exc:
@@ -356,7 +359,7 @@ def _kafka_cluster_session(
     except Exception as exc:
         pytest.fail(f"no three-node Kafka cluster for the tests: {exc}", pytrace=False)
     yield cluster
-    cluster.stop()
+    cluster.stop(timeout=THROWAWAY_STOP_SECONDS)
 
 
 @pytest.fixture
