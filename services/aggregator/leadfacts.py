@@ -6,7 +6,7 @@ facts stored in the hours the batch touches)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, cast
 
@@ -109,6 +109,7 @@ def _hour_changes(
     """The ``lead_count_hour`` changes of the rows, from the facts stored in their hours."""
     moves: list[tuple[HourPlace, int]] = []
     days: set[date] = set()
+    hours: set[datetime] = set()
     for row in rows:
         if row.fact not in LEAD_FACTS:
             continue
@@ -118,6 +119,7 @@ def _hour_changes(
                 cal = builder.calendar(value.ts)
                 places.append(((value.lead_id, row.fact, cal.hour, value.scope), step))
                 days.add(cal.day)
+                hours.add(cal.hour)
         if len(places) == 2 and places[0][0] == places[1][0]:
             continue  # the same lead, hour and scope: nothing moves
         moves += places
@@ -132,7 +134,9 @@ def _hour_changes(
             .where(
                 c.lead_id.in_(chunk),
                 c.fact.in_(sorted({fact for _, fact, _ in touched})),
+                # The day for the index on (lead_id, fact, day); only the hours are needed.
                 c.day.in_(sorted(days)),
+                c.hour.in_(sorted(hours)),
             )
             .group_by(c.lead_id, c.fact, c.hour, c.agent_id, c.team_id, c.campaign_id)
         )
