@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 
 from services.ingest import metrics
@@ -34,6 +34,10 @@ def partition_for(key: bytes, partitions: int) -> int:
     """The Java client's default partition for ``key``; keys (agents) repeat, so cache it."""
     index: int = murmur2(key) & 0x7FFFFFFF
     return index % partitions
+
+
+def _remaining(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 class BrokerUnavailable(Exception):
@@ -77,8 +81,14 @@ class EventProducer:
             return self._producer
 
     def send_all(self, messages: list[Message]) -> None:
-        """Send and wait until the broker acknowledged all of ``messages``, or raise."""
+        """Send and wait until the broker acknowledged all of ``messages``, or raise.
+
+        The whole request, its turn to append included, gets ``produce_timeout_seconds``:
+        past it the request fails, however many records or other requests wait with it.
+        """
         started = time.perf_counter()
+        timeout = self.settings.produce_timeout_seconds
+        deadline = time.monotonic() + timeout
         producer: KafkaProducer | None = None
         try:
             producer = self._get()
@@ -87,7 +97,9 @@ class EventProducer:
             # One request's records at a time: concurrent requests appending to the same
             # partitions' batches take turns on their locks record by record, which costs
             # more than letting each request append all of its records in one go.
-            with self._send_lock:
+            if not self._send_lock.acquire(timeout=_remaining(deadline)):
+                raise KafkaTimeoutError(f"no turn to append within {timeout} s")
+            try:
                 futures = [
                     producer.send(
                         topic,
@@ -98,9 +110,13 @@ class EventProducer:
                     )
                     for m in messages
                 ]
-            producer.flush(timeout=self.settings.produce_timeout_seconds)
+            finally:
+                self._send_lock.release()
+            # No flush: it would wait for every request's records too, each batch with the
+            # full timeout of its own. The sender takes the records after the linger (none by
+            # default), as flush would have had it take them at once.
             for future in futures:
-                future.get(timeout=self.settings.produce_timeout_seconds)
+                future.get(timeout=_remaining(deadline))
         except (KafkaError, OSError) as exc:
             metrics.PRODUCE_FAILURES.inc()
             log.warning("produce failed", extra={"reason": repr(exc)})

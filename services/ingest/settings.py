@@ -14,7 +14,9 @@ class IngestSettings(CommonSettings):
     max_events_per_request: int = Field(default=10_000, ge=1)
     # How long a request waits for the broker's acknowledgement before answering 503.
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
-    producer_linger_ms: int = Field(default=2, ge=0)
+    # Nothing waits for a batch to fill by default: while a request is in flight, the next
+    # records gather into batches anyway.
+    producer_linger_ms: int = Field(default=0, ge=0)
 
     # Dialer adapters (services/ingest/adapters, docs/adapters.md).
     # The key of the HMAC that turns a customer's phone number into a lead id. Unset, an
