@@ -44,8 +44,9 @@ class Attempt:
 class Dialer(threading.Thread):
     """Posts events in small batches, retrying 503s and lost answers with the same ids.
 
-    Paced so that posting lasts about ``seconds``; ``acknowledged`` holds every event of a
-    batch that got a 202.
+    Paced so that posting lasts about ``seconds``, until :meth:`hurry` says the faults are
+    over and the rest may go at once; ``acknowledged`` holds every event of a batch that got
+    a 202.
     """
 
     def __init__(
@@ -58,13 +59,18 @@ class Dialer(threading.Thread):
         self.acknowledged: dict[str, dict[str, Any]] = {}
         self.attempts: list[Attempt] = []
         self.failures: list[str] = []
+        self._hurried = threading.Event()
+
+    def hurry(self) -> None:
+        """Post the batches left without pauses."""
+        self._hurried.set()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.base_url, timeout=30) as client:
             for batch in self.batches:
                 next_at = time.monotonic() + self.pause
                 self._post_until_acknowledged(client, batch)
-                time.sleep(max(0.0, next_at - time.monotonic()))
+                self._hurried.wait(max(0.0, next_at - time.monotonic()))
 
     def _post_until_acknowledged(self, client: httpx.Client, batch: list[dict[str, Any]]) -> None:
         deadline = time.monotonic() + 240
@@ -141,6 +147,8 @@ def aggregator_logs(pipeline: Pipeline) -> str:
 
 
 def finish(dialer: Dialer, timeout: float = 300) -> None:
+    """The faults are over: the dialer posts what it has left at once, then stops."""
+    dialer.hurry()
     dialer.join(timeout)
     assert not dialer.is_alive(), "the dialer did not finish"
     assert dialer.failures == []
