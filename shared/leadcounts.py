@@ -16,13 +16,22 @@ team). The aggregator keeps it in step with ``lead_fact`` in each batch's transa
 
 An hour needs no mark: ``lead_count_hour`` keeps, per scope kind and local hour, how many
 leads have a fact in it, so buckets of whole hours (today by hour) are read as they are
-stored. Any other range is counted from ``lead_fact`` itself.
+stored.
+
+A recent range that runs up to now (the rolling windows: the last 24 hours, the last hour)
+has its own sum. A lead has a fact in ``[start, end)`` exactly when its latest fact is in
+it, provided it has none at ``end`` or later. ``lead_last_minute`` and ``lead_last_hour``
+keep, per scope kind and minute (local hour), how many leads have their latest fact there;
+a lead's latest fact moves as its calls come in, one step back and one forward. They cover
+the last :data:`LAST_HORIZON` only: a change at an older time is not written, and reads
+start no earlier than :data:`LAST_READ_SPAN` ago. Any other range is counted from
+``lead_fact`` itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -50,6 +59,13 @@ FACT_COLUMNS: tuple[str, ...] = ("lead_id", "fact", *_PLACE)
 KEY_COLUMNS: tuple[str, ...] = ("kind", *_PLACE)
 # The key of a lead_count_hour row; its counters are named as the facts are.
 HOUR_KEY_COLUMNS: tuple[str, ...] = ("kind", "hour", "agent_id", "team_id", "campaign_id")
+# The keys of lead_last_minute and lead_last_hour rows; their counters are named as the facts.
+LAST_MINUTE_KEY_COLUMNS: tuple[str, ...] = ("kind", "bucket", "agent_id", "team_id", "campaign_id")
+LAST_HOUR_KEY_COLUMNS = HOUR_KEY_COLUMNS
+# How far back the latest-fact sums are kept, and how far back a read may start: the margin
+# between them covers clocks of the aggregator and the API that differ by up to an hour.
+LAST_HORIZON = timedelta(hours=26)
+LAST_READ_SPAN = timedelta(hours=25)
 
 
 def mark_column(fact: str, mark: str) -> str:
@@ -162,6 +178,39 @@ def hour_contributions(source: FromClause) -> Select[Any]:
         for fact in LEAD_FACTS
     ]
     return select(*grouped, *counts).group_by(*grouped)
+
+
+def last_contributions(source: FromClause, horizon: datetime, bucket: str) -> Select[Any]:
+    """Per kind, scope and ``bucket`` (``"bucket"``: the minute, ``"hour"``: the local hour),
+    how many leads of ``source`` have their latest fact of each kind there, counting only
+    latest facts at ``horizon`` or later.
+
+    ``source`` has the columns of ``lead_fact``. A lead's latest fact at ``horizon`` or later
+    is its latest among its facts at ``horizon`` or later, so only those are read."""
+    c = source.c
+    members: list[Select[Any]] = []
+    for kind in KINDS:
+        partition = [c.lead_id, c.fact, *(c[f"{name}_id"] for name in dimensions_of(kind))]
+        place = func.rank().over(partition_by=partition, order_by=c.occurred_at.desc())
+        members.append(
+            select(
+                literal_column(str(kind)).label("kind"),
+                c[bucket].label(bucket),
+                *_scope_of(c, kind),
+                c.fact,
+                place.label("place"),
+                c.lead_id,
+            ).where(c.fact.in_(LEAD_FACTS), c.occurred_at >= horizon)
+        )
+    ranked = union_all(*members).subquery("ranked")
+    r = ranked.c
+    grouped = [r.kind, r[bucket], r.agent_id, r.team_id, r.campaign_id]
+    # Facts tied at a lead's latest moment share its minute: the lead counts once.
+    counts = [
+        func.count(func.distinct(case((r.fact == fact, r.lead_id)))).label(fact)
+        for fact in LEAD_FACTS
+    ]
+    return select(*grouped, *counts).where(r.place == 1).group_by(*grouped)
 
 
 def _scope_of(columns: Any, kind: int) -> list[Any]:

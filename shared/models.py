@@ -145,6 +145,25 @@ lead_count_hour = Table(
     *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
 )
 
+# Per scope kind and minute (local hour), how many leads have their latest fact of each kind
+# there, over the last day or so (see shared.leadcounts): the rolling windows' distinct leads.
+lead_last_minute = Table(
+    "lead_last_minute",
+    metadata,
+    Column("kind", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", TZ, primary_key=True),
+    *_scope_columns(),
+    *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
+)
+lead_last_hour = Table(
+    "lead_last_hour",
+    metadata,
+    Column("kind", Integer, primary_key=True, autoincrement=False),
+    Column("hour", TZ, primary_key=True),
+    *_scope_columns(),
+    *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
+)
+
 # The merged facts of every call, order, quote and stage change, so a late, repeated or
 # corrected event can replace what the entity contributed before.
 entity_state = Table(

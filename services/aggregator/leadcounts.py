@@ -10,12 +10,15 @@ or scope, or arriving after a later one of its lead) has its lead's marks recomp
 A lead's count in an hour depends only on its facts in that hour, so every change to
 ``lead_count_hour``, in order or not, is worked out from the facts stored in the hours a
 batch touches (:func:`hour_changes`).
+
+``lead_last_minute`` and ``lead_last_hour`` depend only on each lead's latest fact per
+scope, read before and after the batch (:func:`last_changes`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -185,3 +188,61 @@ def hour_changes(
                 row = out[(kind, hour, *key)] = [0] * len(LEAD_FACTS)
             row[_FACT_COLUMN[fact]] += step
     return {key: row for key, row in out.items() if any(row)}
+
+
+# kind, minute (or hour), agent_id, team_id, campaign_id: a row of lead_last_minute (_hour).
+LastKey = tuple[int, datetime, str, str, str]
+# Per lead and fact, the moment of its latest fact in each full scope.
+Latest = dict[tuple[str, str], dict[Scope, datetime]]
+
+
+def last_changes(
+    before: Latest,
+    after: Latest,
+    horizon: datetime,
+    place: Callable[[datetime], tuple[datetime, datetime]],
+) -> tuple[dict[LastKey, list[int]], dict[LastKey, list[int]]]:
+    """How ``lead_last_minute`` and ``lead_last_hour`` change when leads' latest facts go
+    from ``before`` to ``after``: where a lead's latest fact in a scope moves, one step back
+    at the old moment and one forward at the new. Moments before ``horizon`` are not kept.
+    ``place`` gives a moment's minute and local hour."""
+    minutes: dict[LastKey, list[int]] = {}
+    hours: dict[LastKey, list[int]] = {}
+    places: dict[datetime, tuple[datetime, datetime]] = {}
+    for pair in before.keys() | after.keys():
+        old_moments, new_moments = before.get(pair, {}), after.get(pair, {})
+        if old_moments == new_moments:
+            continue
+        column = _FACT_COLUMN[pair[1]]
+        was = _latest_by_kind(old_moments)
+        now = _latest_by_kind(new_moments)
+        for kind, key in was.keys() | now.keys():
+            old, new = was.get((kind, key)), now.get((kind, key))
+            if old == new:
+                continue
+            for moment, step in ((old, -1), (new, 1)):
+                if moment is None or moment < horizon:
+                    continue
+                placed = places.get(moment)
+                if placed is None:
+                    placed = places[moment] = place(moment)
+                for rows, bucket in zip((minutes, hours), placed, strict=True):
+                    row = rows.get((kind, bucket, *key))
+                    if row is None:
+                        row = rows[(kind, bucket, *key)] = [0] * len(LEAD_FACTS)
+                    row[column] += step
+    return (
+        {key: row for key, row in minutes.items() if any(row)},
+        {key: row for key, row in hours.items() if any(row)},
+    )
+
+
+def _latest_by_kind(latest: dict[Scope, datetime]) -> dict[tuple[int, Scope], datetime]:
+    """The latest moment per kind and scope as its rows hold it, from those per full scope."""
+    out: dict[tuple[int, Scope], datetime] = {}
+    for scope, moment in latest.items():
+        for kind, key in enumerate(projections(scope)):
+            known = out.get((kind, key))
+            if known is None or moment > known:
+                out[(kind, key)] = moment
+    return out

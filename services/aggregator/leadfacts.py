@@ -1,38 +1,50 @@
 """Writing a batch's lead facts and the lead counts they change: ``lead_count_day`` (the
 marks of the newest facts worked out in ``leadcounts.py``, those of any other change
-recomputed from the facts before and after the batch) and ``lead_count_hour`` (from the
-facts stored in the hours the batch touches)."""
+recomputed from the facts before and after the batch), ``lead_count_hour`` (from the
+facts stored in the hours the batch touches) and ``lead_last_minute`` / ``lead_last_hour``
+(from the leads' latest facts before and after the batch)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, bindparam, delete, func, select, tuple_
 
 from services.aggregator.batch import BatchBuilder, LeadFactRow
-from services.aggregator.facts import LeadFact, Scope, parse_utc_text, scope_dict
+from services.aggregator.facts import LeadFact, Scope, parse_utc_text, scope_dict, utc_text
 from services.aggregator.leadcounts import (
     CountKey,
     HourKey,
     HourPlace,
+    Latest,
     MarkChanges,
     grouped,
     hour_changes,
+    last_changes,
 )
 from services.aggregator.upserts import chunks, upsert
 from shared.leadcounts import (
     FACT_COLUMNS,
     HOUR_KEY_COLUMNS,
     KEY_COLUMNS,
+    LAST_HORIZON,
+    LAST_HOUR_KEY_COLUMNS,
+    LAST_MINUTE_KEY_COLUMNS,
     LEAD_FACTS,
     MARK_COLUMNS,
     contributions,
     day_window,
 )
-from shared.models import lead_count_day, lead_count_hour, lead_fact
+from shared.models import (
+    lead_count_day,
+    lead_count_hour,
+    lead_fact,
+    lead_last_hour,
+    lead_last_minute,
+)
 from shared.timeutil import as_utc, week_start
 
 
@@ -63,7 +75,9 @@ def write_lead_facts(
                 recompute.add(placed[0])
                 days.add(placed[1])
     by_pair = grouped(item for item in appended if item[0] not in recompute)
-    newest = _newest_days(connection, by_pair, builder.week_start)
+    horizon = datetime.now(UTC) - LAST_HORIZON
+    recent = _recent_pairs(rows, utc_text(horizon))
+    newest, latest = _newest(connection, by_pair, recent, builder, horizon)
     changes = MarkChanges(builder.week_start)
     for (lead, fact), added in by_pair.items():
         known = newest.get((lead, fact), {})
@@ -82,6 +96,9 @@ def write_lead_facts(
     _apply_lead_facts(connection, rows, builder)
     if recompute:
         changes.merge(before, _lead_counts(connection, *scope))
+    minutes, last_hours = last_changes(
+        latest, _latest_after(connection, latest, rows, builder, horizon), horizon, _placer(builder)
+    )
     upsert(
         connection,
         lead_count_day,
@@ -101,6 +118,118 @@ def write_lead_facts(
         ],
         add=True,
     )
+    for table, keys, changed in (
+        (lead_last_minute, LAST_MINUTE_KEY_COLUMNS, minutes),
+        (lead_last_hour, LAST_HOUR_KEY_COLUMNS, last_hours),
+    ):
+        upsert(
+            connection,
+            table,
+            [
+                dict(zip(keys, key, strict=True)) | dict(zip(LEAD_FACTS, counts, strict=True))
+                for key, counts in changed.items()
+            ],
+            add=True,
+        )
+
+
+def _recent_pairs(rows: list[LeadFactRow], horizon: str) -> set[tuple[str, str]]:
+    """The (lead, fact) pairs of the rows with a fact at ``horizon`` (UTC text) or later,
+    before or after: those whose latest fact the batch may move where it is kept."""
+    return {
+        (value.lead_id, row.fact)
+        for row in rows
+        if row.fact in LEAD_FACTS
+        for value in (row.value, row.previous)
+        if value is not None and value.ts >= horizon
+    }
+
+
+def _newest(
+    connection: Connection,
+    pairs: dict[tuple[str, str], list[tuple[date, Scope]]],
+    recent: set[tuple[str, str]],
+    builder: BatchBuilder,
+    horizon: datetime,
+) -> tuple[dict[tuple[str, str], dict[Scope, date]], Latest]:
+    """Per lead and fact, the newest day with a stored fact in each scope, from the start of
+    the earliest week or month the facts of ``pairs`` fall in; and for ``recent``, the
+    moment of its latest stored fact in each scope, among those at ``horizon`` or later.
+
+    One read of the leads' facts for both. A day before that week or month changes no mark
+    (it is in neither), so reading from the horizon's day where that is earlier is safe."""
+    if not pairs and not recent:
+        return {}, {}
+    first = builder.calendar(utc_text(horizon)).day if recent else date.max
+    for added in pairs.values():
+        for day, _ in added:
+            first = min(first, week_start(day, builder.week_start), day.replace(day=1))
+    leads = sorted({lead for lead, _ in pairs} | {lead for lead, _ in recent})
+    facts = sorted({fact for _, fact in pairs} | {fact for _, fact in recent})
+    c = lead_fact.c
+    newest: dict[tuple[str, str], dict[Scope, date]] = defaultdict(dict)
+    latest: Latest = {pair: {} for pair in recent}
+    for chunk in chunks(leads):
+        query = (
+            select(
+                c.lead_id,
+                c.fact,
+                c.agent_id,
+                c.team_id,
+                c.campaign_id,
+                func.max(c.day),
+                func.max(c.occurred_at),
+            )
+            .where(c.lead_id.in_(chunk), c.fact.in_(facts), c.day >= first)
+            .group_by(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id)
+        )
+        for lead, fact, agent, team, campaign, day, moment in connection.execute(query):
+            scope = (agent, team, campaign)
+            newest[(lead, fact)][scope] = day
+            moments = latest.get((lead, fact))
+            if moments is not None and (moment := as_utc(moment)) >= horizon:
+                moments[scope] = moment
+    return newest, latest
+
+
+def _latest_after(
+    connection: Connection,
+    before: Latest,
+    rows: list[LeadFactRow],
+    builder: BatchBuilder,
+    horizon: datetime,
+) -> Latest:
+    """``before`` (see :func:`_newest`) as the batch leaves it: a fact added moves its
+    lead's latest fact in its scope if it is later; where a fact went or moved, its lead's
+    latest facts are read again."""
+    after = {pair: dict(moments) for pair, moments in before.items()}
+    moved = {
+        (row.previous.lead_id, row.fact)
+        for row in rows
+        if row.previous is not None and row.value != row.previous
+    }
+    for row in rows:
+        value = row.value
+        if value is None or (value.lead_id, row.fact) not in after:
+            continue
+        moment = parse_utc_text(value.ts)
+        moments = after[(value.lead_id, row.fact)]
+        if moment >= horizon and moment > moments.get(value.scope, horizon - LAST_HORIZON):
+            moments[value.scope] = moment
+    again = {pair for pair in moved if pair in after}
+    if again:
+        after.update(_newest(connection, {}, again, builder, horizon)[1])
+    return after
+
+
+def _placer(builder: BatchBuilder) -> Any:
+    """A moment's minute and local hour, as the batch's calendar places it."""
+
+    def place(moment: datetime) -> tuple[datetime, datetime]:
+        cal = builder.calendar(utc_text(moment))
+        return cal.minute, cal.hour
+
+    return place
 
 
 def _hour_changes(
@@ -150,35 +279,6 @@ def _placed(value: LeadFact | None, builder: BatchBuilder) -> tuple[str, date, S
     if value is None:
         return None
     return value.lead_id, builder.calendar(value.ts).day, value.scope
-
-
-def _newest_days(
-    connection: Connection,
-    pairs: dict[tuple[str, str], list[tuple[date, Scope]]],
-    first_weekday: int,
-) -> dict[tuple[str, str], dict[Scope, date]]:
-    """Per lead and fact, the newest day with a stored fact in each scope, from the start of
-    the earliest week or month the added facts fall in."""
-    if not pairs:
-        return {}
-    first = min(
-        min(week_start(day, first_weekday), day.replace(day=1))
-        for added in pairs.values()
-        for day, _ in added
-    )
-    leads = sorted({lead for lead, _ in pairs})
-    facts = sorted({fact for _, fact in pairs})
-    c = lead_fact.c
-    out: dict[tuple[str, str], dict[Scope, date]] = defaultdict(dict)
-    for chunk in chunks(leads):
-        query = (
-            select(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id, func.max(c.day))
-            .where(c.lead_id.in_(chunk), c.fact.in_(facts), c.day >= first)
-            .group_by(c.lead_id, c.fact, c.agent_id, c.team_id, c.campaign_id)
-        )
-        for lead, fact, agent, team, campaign, day in connection.execute(query):
-            out[(lead, fact)][(agent, team, campaign)] = day
-    return out
 
 
 @lru_cache(maxsize=1)

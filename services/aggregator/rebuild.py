@@ -62,6 +62,8 @@ DERIVED_TABLES = (
     "lead_fact",
     "lead_count_day",
     "lead_count_hour",
+    "lead_last_minute",
+    "lead_last_hour",
     "entity_state",
     "agent_team",
     "agent_state_change",

@@ -8,6 +8,8 @@ quotes and stage changes, and the agent-state history. What goes:
   the ``kpi_hour`` rows of the hours wholly before that: after that, ranges are answered from
   whole days, and minute- or hour-grain views (the edges of a range that is not whole days,
   the best time to call) no longer cover that time;
+- ``lead_last_minute`` and ``lead_last_hour`` rows older than ``LAST_HORIZON`` and an hour
+  (always: no read goes back that far, and no batch writes there);
 - the merged state of calls that started more than ``retention_call_state_days`` ago. It is
   what lets a late or repeated event of a call replace what the call counted before; an
   event for a call whose state is gone would count it again. So this age is the latest an
@@ -43,7 +45,15 @@ from services.aggregator import metrics
 from services.aggregator.facts import utc_text
 from services.aggregator.settings import AggregatorSettings
 from shared.db import transaction
-from shared.models import disposition_minute, entity_state, kpi_hour, kpi_minute
+from shared.leadcounts import LAST_HORIZON
+from shared.models import (
+    disposition_minute,
+    entity_state,
+    kpi_hour,
+    kpi_minute,
+    lead_last_hour,
+    lead_last_minute,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +105,12 @@ def purge(engine: Engine, settings: AggregatorSettings, now: datetime | None = N
         result.deleted[kpi_hour.name] = _delete_in_chunks(
             engine, kpi_hour, kpi_hour.c.hour <= cutoff - timedelta(hours=1), chunk
         )
+    cutoff = now - LAST_HORIZON - timedelta(hours=1)
+    for table, condition in (
+        (lead_last_minute, lead_last_minute.c.bucket < cutoff),
+        (lead_last_hour, lead_last_hour.c.hour <= cutoff - timedelta(hours=1)),
+    ):
+        result.deleted[table.name] = _delete_in_chunks(engine, table, condition, chunk)
     if settings.retention_call_state_days:
         cutoff = now - timedelta(days=settings.retention_call_state_days)
         result.deleted[entity_state.name] = _delete_in_chunks(

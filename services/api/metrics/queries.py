@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, selec
 
 from services.api.metrics.periods import Granularity, TimeRange
 from shared.kpis import LEAD_FACT_OF, from_stored
-from shared.leadcounts import kind_of, mark_column, range_mark
+from shared.leadcounts import LAST_READ_SPAN, kind_of, mark_column, range_mark
 from shared.models import (
     agent_state_change,
     agent_team,
@@ -40,6 +40,8 @@ from shared.models import (
     lead_count_day,
     lead_count_hour,
     lead_fact,
+    lead_last_hour,
+    lead_last_minute,
 )
 from shared.timeutil import add_months, as_utc, floor_local_hour, local_midnight, week_start
 
@@ -294,8 +296,9 @@ def lead_counts(
 ) -> dict[RowKey, dict[str, int]]:
     """Distinct leads per lead-level KPI, exact for the range and scope.
 
-    Summed from ``lead_count_day`` (whole days) or ``lead_count_hour`` (hour buckets) where
-    the range allows it, unless ``sums`` is False; counted from the lead facts otherwise.
+    Summed from ``lead_count_day`` (whole days), ``lead_count_hour`` (hour buckets) or the
+    latest-fact tables (a recent range up to now) where the range allows it, unless ``sums``
+    is False; counted from the lead facts otherwise.
     """
     if not keys:
         return {}
@@ -315,6 +318,8 @@ def lead_counts(
         summed = _lead_counts_from_hours(connection, facts, query, values)
     elif sums:
         summed = _lead_counts_from_days(connection, facts, query)
+        if summed is None:
+            summed = _lead_counts_from_lasts(connection, facts, query)
     if summed is not None:
         return summed
     rows = _read(
@@ -429,6 +434,61 @@ def _lead_counts_from_hours(
         ):
             out[key] = {k: int(v) for k, v in counted.items()}
     return out
+
+
+def _lead_counts_from_lasts(
+    connection: Connection, facts: dict[str, str], query: Query
+) -> dict[RowKey, dict[str, int]] | None:
+    """Distinct leads of a recent range that runs up to now (a rolling window), as the leads
+    whose latest fact is in it: whole local hours summed from ``lead_last_hour``, the
+    minutes at either edge from ``lead_last_minute`` (see ``shared.leadcounts``).
+
+    ``None`` for buckets, for a range that is not whole minutes or starts more than
+    ``LAST_READ_SPAN`` ago, when one of the facts lies at the range's end or later (its
+    lead's latest fact would hide those in the range), and when the scope is not a kind, as
+    for :func:`_lead_counts_from_days`."""
+    rng = query.range
+    if (
+        not query.native
+        or query.granularity is not Granularity.none
+        or rng.start < datetime.now(UTC) - LAST_READ_SPAN
+        or any(t.second or t.microsecond for t in (rng.start, rng.end))
+    ):
+        return None
+    later = select(lead_fact.c.fact).where(
+        lead_fact.c.fact.in_(sorted(set(facts.values()))), lead_fact.c.occurred_at >= rng.end
+    )
+    if connection.execute(later.limit(1)).first() is not None:
+        return None
+    edges, hours = hour_split(rng, query.zone)
+    pieces = [
+        (lead_last_minute, lead_last_minute.c.bucket >= e.start, lead_last_minute.c.bucket < e.end)
+        for e in edges
+    ]
+    if hours is not None:
+        table = lead_last_hour
+        pieces.append((table, table.c.hour >= hours.start, table.c.hour < hours.end))
+    kinds = {_count_kind(connection, query, table, *in_range) for table, *in_range in pieces}
+    if len(kinds) != 1 or None in kinds:
+        return None
+    (kind,) = kinds
+    out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
+    for table, *in_range in pieces:
+        columns = _count_columns(table)
+        groups = [columns[g].label(g) for g in query.group_by]
+        sums = [func.sum(table.c[fact]).label(key) for key, fact in facts.items()]
+        stmt = select(*groups, *sums).where(
+            table.c.kind == kind, *in_range, *filter_conditions(columns, query.filters)
+        )
+        if groups:
+            stmt = stmt.group_by(*(g.element for g in groups))
+        for row in connection.execute(stmt).mappings():
+            counts = out[(*(row[g] or None for g in query.group_by), None)]
+            for key in facts:
+                counts[key] += int(row[key] or 0)
+    if not query.group_by:
+        return {(None,): out[(None,)]}  # one total, as a count over no groups gives
+    return {key: counts for key, counts in out.items() if any(counts.values())}
 
 
 def _facts_in(facts: dict[str, str], rng: TimeRange) -> ColumnElement[bool]:
