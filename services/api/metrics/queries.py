@@ -91,10 +91,18 @@ class Query:
     native: bool = True
 
 
-def scoped(table: Any) -> tuple[Any, dict[str, ColumnElement[Any]]]:
-    roster = agent_team.alias("roster")
-    team = case((table.c.team_id != "", table.c.team_id), else_=func.coalesce(roster.c.team_id, ""))
-    joined = table.outerjoin(roster, roster.c.agent_id == table.c.agent_id)
+def scoped(table: Any, *, roster: bool = True) -> tuple[Any, dict[str, ColumnElement[Any]]]:
+    """``table`` with the columns a read groups and filters by. Its team comes from the roster
+    where the row names none; ``roster=False`` leaves the roster out (and the team with it),
+    for reads that neither group nor filter by team."""
+    if not roster:
+        columns = {"agent": table.c.agent_id, "key_team": table.c.team_id}
+        if "campaign_id" in table.c:
+            columns["campaign"] = table.c.campaign_id
+        return table, columns
+    known = agent_team.alias("roster")
+    team = case((table.c.team_id != "", table.c.team_id), else_=func.coalesce(known.c.team_id, ""))
+    joined = table.outerjoin(known, known.c.agent_id == table.c.agent_id)
     # "key_team": the team the record itself named, what a team-limited key is judged by.
     columns = {"agent": table.c.agent_id, "team": team, "key_team": table.c.team_id}
     if "campaign_id" in table.c:
@@ -174,7 +182,8 @@ def _read(
     condition: ColumnElement[bool],
     extra_group: Sequence[str] = (),
 ) -> list[tuple[RowKey, dict[str, Any]]]:
-    joined, columns = scoped(table)
+    by_team = "team" in query.group_by or bool(query.filters.team_ids)
+    joined, columns = scoped(table, roster=by_team)
     groups = [columns[g].label(g) for g in query.group_by]
     groups += [table.c[c].label(c) for c in extra_group]
     if bucket_column is not None:
