@@ -145,3 +145,76 @@ def test_lead_count_hour_is_filled_from_the_lead_facts_already_stored(database_u
         (2, h14, "", "t1", 2, 1, 0),  # by team
         (2, h15, "", "t1", 1, 0, 0),
     ]
+
+
+def test_latest_fact_sums_are_filled_from_the_recent_lead_facts(database_url: str) -> None:
+    config = alembic_config(database_url)
+    command.downgrade(config, "0011")
+    engine = create_engine(database_url)
+    # Whole hours of Asia/Shanghai are whole UTC hours: a fact's hour is its UTC hour.
+    h = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    facts = [
+        # (source, fact, lead, minutes after h, agent): all of team t1, campaign c1
+        ("call:1", "dialed", "L1", 5, "a1"),
+        ("call:2", "dialed", "L1", 40, "a1"),  # L1's latest with a1
+        ("call:3", "dialed", "L2", 10, "a1"),
+        ("call:4", "dialed", "L1", 62, "a2"),  # L1's latest on the floor, the next hour
+        ("call:1", "reached", "L1", 5, "a1"),
+        ("call:5", "dialed", "L3", -27 * 60, "a1"),  # before the horizon: not kept
+    ]
+    try:
+        with engine.begin() as connection:
+            for source, fact, lead, offset, agent in facts:
+                moment = h + timedelta(minutes=offset, seconds=30)
+                connection.execute(
+                    text(
+                        "INSERT INTO lead_fact (source, fact, lead_id, occurred_at, bucket, hour, "
+                        "day, week, month, agent_id, team_id, campaign_id, flag) VALUES (:source, "
+                        ":fact, :lead, :at, :minute, :hour, '2026-12-05', '2026-11-30', "
+                        "'2026-12-01', :agent, 't1', 'c1', false)"
+                    ),
+                    {
+                        "source": source,
+                        "fact": fact,
+                        "lead": lead,
+                        "at": moment,
+                        "minute": moment.replace(second=0),
+                        "hour": moment.replace(minute=0, second=0),
+                        "agent": agent,
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            minutes = connection.execute(
+                text(
+                    "SELECT kind, bucket, agent_id, dialed, reached FROM lead_last_minute "
+                    "WHERE kind IN (0, 1) ORDER BY kind, bucket, agent_id"
+                )
+            ).all()
+            hours = connection.execute(
+                text(
+                    "SELECT kind, hour, agent_id, dialed, reached FROM lead_last_hour "
+                    "WHERE kind IN (0, 1) ORDER BY kind, hour, agent_id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+
+    def at(minutes: int) -> datetime:
+        return h + timedelta(minutes=minutes)
+
+    assert [tuple(r) for r in minutes] == [
+        (0, at(5), "", 0, 1),  # the floor: L1 reached at :05
+        (0, at(10), "", 1, 0),  # L2 last dialed at :10
+        (0, at(62), "", 1, 0),  # L1 last dialed at the next hour's :02
+        (1, at(5), "a1", 0, 1),  # by agent
+        (1, at(10), "a1", 1, 0),
+        (1, at(40), "a1", 1, 0),
+        (1, at(62), "a2", 1, 0),
+    ]
+    assert [tuple(r) for r in hours] == [
+        (0, at(0), "", 1, 1),
+        (0, at(60), "", 1, 0),
+        (1, at(0), "a1", 2, 1),
+        (1, at(60), "a2", 1, 0),
+    ]
