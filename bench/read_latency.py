@@ -32,6 +32,7 @@ from services.api.metrics.queries import Filters, Query
 from services.api.settings import ApiSettings
 from shared.kafka import ensure_topic, kafka_producer
 from shared.kpis import LEAD_COUNT_KEYS
+from shared.timeutil import floor_minute
 
 QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
     "metrics mtd by agent (default KPIs)": ("/v1/metrics", {"period": "mtd", "group_by": "agent"}),
@@ -50,8 +51,8 @@ QUERIES: dict[str, tuple[str, dict[str, str | int]]] = {
         "/v1/leaderboard",
         {"period": "mtd", "metric": "contact_rate", "min_volume": 0},
     ),
-    # A range no mark covers: distinct leads counted from the lead facts in the range.
-    "metrics last_24h by agent (from the facts)": (
+    # A rolling window: distinct leads summed from the latest-fact tables.
+    "metrics last_24h by agent": (
         "/v1/metrics",
         {"period": "last_24h", "group_by": "agent"},
     ),
@@ -88,8 +89,9 @@ def load(stack: Stack, events: int, shape: FloorShape) -> int:
 
 
 def check_lead_counts(database_url: str) -> None:
-    """Distinct leads summed from ``lead_count_day`` and ``lead_count_hour`` against the same
-    counted from the facts, for the ranges and scopes the timed reads use (by hour: today)."""
+    """Distinct leads summed from ``lead_count_day``, ``lead_count_hour`` and the latest-fact
+    tables against the same counted from the facts, for the ranges and scopes the timed reads
+    use (by hour: today; the rolling windows as a whole)."""
     zone = ZoneInfo(ApiSettings().timezone)
     today = datetime.now(zone).date()
     midnight = datetime(today.year, today.month, today.day, tzinfo=zone)
@@ -102,14 +104,21 @@ def check_lead_counts(database_url: str) -> None:
         "mtd": TimeRange(month, tomorrow),
         "before mtd": TimeRange(month - (tomorrow - month), month),
     }
+    minute_end = floor_minute(datetime.now(UTC)) + timedelta(minutes=1)
+    rolling = {
+        "last_24h": TimeRange(minute_end - timedelta(hours=24), minute_end),
+        "last_1h": TimeRange(minute_end - timedelta(hours=1), minute_end),
+    }
     engine = create_engine(database_url)
     rows = differences = 0
     started = time.perf_counter()
     try:
         with engine.connect() as connection:
-            for name, rng in ranges.items():
+            for name, rng in (ranges | rolling).items():
                 for group in ((), ("agent",), ("team",), ("team", "campaign")):
-                    granularities = [Granularity.none, Granularity.day]
+                    granularities = [Granularity.none]
+                    if name in ranges:
+                        granularities.append(Granularity.day)
                     if name == "today":
                         granularities.append(Granularity.hour)
                     for granularity in granularities:
