@@ -135,34 +135,25 @@ lead_count_day = Table(
     *(Column(name, Integer, nullable=False, default=0) for name in MARK_COLUMNS),
 )
 
-# Distinct leads per scope kind and local hour (see shared.leadcounts): a column per fact.
-lead_count_hour = Table(
-    "lead_count_hour",
-    metadata,
-    Column("kind", Integer, primary_key=True, autoincrement=False),
-    Column("hour", TZ, primary_key=True),
-    *_scope_columns(),
-    *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
-)
 
+def _lead_counter_table(name: str, bucket: str) -> Table:
+    """Per scope kind and ``bucket`` (a minute or a local hour), a count of leads per fact."""
+    return Table(
+        name,
+        metadata,
+        Column("kind", Integer, primary_key=True, autoincrement=False),
+        Column(bucket, TZ, primary_key=True),
+        *_scope_columns(),
+        *(Column(fact, Integer, nullable=False, default=0) for fact in LEAD_FACTS),
+    )
+
+
+# Distinct leads per scope kind and local hour (see shared.leadcounts): a column per fact.
+lead_count_hour = _lead_counter_table("lead_count_hour", "hour")
 # Per scope kind and minute (local hour), how many leads have their latest fact of each kind
 # there, over the last day or so (see shared.leadcounts): the rolling windows' distinct leads.
-lead_last_minute = Table(
-    "lead_last_minute",
-    metadata,
-    Column("kind", Integer, primary_key=True, autoincrement=False),
-    Column("bucket", TZ, primary_key=True),
-    *_scope_columns(),
-    *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
-)
-lead_last_hour = Table(
-    "lead_last_hour",
-    metadata,
-    Column("kind", Integer, primary_key=True, autoincrement=False),
-    Column("hour", TZ, primary_key=True),
-    *_scope_columns(),
-    *(Column(name, Integer, nullable=False, default=0) for name in LEAD_FACTS),
-)
+lead_last_minute = _lead_counter_table("lead_last_minute", "bucket")
+lead_last_hour = _lead_counter_table("lead_last_hour", "hour")
 
 # The merged facts of every call, order, quote and stage change, so a late, repeated or
 # corrected event can replace what the entity contributed before.
