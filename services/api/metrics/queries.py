@@ -360,37 +360,54 @@ def _lead_counts_from_days(
     kind = _count_kind(connection, query, table, table.c.day >= first, table.c.day < end)
     if kind is None:
         return None
-    columns = _count_columns(table)
     bucket_column = None if query.granularity is Granularity.none else query.granularity.value
     out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
+    for mark, start, stop in pieces:
+        sums = {key: table.c[mark_column(fact, mark)] for key, fact in facts.items()}
+        in_range = (table.c.day >= start, table.c.day < stop)
+        _add_sums(connection, table, kind, sums, in_range, query, out, bucket_column)
+    return _as_counted(out, query, bucket_column)
+
+
+def _add_sums(
+    connection: Connection,
+    table: Table,
+    kind: int,
+    sums: Mapping[str, ColumnElement[Any]],
+    conditions: Sequence[ColumnElement[bool]],
+    query: Query,
+    out: dict[RowKey, dict[str, int]],
+    bucket_column: str | None = None,
+) -> None:
+    """Add to ``out``, per group (and bucket), the sums of the columns ``sums`` over the rows
+    of a lead count table of scope ``kind`` that meet ``conditions`` and the filters."""
+    columns = _count_columns(table)
     groups = [columns[g].label(g) for g in query.group_by]
     if bucket_column is not None:
         groups.append(table.c[bucket_column].label("bucket"))
-    for mark, start, stop in pieces:
-        sums = [
-            func.sum(table.c[mark_column(fact, mark)]).label(key) for key, fact in facts.items()
-        ]
-        stmt = select(*groups, *sums).where(
-            table.c.kind == kind,
-            table.c.day >= start,
-            table.c.day < stop,
-            *filter_conditions(columns, query.filters),
+    stmt = select(*groups, *(func.sum(c).label(key) for key, c in sums.items())).where(
+        table.c.kind == kind, *conditions, *filter_conditions(columns, query.filters)
+    )
+    if groups:
+        stmt = stmt.group_by(*(g.element for g in groups))
+    for row in connection.execute(stmt).mappings():
+        bucket = (
+            _normalize_bucket(row["bucket"], query, bucket_column)
+            if bucket_column is not None
+            else None
         )
-        if groups:
-            stmt = stmt.group_by(*(g.element for g in groups))
-        for row in connection.execute(stmt).mappings():
-            key_values = [row[g] or None for g in query.group_by]
-            bucket = (
-                _normalize_bucket(row["bucket"], query, bucket_column)
-                if bucket_column is not None
-                else None
-            )
-            counts = out[(*key_values, bucket)]
-            for key in facts:
-                counts[key] += int(row[key] or 0)
+        counts = out[(*(row[g] or None for g in query.group_by), bucket)]
+        for key in sums:
+            counts[key] += int(row[key] or 0)
+
+
+def _as_counted(
+    out: dict[RowKey, dict[str, int]], query: Query, bucket_column: str | None
+) -> dict[RowKey, dict[str, int]]:
+    """Summed counts keyed as counting the facts keys them: one total over no groups, else
+    a group (and bucket) where it has one of the facts asked about."""
     if not query.group_by and bucket_column is None:
-        return {(None,): out[(None,)]}  # one total, as a count over no groups gives
-    # As counted from the facts: a group appears where it has one of the facts asked about.
+        return {(None,): out[(None,)]}
     return {key: counts for key, counts in out.items() if any(counts.values())}
 
 
@@ -412,26 +429,10 @@ def _lead_counts_from_hours(
     kind = _count_kind(connection, query, table, *in_range)
     if kind is None:
         return None
-    columns = _count_columns(table)
-    groups = [columns[g].label(g) for g in query.group_by]
-    groups.append(table.c.hour.label("bucket"))
-    sums = [func.sum(table.c[fact]).label(key) for key, fact in facts.items()]
-    stmt = (
-        select(*groups, *sums)
-        .where(
-            table.c.kind == kind,
-            *in_range,
-            *filter_conditions(columns, query.filters),
-        )
-        .group_by(*(g.element for g in groups))
-    )
-    out: dict[RowKey, dict[str, int]] = {}
-    for row in connection.execute(stmt).mappings():
-        key_values = [row[g] or None for g in query.group_by]
-        bucket = _normalize_bucket(row["bucket"], query, "hour")
-        counts = {key: int(row[key] or 0) for key in facts}
-        if any(counts.values()):
-            out[(*key_values, bucket)] = counts
+    summed: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
+    sums = {key: table.c[fact] for key, fact in facts.items()}
+    _add_sums(connection, table, kind, sums, in_range, query, summed, "hour")
+    out = _as_counted(summed, query, "hour")
     for edge in edges:  # each within one hour bucket: its distinct leads are that bucket's
         for key, counted in _read(
             connection,
@@ -478,26 +479,14 @@ def _lead_counts_from_lasts(
         table = lead_last_hour
         pieces.append((table, table.c.hour >= hours.start, table.c.hour < hours.end))
     kinds = {_count_kind(connection, query, table, *in_range) for table, *in_range in pieces}
-    if len(kinds) != 1 or None in kinds:
+    kind = kinds.pop() if len(kinds) == 1 else None
+    if kind is None:
         return None
-    (kind,) = kinds
     out: dict[RowKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(facts, 0))
     for table, *in_range in pieces:
-        columns = _count_columns(table)
-        groups = [columns[g].label(g) for g in query.group_by]
-        sums = [func.sum(table.c[fact]).label(key) for key, fact in facts.items()]
-        stmt = select(*groups, *sums).where(
-            table.c.kind == kind, *in_range, *filter_conditions(columns, query.filters)
-        )
-        if groups:
-            stmt = stmt.group_by(*(g.element for g in groups))
-        for row in connection.execute(stmt).mappings():
-            counts = out[(*(row[g] or None for g in query.group_by), None)]
-            for key in facts:
-                counts[key] += int(row[key] or 0)
-    if not query.group_by:
-        return {(None,): out[(None,)]}  # one total, as a count over no groups gives
-    return {key: counts for key, counts in out.items() if any(counts.values())}
+        sums = {key: table.c[fact] for key, fact in facts.items()}
+        _add_sums(connection, table, kind, sums, in_range, query, out)
+    return _as_counted(out, query, None)
 
 
 def _facts_in(facts: dict[str, str], rng: TimeRange) -> ColumnElement[bool]:
