@@ -165,29 +165,45 @@ def hour_changes(
     its facts in that hour). Each move adds (+1) or takes away (-1) one fact at a place. A
     lead counts in an hour and scope where it has at least one fact, so the change is where
     that flips."""
-    after = dict(stored)
-    touched: set[tuple[str, str, datetime]] = set()
+    after: dict[HourPlace, int] = {}
     for place, step in moves:
-        after[place] = after.get(place, 0) + step
-        touched.add(place[:3])
-
-    def present(counts: dict[HourPlace, int]) -> set[tuple[int, str, str, datetime, Scope]]:
-        return {
-            (kind, lead, fact, hour, key)
-            for (lead, fact, hour, scope), n in counts.items()
-            if n > 0 and (lead, fact, hour) in touched
-            for kind, key in enumerate(projections(scope))
-        }
+        after[place] = after.get(place, stored.get(place, 0)) + step
+    # Only a lead, fact and hour where a place starts or stops holding a fact can change.
+    flipped = {place[:3] for place, n in after.items() if (n > 0) != (stored.get(place, 0) > 0)}
+    if not flipped:
+        return {}
+    was: dict[tuple[str, str, datetime], set[Scope]] = defaultdict(set)
+    now: dict[tuple[str, str, datetime], set[Scope]] = defaultdict(set)
+    for place, n in stored.items():
+        if n > 0 and place[:3] in flipped:
+            was[place[:3]].add(place[3])
+            if place not in after:
+                now[place[:3]].add(place[3])  # a place the moves leave as it was
+    for place, n in after.items():
+        if n > 0 and place[:3] in flipped:
+            now[place[:3]].add(place[3])
 
     out: dict[HourKey, list[int]] = {}
-    was, now = present(stored), present(after)
-    for presence, step in ((now - was, 1), (was - now, -1)):
-        for kind, _lead, fact, hour, key in presence:
-            row = out.get((kind, hour, *key))
-            if row is None:
-                row = out[(kind, hour, *key)] = [0] * len(LEAD_FACTS)
-            row[_FACT_COLUMN[fact]] += step
+    for lead_fact_hour in flipped:
+        _lead, fact, hour = lead_fact_hour
+        column = _FACT_COLUMN[fact]
+        old = _kinds_of(was[lead_fact_hour])
+        new = _kinds_of(now[lead_fact_hour])
+        for presence, step in ((new - old, 1), (old - new, -1)):
+            for kind, key in presence:
+                row = out.get((kind, hour, *key))
+                if row is None:
+                    row = out[(kind, hour, *key)] = [0] * len(LEAD_FACTS)
+                row[column] += step
     return {key: row for key, row in out.items() if any(row)}
+
+
+def _kinds_of(scopes: set[Scope]) -> set[tuple[int, Scope]]:
+    """Each scope as the row of each kind holds it."""
+    if len(scopes) == 1:
+        (scope,) = scopes
+        return set(enumerate(projections(scope)))
+    return {pair for scope in scopes for pair in enumerate(projections(scope))}
 
 
 # kind, minute (or hour), agent_id, team_id, campaign_id: a row of lead_last_minute (_hour).
@@ -209,28 +225,43 @@ def last_changes(
     minutes: dict[LastKey, list[int]] = {}
     hours: dict[LastKey, list[int]] = {}
     places: dict[datetime, tuple[datetime, datetime]] = {}
+
+    def step(
+        column: int, kinds: Iterable[tuple[int, Scope]], moment: datetime | None, by: int
+    ) -> None:
+        if moment is None or moment < horizon:
+            return
+        placed = places.get(moment)
+        if placed is None:
+            placed = places[moment] = place(moment)
+        minute, hour = placed
+        for kind, key in kinds:
+            for rows, bucket in ((minutes, minute), (hours, hour)):
+                row = rows.get((kind, bucket, *key))
+                if row is None:
+                    row = rows[(kind, bucket, *key)] = [0] * len(LEAD_FACTS)
+                row[column] += by
+
     for pair in before.keys() | after.keys():
         old_moments, new_moments = before.get(pair, {}), after.get(pair, {})
         if old_moments == new_moments:
             continue
         column = _FACT_COLUMN[pair[1]]
+        scopes = old_moments.keys() | new_moments.keys()
+        if len(scopes) == 1:
+            # One scope (a lead most often has one agent): every kind moves alike.
+            (scope,) = scopes
+            kinds = list(enumerate(projections(scope)))
+            step(column, kinds, old_moments.get(scope), -1)
+            step(column, kinds, new_moments.get(scope), 1)
+            continue
         was = _latest_by_kind(old_moments)
         now = _latest_by_kind(new_moments)
-        for kind, key in was.keys() | now.keys():
-            old, new = was.get((kind, key)), now.get((kind, key))
-            if old == new:
-                continue
-            for moment, step in ((old, -1), (new, 1)):
-                if moment is None or moment < horizon:
-                    continue
-                placed = places.get(moment)
-                if placed is None:
-                    placed = places[moment] = place(moment)
-                for rows, bucket in zip((minutes, hours), placed, strict=True):
-                    row = rows.get((kind, bucket, *key))
-                    if row is None:
-                        row = rows[(kind, bucket, *key)] = [0] * len(LEAD_FACTS)
-                    row[column] += step
+        for kind_key in was.keys() | now.keys():
+            old, new = was.get(kind_key), now.get(kind_key)
+            if old != new:
+                step(column, (kind_key,), old, -1)
+                step(column, (kind_key,), new, 1)
     return (
         {key: row for key, row in minutes.items() if any(row)},
         {key: row for key, row in hours.items() if any(row)},
