@@ -25,7 +25,7 @@ from services.aggregator.leadcounts import (
     hour_changes,
     last_changes,
 )
-from services.aggregator.upserts import chunks, upsert
+from services.aggregator.upserts import chunks, upsert, upsert_values
 from shared.leadcounts import (
     FACT_COLUMNS,
     HOUR_KEY_COLUMNS,
@@ -99,38 +99,15 @@ def write_lead_facts(
     minutes, last_hours = last_changes(
         latest, _latest_after(connection, latest, rows, builder, horizon), horizon, _placer(builder)
     )
-    upsert(
-        connection,
-        lead_count_day,
-        [
-            dict(zip(KEY_COLUMNS, key, strict=True)) | dict(zip(MARK_COLUMNS, values, strict=True))
-            for key, values in changes.changed().items()
-        ],
-        add=True,
+    counted = (
+        (lead_count_day, KEY_COLUMNS + MARK_COLUMNS, changes.changed()),
+        (lead_count_hour, HOUR_KEY_COLUMNS + LEAD_FACTS, hours),
+        (lead_last_minute, LAST_MINUTE_KEY_COLUMNS + LEAD_FACTS, minutes),
+        (lead_last_hour, LAST_HOUR_KEY_COLUMNS + LEAD_FACTS, last_hours),
     )
-    upsert(
-        connection,
-        lead_count_hour,
-        [
-            dict(zip(HOUR_KEY_COLUMNS, key, strict=True))
-            | dict(zip(LEAD_FACTS, counts, strict=True))
-            for key, counts in hours.items()
-        ],
-        add=True,
-    )
-    for table, keys, changed in (
-        (lead_last_minute, LAST_MINUTE_KEY_COLUMNS, minutes),
-        (lead_last_hour, LAST_HOUR_KEY_COLUMNS, last_hours),
-    ):
-        upsert(
-            connection,
-            table,
-            [
-                dict(zip(keys, key, strict=True)) | dict(zip(LEAD_FACTS, counts, strict=True))
-                for key, counts in changed.items()
-            ],
-            add=True,
-        )
+    for table, columns, changed in counted:
+        values = [(*key, *counts) for key, counts in changed.items()]
+        upsert_values(connection, table, columns, values, add=True)
 
 
 def _recent_pairs(rows: list[LeadFactRow], horizon: str) -> set[tuple[str, str]]:

@@ -8,10 +8,11 @@ transaction; nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, event, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.kpis import COUNTER_KEYS
@@ -37,11 +38,28 @@ def upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, 
 
     Rows go in primary-key order, so concurrent writers lock rows in the same order.
     """
+    if rows:
+        columns = list(rows[0])
+        upsert_values(connection, table, columns, list(map(values_of(columns), rows)), add=add)
+
+
+def upsert_values(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    *,
+    add: bool,
+) -> None:
+    """:func:`upsert` of rows given as tuples of ``columns`` (one key per row)."""
     if not rows:
         return
+    columns = list(columns)
     pk = [c.name for c in table.primary_key.columns]
-    rows.sort(key=values_of(pk))
-    columns = list(rows[0])
+    if columns[: len(pk)] == pk:
+        rows.sort()  # the keys lead and differ: the tuples sort by them
+    else:
+        rows.sort(key=itemgetter(*(columns.index(k) for k in pk)))
     updated = [c for c in columns if c not in pk]
     if connection.dialect.name == "postgresql":
         _pg_copy_upsert(connection, table, rows, pk, columns, updated, add)
@@ -54,7 +72,8 @@ def upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, 
             for c in updated
         },
     )
-    connection.execute(stmt, rows)
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    connection.execute(stmt, records)
     counters = [c for c in updated if c in _ADDITIVE]
     if add and counters:
         # A row whose counters all went back to zero (a call moved to another bucket, a
@@ -63,7 +82,7 @@ def upsert(connection: Connection, table: Table, rows: list[dict[str, Any]], *, 
             *(table.c[k] == bindparam(f"pk_{k}") for k in pk),
             *(table.c[c] == 0 for c in counters),
         )
-        connection.execute(emptied, [{f"pk_{k}": r[k] for k in pk} for r in rows])
+        connection.execute(emptied, [{f"pk_{k}": r[k] for k in pk} for r in records])
 
 
 def values_of(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -75,30 +94,82 @@ def values_of(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, .
 
 
 def _pg_stage(
-    connection: Connection, table: Table, rows: list[dict[str, Any]], columns: list[str]
+    connection: Connection, table: Table, rows: list[tuple[Any, ...]], columns: list[str]
 ) -> str:
     """COPY ``rows`` into the session's staging table for ``table``; returns its name.
 
     COPY and then one INSERT ... SELECT: far fewer round trips and far less client work than
-    a statement per row. The caller empties the staging table when done with it.
+    a statement per row. A staging table empties itself at the end of the transaction (ON
+    COMMIT DELETE ROWS, or the rollback); one staged again in the same transaction is
+    emptied first.
     """
     staging = f"staging_{table.name}"
-    connection.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
-        f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
+    known = _staging_tables(connection)
+    if staging in known.used:
+        connection.exec_driver_sql(f"TRUNCATE {staging}")
+    elif staging not in known.created:
+        connection.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+            f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        known.created.add(staging)
+    known.used.add(staging)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    values = values_of(columns)
     with cursor, cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(values(row))
+            copy.write_row(row)
     return staging
+
+
+@dataclass
+class _Staging:
+    """A database session's staging tables: those it created (they last as long as it
+    does, unless their transaction rolls back) and those the open transaction filled."""
+
+    created: set[str] = field(default_factory=set)
+    used: set[str] = field(default_factory=set)
+
+
+def _staging_tables(connection: Connection) -> _Staging:
+    known = connection.info.get("staging")
+    if known is None:
+        known = connection.info["staging"] = _Staging()
+    return cast(_Staging, known)
+
+
+def _forget(connection: Connection, *, filled: bool, made: bool) -> None:
+    """Forget which staging tables the transaction filled, or which the session made."""
+    if connection.closed or connection.invalidated:
+        return  # the session is gone; its replacement starts with nothing known
+    known = connection.info.get("staging")
+    if known is not None:
+        if filled:
+            known.used.clear()
+        if made:
+            known.created.clear()
+
+
+@event.listens_for(Engine, "commit")
+def _committed(connection: Connection) -> None:
+    _forget(connection, filled=True, made=False)  # ON COMMIT DELETE ROWS emptied them
+
+
+@event.listens_for(Engine, "rollback")
+def _rolled_back(connection: Connection) -> None:
+    # What the transaction made or filled is gone with it.
+    _forget(connection, filled=True, made=True)
+
+
+@event.listens_for(Engine, "rollback_savepoint")
+def _rolled_back_to_savepoint(connection: Connection, _name: Any, _context: Any) -> None:
+    # A table made after the savepoint is gone; rows staged before it are still there.
+    _forget(connection, filled=False, made=True)
 
 
 def _pg_copy_upsert(
     connection: Connection,
     table: Table,
-    rows: list[dict[str, Any]],
+    rows: list[tuple[Any, ...]],
     pk: list[str],
     columns: list[str],
     updated: list[str],
@@ -112,20 +183,30 @@ def _pg_copy_upsert(
         else f"{c} = EXCLUDED.{c}"
         for c in updated
     )
-    connection.exec_driver_sql(
+    insert = (
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
         f"ORDER BY {', '.join(pk)} "
         f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {assignments}"
     )
     counters = [c for c in updated if c in _ADDITIVE]
-    if add and counters:
-        # See upsert: rows whose counters all went back to zero are removed.
-        matches = " AND ".join(f"t.{k} = s.{k}" for k in pk)
-        zeros = " AND ".join(f"t.{c} = 0" for c in counters)
-        connection.exec_driver_sql(
-            f"DELETE FROM {table.name} AS t USING {staging} AS s WHERE {matches} AND {zeros}"
-        )
-    connection.exec_driver_sql(f"TRUNCATE {staging}")
+    if not (add and counters):
+        connection.exec_driver_sql(insert)
+        return
+    # See upsert: rows whose counters all went back to zero are removed. The insert names
+    # them (rarely any), so that only those are looked up again.
+    zeros = " AND ".join(f"{c} = 0" for c in counters)
+    emptied = connection.exec_driver_sql(
+        f"WITH written AS ({insert} RETURNING {', '.join(pk)}, {zeros} AS emptied) "
+        f"SELECT {', '.join(pk)} FROM written WHERE emptied"
+    ).all()
+    if emptied:
+        key = tuple_(*(table.c[k] for k in pk))
+        for chunk in chunks(emptied):
+            connection.execute(
+                delete(table).where(
+                    key.in_([tuple(r) for r in chunk]), *(table.c[c] == 0 for c in counters)
+                )
+            )
 
 
 def copy_insert(
@@ -136,9 +217,8 @@ def copy_insert(
     pk = ", ".join(c.name for c in table.primary_key.columns)
     columns = list(rows[0])
     names = ", ".join(columns)
-    staging = _pg_stage(connection, table, rows, columns)
+    staging = _pg_stage(connection, table, list(map(values_of(columns), rows)), columns)
     connection.exec_driver_sql(
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
         f"ORDER BY {pk} ON CONFLICT ({pk}) {on_conflict}"
     )
-    connection.exec_driver_sql(f"TRUNCATE {staging}")
