@@ -14,6 +14,7 @@ from services.aggregator.retention import RetentionSchedule
 from services.aggregator.settings import aggregator_settings
 from shared.db import engine_for
 from shared.logs import configure_logging
+from shared.runtime import collect_cycles_rarely
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def run_forever() -> None:
     member = AggregatorMember(engine, settings, stop)
     RetentionSchedule(engine, settings).start(stop)
     log.info("aggregator started", extra={"group_id": settings.group_id})
+    collect_cycles_rarely(freeze=True)
     try:
         member.run(stop)
     finally:

@@ -35,6 +35,7 @@ from shared.db import make_engine
 from shared.errors import ServiceUnavailable
 from shared.http import JsonResponse, install_common
 from shared.logs import configure_logging
+from shared.runtime import collect_cycles_rarely
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -85,6 +86,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         per_caller=settings.max_requests_in_flight_per_key,
     )
     install_common(app, "api")
+    collect_cycles_rarely()
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, _exc: OperationalError) -> Response:

@@ -19,6 +19,7 @@ from shared.auth import Authenticator
 from shared.db import engine_for
 from shared.http import JsonResponse, install_common
 from shared.logs import configure_logging
+from shared.runtime import collect_cycles_rarely
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -44,6 +45,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     # Ingest reads the key table only (through a cache), and only when auth is on.
     app.state.authenticator = Authenticator(settings, lambda: engine_for(settings.database_url))
     install_common(app, "ingest")
+    collect_cycles_rarely()
     app.include_router(router)
     app.include_router(adapter_router)
 
