@@ -9,11 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, event, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    bindparam,
+    delete,
+    event,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import TypeEngine
 
 from shared.kpis import COUNTER_KEYS
 from shared.leadcounts import LEAD_FACTS, MARK_COLUMNS
@@ -115,10 +132,36 @@ def _pg_stage(
         known.created.add(staging)
     known.used.add(staging)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {staging} ({', '.join(columns)}) FROM STDIN") as copy:
+    names = ", ".join(columns)
+    with cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        # Binary: a third of the client's work of writing each row as text.
+        copy.set_types(_copy_types(table, tuple(columns)))
         for row in rows:
             copy.write_row(row)
     return staging
+
+
+@lru_cache(maxsize=256)
+def _copy_types(table: Table, columns: tuple[str, ...]) -> list[str]:
+    """The PostgreSQL type of each of ``table``'s ``columns``, for a binary COPY."""
+    return [_pg_type(table.c[name].type) for name in columns]
+
+
+def _pg_type(column_type: TypeEngine[Any]) -> str:
+    # Subclasses before their bases: BigInteger is an Integer, Text a String.
+    for python_type, name in (
+        (BigInteger, "int8"),
+        (SmallInteger, "int2"),
+        (Integer, "int4"),
+        (Boolean, "bool"),
+        (Date, "date"),
+        (String, "text"),
+    ):
+        if isinstance(column_type, python_type):
+            return name
+    if isinstance(column_type, DateTime):
+        return "timestamptz" if column_type.timezone else "timestamp"
+    raise TypeError(f"no binary COPY type for {column_type!r}")
 
 
 @dataclass
