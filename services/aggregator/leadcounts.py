@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from services.aggregator.facts import Scope
 from shared.leadcounts import DIMENSIONS, KINDS, LEAD_FACTS, MARKS
@@ -149,6 +150,8 @@ def grouped(
     return out
 
 
+K = TypeVar("K")
+
 # kind, hour, agent_id, team_id, campaign_id: a row of lead_count_hour.
 HourKey = tuple[int, datetime, str, str, str]
 # lead, fact, hour, full scope: where a lead fact lies, as lead_count_hour sees it.
@@ -191,19 +194,26 @@ def hour_changes(
         new = _kinds_of(now[lead_fact_hour])
         for presence, step in ((new - old, 1), (old - new, -1)):
             for kind, key in presence:
-                row = out.get((kind, hour, *key))
-                if row is None:
-                    row = out[(kind, hour, *key)] = [0] * len(LEAD_FACTS)
-                row[column] += step
-    return {key: row for key, row in out.items() if any(row)}
+                _add(out, (kind, hour, *key), column, step)
+    return _nonzero(out)
 
 
 def _kinds_of(scopes: set[Scope]) -> set[tuple[int, Scope]]:
     """Each scope as the row of each kind holds it."""
-    if len(scopes) == 1:
-        (scope,) = scopes
-        return set(enumerate(projections(scope)))
     return {pair for scope in scopes for pair in enumerate(projections(scope))}
+
+
+def _add(rows: dict[K, list[int]], key: K, column: int, by: int) -> None:
+    """Adds ``by`` to one counter of a row of changes, the row made when first met."""
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = [0] * len(LEAD_FACTS)
+    row[column] += by
+
+
+def _nonzero(rows: dict[K, list[int]]) -> dict[K, list[int]]:
+    """The rows of changes that change something."""
+    return {key: row for key, row in rows.items() if any(row)}
 
 
 # kind, minute (or hour), agent_id, team_id, campaign_id: a row of lead_last_minute (_hour).
@@ -236,11 +246,8 @@ def last_changes(
             placed = places[moment] = place(moment)
         minute, hour = placed
         for kind, key in kinds:
-            for rows, bucket in ((minutes, minute), (hours, hour)):
-                row = rows.get((kind, bucket, *key))
-                if row is None:
-                    row = rows[(kind, bucket, *key)] = [0] * len(LEAD_FACTS)
-                row[column] += by
+            _add(minutes, (kind, minute, *key), column, by)
+            _add(hours, (kind, hour, *key), column, by)
 
     for pair in before.keys() | after.keys():
         old_moments, new_moments = before.get(pair, {}), after.get(pair, {})
@@ -262,10 +269,7 @@ def last_changes(
             if old != new:
                 step(column, (kind_key,), old, -1)
                 step(column, (kind_key,), new, 1)
-    return (
-        {key: row for key, row in minutes.items() if any(row)},
-        {key: row for key, row in hours.items() if any(row)},
-    )
+    return _nonzero(minutes), _nonzero(hours)
 
 
 def _latest_by_kind(latest: dict[Scope, datetime]) -> dict[tuple[int, Scope], datetime]:
