@@ -78,7 +78,11 @@ Seconds = Annotated[
 ]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+# RFC 3339's date-time (section 5.6): seconds and an offset ("Z" or ±hh:mm) are not optional;
+# a space for the "T" is the readability its note allows.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
+# JSON's true and false only: "yes", 1 or "true" are not booleans.
+Flag = Annotated[bool, Field(strict=True)]
 # Every identifier and free-text field (``shared.identifiers`` says what they may hold).
 _ID_FIELDS = (
     "reason",
@@ -252,7 +256,7 @@ class CallStarted(CallEvent):
 
 class CallAnswered(CallEvent):
     type: Literal["call.answered"]
-    contact_reached: bool = True
+    contact_reached: Flag = True
     answered_by: AnsweredBy = AnsweredBy.human
 
 
@@ -260,7 +264,7 @@ class CallEnded(CallEvent):
     type: Literal["call.ended"]
     talk_seconds: Seconds
     wrap_seconds: Seconds | None = None
-    resolved: bool | None = None
+    resolved: Flag | None = None
 
 
 class CallDispositioned(CallEvent):
@@ -271,12 +275,12 @@ class CallDispositioned(CallEvent):
 class CallCompleted(CallEvent):
     type: Literal["call.completed"]
     direction: Direction = Direction.outbound
-    answered: bool
-    contact_reached: bool = True
+    answered: Flag
+    contact_reached: Flag = True
     answered_by: AnsweredBy = AnsweredBy.human
     talk_seconds: Seconds = Decimal(0)
     wrap_seconds: Seconds | None = None
-    resolved: bool | None = None
+    resolved: Flag | None = None
     disposition: (
         Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=PRINTABLE)] | None
     ) = None

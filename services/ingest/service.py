@@ -73,12 +73,27 @@ def _loads(data: bytes) -> Any:
     """JSON with its numbers exact: a number with a fraction is read as a decimal.
 
     The fast parser reads such numbers as binary floats, which cannot hold every decimal
-    amount (1234567890123.4567 would become ...4568); a body that has one is read again.
+    amount (1234567890123.4567 would become ...4568); a body that has one is read again. A
+    number too large for a float (1e400) is valid JSON: that body is read again too, so the
+    one event holding it is refused by its field, not the whole body.
     """
-    parsed = orjson.loads(data)
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if _INFINITE not in str(exc):
+            raise
+        return json.loads(data, parse_float=Decimal, parse_constant=_not_json)
     if _has_float(parsed):
         parsed = json.loads(data, parse_float=Decimal)
     return parsed
+
+
+# How the fast parser names a number beyond a binary float's range.
+_INFINITE = "number is infinity when parsed as double"
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _has_float(parsed: Any) -> bool:

@@ -142,3 +142,51 @@ def test_type_specific_rules(raw: dict[str, Any], field: str) -> None:
 
 def test_a_non_object_is_rejected() -> None:
     assert _errors(["not", "an", "event"]) == {"(event)": "each event must be a JSON object"}
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "accepted"),
+    [
+        ("2026-11-24T15:59:00+08:00", True),
+        ("2026-11-24T07:59:00.250Z", True),
+        ("2026-11-24t07:59:00z", True),  # RFC 3339: "T" and "Z" may be lower case
+        ("2026-11-24 15:59:00+08:00", True),  # ... and a space may stand for the "T"
+        ("2026-11-24T15:59+08:00", False),  # no seconds
+        ("2026-11-24T15:59:00+0800", False),  # offset without its colon
+        ("2026-11-24T15:59:00+08", False),
+        ("2026-11-24T07:59:00Z\n", False),
+        ("2026-11-24T07:59:00 Z", False),
+        ("2026-11-24", False),
+    ],
+)
+def test_a_time_is_an_rfc_3339_date_time(occurred_at: str, accepted: bool) -> None:
+    outcome = _validate(_event(occurred_at=occurred_at))
+    if accepted:
+        assert isinstance(outcome, CallStarted), outcome
+        assert outcome.occurred_at == datetime(2026, 11, 24, 7, 59, tzinfo=UTC) + timedelta(
+            milliseconds=250 if ".250" in occurred_at else 0
+        )
+    else:
+        assert _errors(_event(occurred_at=occurred_at)) == {
+            "occurred_at": "must be an RFC 3339 timestamp with a UTC offset, "
+            "e.g. 2026-11-02T09:30:00+08:00"
+        }
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"type": "call.answered", "contact_reached": "yes"}, "contact_reached"),
+        ({"type": "call.answered", "contact_reached": 1}, "contact_reached"),
+        ({"type": "call.answered", "contact_reached": "false"}, "contact_reached"),
+        ({"type": "call.ended", "talk_seconds": 5, "resolved": 0}, "resolved"),
+        ({"type": "call.completed", "answered": "true"}, "answered"),
+    ],
+)
+def test_a_bool_is_true_or_false_only(raw: dict[str, Any], field: str) -> None:
+    assert set(_errors(_event(**raw))) == {field}
+    # The same event with JSON's own value is accepted.
+    fixed = {**raw, field: False}
+    outcome = _validate(_event(**fixed))
+    assert isinstance(outcome, BaseEvent), outcome
+    assert getattr(outcome, field) is False
