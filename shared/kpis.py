@@ -51,14 +51,20 @@ class LeadCount:
 
 @dataclass(frozen=True, slots=True)
 class Ratio:
+    """``sum(numerator) / (denominator / denominator_scale)``, then divided by each ratio of
+    ``divided_by``; ``None`` when a divisor is zero or unknown (with no ``denominator``, also
+    when the numerator is zero)."""
+
     key: str
     name_zh: str
     numerator: tuple[str, ...]
-    denominator: str
+    denominator: str | None
     unit: Unit
     formula: str
     # Per-hour rates divide by hours, not seconds.
     denominator_scale: int = 1
+    # Ratios the value is divided by in turn (capacity: time over the handle time per lead).
+    divided_by: tuple[str, ...] = ()
 
 
 COUNTERS: tuple[Counter, ...] = (
@@ -239,6 +245,17 @@ RATIOS: tuple[Ratio, ...] = (
         Unit.ratio,
         "(talk_seconds + wrap_seconds) / logged_in_seconds",
     ),
+    # kpis.md's capacity: how many leads an agent can work in the time logged in, at the
+    # handle time per call and the calls per lead seen.
+    Ratio(
+        "capacity",
+        "产能",
+        (LOGGED_IN_SECONDS,),
+        None,
+        Unit.count,
+        "logged_in_seconds / (avg_handle_seconds × calls_per_lead)",
+        divided_by=("avg_handle_seconds", "calls_per_lead"),
+    ),
     Ratio(
         "fcr_rate",
         "首次通话解决率",
@@ -310,22 +327,43 @@ def base_keys_for(metrics: tuple[str, ...] | list[str]) -> set[str]:
         if ratio is None:
             if key != DISPOSITIONS:
                 needed.add(key)
-        else:
-            needed.update(ratio.numerator)
+            continue
+        needed.update(ratio.numerator)
+        if ratio.denominator is not None:
             needed.add(ratio.denominator)
+        needed |= base_keys_for(ratio.divided_by)
     return needed
 
 
-def ratio_value(ratio: Ratio, base: Mapping[str, Number | None]) -> Decimal | None:
-    """One ratio from its base values; ``None`` when the denominator is zero."""
-    denominator = Decimal(base.get(ratio.denominator) or 0)
-    if ratio.denominator_scale != 1:
-        denominator = denominator / ratio.denominator_scale
-    if denominator == 0:
-        return None
+def exact_ratio(ratio: Ratio, base: Mapping[str, Number | None]) -> Decimal | None:
+    """One ratio from its base values, unrounded; ``None`` where :class:`Ratio` says."""
     numerator = sum((Decimal(base.get(k) or 0) for k in ratio.numerator), Decimal(0))
+    if ratio.denominator is None:
+        if numerator == 0:
+            return None
+        value = numerator
+    else:
+        denominator = Decimal(base.get(ratio.denominator) or 0)
+        if ratio.denominator_scale != 1:
+            denominator = denominator / ratio.denominator_scale
+        if denominator == 0:
+            return None
+        value = numerator / denominator
+    for key in ratio.divided_by:
+        divisor = exact_ratio(RATIO_BY_KEY[key], base)
+        if not divisor:
+            return None
+        value = value / divisor
+    return value
+
+
+def ratio_value(ratio: Ratio, base: Mapping[str, Number | None]) -> Decimal | None:
+    """One ratio from its base values, rounded for display; ``None`` as :func:`exact_ratio`."""
+    value = exact_ratio(ratio, base)
+    if value is None:
+        return None
     places = MONEY_PLACES if ratio.unit is Unit.money else RATIO_PLACES
-    return (numerator / denominator).quantize(places)
+    return value.quantize(places)
 
 
 def compute_kpis(
@@ -340,9 +378,12 @@ def compute_kpis(
 
 
 def volume_key(metric: str) -> str:
-    """The count a leaderboard's minimum volume applies to: a ratio's denominator."""
+    """The count a leaderboard's minimum volume applies to: a ratio's denominator (for
+    capacity, which has none, the time logged in)."""
     ratio = RATIO_BY_KEY.get(metric)
-    return ratio.denominator if ratio is not None else metric
+    if ratio is None:
+        return metric
+    return ratio.denominator if ratio.denominator is not None else ratio.numerator[0]
 
 
 # Stored counters are integers: money in ten-thousandths, seconds in milliseconds, so sums are
@@ -410,9 +451,7 @@ def driver_values(
         if ratio is None:
             values[driver.key] = Decimal(base.get(driver.key) or 0)
             continue
-        denominator = Decimal(base.get(ratio.denominator) or 0)
-        numerator = sum((Decimal(base.get(k) or 0) for k in ratio.numerator), Decimal(0))
-        values[driver.key] = numerator / denominator if denominator else None
+        values[driver.key] = exact_ratio(ratio, base)
     return values
 
 
@@ -517,6 +556,7 @@ NAMES_ZH_TW: dict[str, str] = {
     "sales_per_hour": "每小時成交",
     "contacts_per_hour": "每小時有效聯通",
     "occupancy": "利用率",
+    "capacity": "產能",
     "fcr_rate": "首次通話解決率",
     "drop_rate": "掉線率",
     "abandon_rate": "放棄率",
@@ -534,6 +574,7 @@ _NAMES_EN: dict[str, str] = {
     "avg_revenue_per_won_lead": "Average revenue per won lead",
     "avg_talk_seconds": "Average talk time",
     "avg_handle_seconds": "Average handle time",
+    "capacity": "Lead capacity",
     "talk_seconds": "Talk time",
     "effective_talk_seconds": "Effective talk time",
     "wrap_seconds": "Wrap-up time",

@@ -360,6 +360,17 @@ def logged_in_seconds(
     return total
 
 
+def capacity(
+    seconds: Decimal, *, dials: int, leads: int, connects: int, handle: Decimal
+) -> float | None:
+    """kpis.md's capacity, rounded as the API shows ratios: the time logged in over the
+    handle time per connect (talk + wrap over connects) times the calls per lead."""
+    if not (seconds and dials and leads and connects and handle):
+        return None
+    per_lead = (handle / connects) * (Decimal(dials) / leads)
+    return float((seconds / per_lead).quantize(Decimal("0.000001")))
+
+
 def per_logged_in_hour(count: int, seconds: Decimal) -> float | None:
     """A count per hour logged in, rounded as the API shows ratios."""
     if seconds == 0:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.pipeline import TIMEZONE, MakePipeline, Pipeline, bearer, create_key
-from tests.reference import PER_LOGGED_IN_HOUR, logged_in_seconds, per_logged_in_hour
+from tests.reference import PER_LOGGED_IN_HOUR, capacity, logged_in_seconds, per_logged_in_hour
 
 ADMIN_KEY = "bootstrap-admin-key-for-the-board-tests-0123"
 QUIET_SECONDS = 600
@@ -237,7 +237,7 @@ def test_rates_per_hour_logged_in_match_the_reference(board: tuple[Pipeline, Flo
             "from": start.isoformat(),
             "to": end.isoformat(),
             "group_by": "agent",
-            "metrics": ",".join(PER_LOGGED_IN_HOUR),
+            "metrics": ",".join((*PER_LOGGED_IN_HOUR, "capacity")),
         },
         headers=bearer(key),
     )
@@ -257,12 +257,62 @@ def test_rates_per_hour_logged_in_match_the_reference(board: tuple[Pipeline, Flo
         elif event["type"] == "call.answered":
             # Answered calls are counted at their start, 5 s earlier: inside too here.
             agent["contacts"] += 1
+    # Capacity's parts, each call counted at its start: leads dialed, connects, handle time.
+    starts = {
+        e["call_id"]: (e["agent_id"], e["lead_id"], datetime.fromisoformat(e["occurred_at"]))
+        for e in floor.events
+        if e["type"] == "call.started"
+    }
+    leads: dict[str, set[str]] = {}
+    connects: dict[str, int] = {}
+    handle: dict[str, Decimal] = {}
+    for event in floor.events:
+        if not event["type"].startswith("call.") or not start <= starts[event["call_id"]][2] < end:
+            continue
+        agent_id, lead, _ = starts[event["call_id"]]
+        if event["type"] == "call.started":
+            leads.setdefault(agent_id, set()).add(lead)
+        elif event["type"] == "call.answered":
+            connects[agent_id] = connects.get(agent_id, 0) + 1
+        elif event["type"] == "call.ended":
+            worked = Decimal(event["talk_seconds"]) + Decimal(event.get("wrap_seconds", 0))
+            handle[agent_id] = handle.get(agent_id, Decimal(0)) + worked
+    capacities = []
     for agent_id in ("b1", "b2", "b3", "b4"):
         seconds = logged_in_seconds(floor.events, agent_id, start, end)
         for kpi, count in PER_LOGGED_IN_HOUR.items():
             expected = per_logged_in_hour(counted[agent_id][count], seconds)
             got = rows.get(agent_id, {}).get(kpi)
             assert got == expected, (agent_id, kpi, got, expected, seconds)
+        expected = capacity(
+            seconds,
+            dials=counted[agent_id]["dials"],
+            leads=len(leads.get(agent_id, ())),
+            connects=connects.get(agent_id, 0),
+            handle=handle.get(agent_id, Decimal(0)),
+        )
+        capacities.append(rows.get(agent_id, {}).get("capacity"))
+        assert capacities[-1] == expected, (agent_id, capacities[-1], expected, seconds)
+    # b1 and b4 talked (b1 also dialed a lead no one answered); b2 and b3 made no call.
+    assert [value is None for value in capacities] == [False, True, True, False]
+    # Ranked on the leaderboard like any ratio: the two with a capacity, highest first.
+    ranked = pipeline.api.get(
+        "/v1/leaderboard",
+        params={"metric": "capacity", "from": start.isoformat(), "to": end.isoformat()},
+        headers=bearer(key),
+    )
+    assert ranked.status_code == 200, ranked.text
+    known = sorted(
+        (
+            (value, agent_id)
+            for agent_id, value in zip(("b1", "b2", "b3", "b4"), capacities, strict=True)
+            if value is not None
+        ),
+        reverse=True,
+    )
+    assert [(r["agent_id"], r["value"]) for r in ranked.json()["rows"]] == [
+        (agent_id, value) for value, agent_id in known
+    ]
     # b1 has been logged in since it went available 20 minutes ago.
     assert logged_in_seconds(floor.events, "b1", start, end) == Decimal(
         int((end - floor.at["b1 available"]).total_seconds())

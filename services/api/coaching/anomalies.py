@@ -23,7 +23,7 @@ from services.api.metrics.queries import Filters, Query
 from services.api.metrics.service import MetricsService
 from services.api.settings import ApiSettings
 from services.api.targets.rules import amount
-from shared.kpis import RATIO_BY_KEY
+from shared.kpis import RATIO_BY_KEY, volume_key
 from shared.playbook import ANOMALY_MIN_BASELINE_DAYS, ANOMALY_Z, deviation
 from shared.timeutil import floor_minute, local_midnight
 
@@ -69,7 +69,7 @@ def find_anomalies(
         {
             *ANOMALY_KPIS,
             *_ACTIVITY,
-            *(RATIO_BY_KEY[k].denominator for k in ANOMALY_KPIS if k in RATIO_BY_KEY),
+            *(volume_key(k) for k in ANOMALY_KPIS if k in RATIO_BY_KEY),
         }
     )
     service = MetricsService(settings)
@@ -94,10 +94,10 @@ def find_anomalies(
         mine = today.get(agent_id, {})
         flagged = []
         for kpi in ANOMALY_KPIS:
-            ratio = RATIO_BY_KEY.get(kpi)
-            if ratio is not None:
-                volume_today = Decimal(mine.get(ratio.denominator) or 0)
-                volumes = [Decimal(d.get(ratio.denominator) or 0) for d in worked]
+            if kpi in RATIO_BY_KEY:
+                volume = volume_key(kpi)
+                volume_today = Decimal(mine.get(volume) or 0)
+                volumes = [Decimal(d.get(volume) or 0) for d in worked]
                 if volume_today < min_volume or sum(volumes) / len(volumes) < min_volume:
                     continue
                 values = [d.get(kpi) for d in worked]
