@@ -180,7 +180,7 @@ class Sender:
         self.max_backoff_seconds = max_backoff_seconds
         self.timeout_seconds = timeout_seconds
         self.sleep = sleep
-        self._last_sent: dict[str, float] = {}
+        self._last_turn: dict[str, float] = {}  # by robot (URL), when its last turn began
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -189,16 +189,23 @@ class Sender:
             return self._locks.setdefault(name, threading.Lock())
 
     def _pace(self, subject: Channel) -> None:
+        """Waits for the turn of the channel's robot: channels posting to one URL share it."""
         interval = MIN_INTERVAL[subject.kind]
         if self.engine is not None:
-            # Shared by every process through the channel's row.
-            start = reserve_send(self.engine, subject.name, timedelta(seconds=interval))
+            # Shared by every process through the channel table.
+            start = reserve_send(
+                self.engine, subject.name, subject.url, timedelta(seconds=interval)
+            )
             wait = (start - datetime.now(UTC)).total_seconds()
-        else:
-            wait = self._last_sent.get(subject.name, -1e9) + interval - time.monotonic()
-        if wait > 0:
-            self.sleep(wait)
-        self._last_sent[subject.name] = time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+            return
+        with self._guard:
+            now = time.monotonic()
+            turn = max(now, self._last_turn.get(subject.url, -1e9) + interval)
+            self._last_turn[subject.url] = turn
+        if turn > now:
+            self.sleep(turn - now)
 
     def _post(self, client: httpx.Client, subject: Channel, payload: dict[str, Any]) -> Answer:
         url = subject.url

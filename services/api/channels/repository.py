@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -108,20 +108,28 @@ def remove_channel(connection: Connection, name: str) -> Channel:
     return found
 
 
-def reserve_send(engine: Engine, name: str, interval: timedelta) -> datetime:
-    """Reserve the channel's next turn to send and return when it starts: at once if the
-    channel has been quiet for ``interval``, else ``interval`` after the turn before. The row
-    lock makes the processes sending to one channel take turns."""
+def reserve_send(engine: Engine, name: str, url: str, interval: timedelta) -> datetime:
+    """Reserve the next turn to send to the channel's robot and return when it starts: at
+    once if the robot has been quiet for ``interval``, else ``interval`` after the turn
+    before. A platform's limit is per robot (its webhook URL), which several channels may
+    share (a digest and a contest's news to one group): their turns are kept on the row of
+    the first of them by name, whose lock makes every process sending to the robot take
+    turns."""
     with engine.begin() as connection:
+        keeper = (
+            connection.execute(
+                select(func.min(channel.c.name)).where(channel.c.url == url)
+            ).scalar_one()
+        ) or name
         row = connection.execute(
-            select(channel.c.next_send_at).where(channel.c.name == name).with_for_update()
+            select(channel.c.next_send_at).where(channel.c.name == keeper).with_for_update()
         ).first()
         now = datetime.now(UTC)
         start = (
             now if row is None or row.next_send_at is None else max(now, _as_utc(row.next_send_at))
         )
         connection.execute(
-            update(channel).where(channel.c.name == name).values(next_send_at=start + interval)
+            update(channel).where(channel.c.name == keeper).values(next_send_at=start + interval)
         )
         return start
 
