@@ -117,6 +117,26 @@ def test_money_sent_as_a_json_number_stays_exact(ingest_only: Pipeline) -> None:
     assert (stored["amount"], stored["margin"]) == ("1234567890123.4567", "0.1")
 
 
+def test_a_number_beyond_a_float_refuses_its_event_alone(ingest_only: Pipeline) -> None:
+    sale = (
+        '{"event_id": "huge-sale", "type": "sale.closed", "occurred_at": '
+        '"2026-11-02T10:00:00+08:00", "agent_id": "a-1", "lead_id": "L-1", '
+        '"order_id": "o-huge", "amount": 1e400}'
+    )
+    body = f"[{json.dumps(_call('beside-it'))}, {sale}]"
+    response = ingest_only.ingest.post(
+        "/v1/events", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["accepted"] == 1
+    ((index, event_id, fields),) = [
+        (r["index"], r["event_id"], [e["field"] for e in r["errors"]]) for r in answer["rejected"]
+    ]
+    assert (index, event_id, fields) == (1, "huge-sale", ["amount"])
+    assert [r["event_id"] for r in _topic_records(ingest_only)] == ["beside-it"]
+
+
 def test_a_body_over_the_limit_is_413(ingest_only: Pipeline) -> None:
     events = [_call(f"big-{i}", source="s" * 60) for i in range(40_000)]
     response = ingest_only.ingest.post("/v1/events", json=events)
