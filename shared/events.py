@@ -394,6 +394,8 @@ def _message(error: Any) -> str:
         return "unknown field; version 1 of the event schema does not have it"
     if kind == "missing":
         return "is required"
+    if kind == "bool_type":
+        return "must be JSON true or false (not text or a number)"
     if kind == "timezone_aware":
         return "timestamp must carry a UTC offset, e.g. 2024-05-01T09:30:00+08:00"
     if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == PRINTABLE:
