@@ -208,7 +208,8 @@ class BaseEvent(BaseModel):
         # Numbers (Unix times) and other shapes pydantic would read are not RFC 3339.
         if not isinstance(value, str) or not _DATE_TIME.match(value):
             raise ValueError(
-                "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-11-02T09:30:00+08:00"
+                "must be an RFC 3339 timestamp with seconds and a UTC offset (Z or ±hh:mm), "
+                "e.g. 2026-11-02T09:30:00+08:00"
             )
         return value
 

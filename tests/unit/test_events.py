@@ -168,8 +168,8 @@ def test_a_time_is_an_rfc_3339_date_time(occurred_at: str, accepted: bool) -> No
         )
     else:
         assert _errors(_event(occurred_at=occurred_at)) == {
-            "occurred_at": "must be an RFC 3339 timestamp with a UTC offset, "
-            "e.g. 2026-11-02T09:30:00+08:00"
+            "occurred_at": "must be an RFC 3339 timestamp with seconds and a UTC offset "
+            "(Z or ±hh:mm), e.g. 2026-11-02T09:30:00+08:00"
         }
 
 
