@@ -11,7 +11,8 @@ restarts PostgreSQL and stops and starts members.
 Then it compares what ingest acknowledged (distinct event ids of the batches answered 202)
 with what the aggregator counted (distinct event ids of the records below the offsets the
 database stores, without dead letters), and every KPI per agent, team and day from the read
-API with the independent reference (tests/reference.py) over the acknowledged events. It
+API (but those tests.reference.NOT_COMPARED names) with the independent reference
+(tests/reference.py) over the acknowledged events. It
 prints the fault timeline with recovery times and each member's resident memory at the
 start, middle and end, and ends with the line
 
@@ -62,8 +63,8 @@ TEAMS = 10
 AGENTS_PER_TEAM = 20
 DAYS = 5
 FIRST_DAY = datetime(2026, 11, 16, 9, 0, tzinfo=ZONE)
-# What tests.floor.generate_floor gives per call, repeats aside (measured: 3.57).
-EVENTS_PER_CALL = 3.57
+# What tests.floor.generate_floor gives per call, repeats aside (measured: 3.71).
+EVENTS_PER_CALL = 3.71
 
 AGGREGATOR_KILLS = 10
 LEADER_KILLS = 2

@@ -50,10 +50,14 @@ class TrueSale:
     margin: Decimal
     customer_type: str
     cancelled: bool
+    # Money collected for the order (回款): (when, amount).
+    payments: list[tuple[datetime, Decimal]] = field(default_factory=list)
 
 
 @dataclass
-class TrueQuote:
+class LeadFact:
+    """Something an agent did with a lead, an entity of its own."""
+
     event_id: str
     agent_id: str
     team_id: str
@@ -63,10 +67,27 @@ class TrueQuote:
 
 
 @dataclass
+class TrueQuote(LeadFact):
+    pass
+
+
+@dataclass
+class TrueStage(LeadFact):
+    """A lead's move in the funnel."""
+
+    stage: str
+
+
+# The funnel's stages (events.md); a lead that reaches intent (B) or ready (A) is an intent lead.
+INTENT_STAGES = ("intent", "ready")
+
+
+@dataclass
 class Floor:
     calls: list[TrueCall] = field(default_factory=list)
     sales: list[TrueSale] = field(default_factory=list)
     quotes: list[TrueQuote] = field(default_factory=list)
+    stages: list[TrueStage] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -92,8 +113,14 @@ def generate_floor(
     With ``flag_codes`` the calls also carry codes of every flag (drops, machines, do not
     call, callbacks, codes the table does not know), some calls no agent took and some with
     no code at all; the wrong first code that a later one corrects is then ``DNC``.
+
+    Some reached leads move in the funnel (``lead.stage_changed``, intent and ready among
+    the stages) and some sales are paid in one or two payments, cancelled ones too. Those
+    are drawn from a generator of their own, so the calls, quotes and sales of a seed stay
+    the same with or without them.
     """
     rng = random.Random(seed)
+    funnel = random.Random(f"{seed}-funnel")
     floor = Floor()
     span = int(hours * 3600) - 900
     lead_ids = [f"lead-{seed}-{i}" for i in range(leads)]
@@ -139,6 +166,18 @@ def generate_floor(
                 floor.events.extend(
                     _call_events(call, rng, next_id, "DNC" if flag_codes else "WRONG")
                 )
+                if contact and not call.no_agent and funnel.random() < 0.3:
+                    stage = TrueStage(
+                        next_id("stage"),
+                        agent_id,
+                        team_id,
+                        call.campaign_id,
+                        call.lead_id,
+                        at + timedelta(seconds=talk + 30),
+                        funnel.choice(["acknowledged", "intent", "intent", "ready", "lost"]),
+                    )
+                    floor.stages.append(stage)
+                    floor.events.append(_stage_event(stage))
                 if contact and not call.no_agent and rng.random() < 0.4:
                     quote = TrueQuote(
                         next_id("quote"),
@@ -174,6 +213,16 @@ def generate_floor(
                             customer_type=rng.choice(["new", "new", "existing"]),
                             cancelled=rng.random() < 0.15,
                         )
+                        if funnel.random() < 0.6:
+                            sale.payments = [
+                                (
+                                    sale.at + timedelta(seconds=funnel.randrange(60, 300)),
+                                    (sale.amount * funnel.randrange(10, 100) / 100).quantize(
+                                        Decimal("0.01")
+                                    ),
+                                )
+                                for _ in range(funnel.choice([1, 1, 2]))
+                            ]
                         floor.sales.append(sale)
                         floor.events.extend(_sale_events(sale, rng, next_id))
     duplicates = [
@@ -398,7 +447,33 @@ def _sale_events(sale: TrueSale, rng: random.Random, next_id: Any) -> list[dict[
                 "order_id": sale.order_id,
             }
         )
+    for at, amount in sale.payments:
+        events.append(
+            {
+                "event_id": next_id("ev"),
+                "type": "payment.received",
+                "occurred_at": _iso(at),
+                "agent_id": sale.agent_id,
+                "team_id": sale.team_id,
+                "campaign_id": sale.campaign_id,
+                "order_id": sale.order_id,
+                "amount": str(amount),
+            }
+        )
     return events
+
+
+def _stage_event(stage: TrueStage) -> dict[str, Any]:
+    return {
+        "event_id": stage.event_id,
+        "type": "lead.stage_changed",
+        "occurred_at": _iso(stage.at),
+        "agent_id": stage.agent_id,
+        "team_id": stage.team_id,
+        "campaign_id": stage.campaign_id,
+        "lead_id": stage.lead_id,
+        "stage": stage.stage,
+    }
 
 
 def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str, dict[str, Any]]:
@@ -406,7 +481,12 @@ def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str,
 
     def new_row() -> dict[str, Any]:
         row: dict[str, Any] = defaultdict(int)
-        row.update(dispositions=defaultdict(int), revenue=Decimal(0), margin=Decimal(0))
+        row.update(
+            dispositions=defaultdict(int),
+            revenue=Decimal(0),
+            margin=Decimal(0),
+            collections=Decimal(0),
+        )
         return row
 
     out: dict[str, dict[str, Any]] = defaultdict(new_row)
@@ -429,6 +509,7 @@ def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str,
             # Every call of the floor ends: abandoned unless an agent answered.
             row["abandoned"] += int(not (human and not drop))
         row["connects"] += int(human)
+        row["inbound_connects"] += int(human and call.direction == "inbound")
         row["contacts"] += int(contact)
         row["drops"] += int(drop)
         row["machine_answers"] += int(machine)
@@ -458,7 +539,11 @@ def reference_by_agent(floor: Floor, effective_threshold: int = 60) -> dict[str,
         row["revenue"] += sale.amount
         row["margin"] += sale.margin
         row[f"{sale.customer_type}_customer_sales"] += 1
+        row["collections"] += sum((amount for _, amount in sale.payments), Decimal(0))
         lead_sets[sale.agent_id]["won"].add(sale.lead_id)
+    for stage in floor.stages:
+        if stage.stage in INTENT_STAGES:
+            lead_sets[stage.agent_id]["intent"].add(stage.lead_id)
     for agent_id, sets in lead_sets.items():
         for fact, leads in sets.items():
             out[agent_id][f"leads_{fact}"] = len(leads)

@@ -22,6 +22,7 @@ COUNTERS = (
     "dials",
     "inbound_calls",
     "connects",
+    "inbound_connects",
     "contacts",
     "effective_calls",
     "talk_seconds",
@@ -40,24 +41,46 @@ COUNTERS = (
     "callbacks_scheduled",
     "not_interested",
 )
-LEADS = ("leads_dialed", "leads_reached", "leads_quoted", "leads_won")
-MONEY = ("revenue", "margin")
+LEADS = ("leads_dialed", "leads_reached", "leads_quoted", "leads_won", "leads_intent")
+MONEY = ("revenue", "margin", "collections")
+# kpis.md's ratios as (the base values summed above the line, the one below).
 RATIOS = {
-    "connect_rate": ("connects", "dials"),
-    "contact_rate": ("leads_reached", "leads_dialed"),
-    "quote_rate": ("leads_quoted", "leads_reached"),
-    "close_rate": ("leads_won", "leads_quoted"),
-    "conversion_rate": ("leads_won", "leads_dialed"),
-    "calls_per_lead": ("dials", "leads_dialed"),
-    "avg_talk_seconds": ("talk_seconds", "connects"),
-    "margin_rate": ("margin", "revenue"),
-    "csat_avg": ("csat_sum", "csat_responses"),
-    "drop_rate": ("drops", "connects"),
-    "abandon_rate": ("abandoned", "inbound_calls"),
+    "connect_rate": (("connects",), "dials"),
+    "contact_rate": (("leads_reached",), "leads_dialed"),
+    "quote_rate": (("leads_quoted",), "leads_reached"),
+    "close_rate": (("leads_won",), "leads_quoted"),
+    "conversion_rate": (("leads_won",), "leads_dialed"),
+    "intent_rate": (("leads_intent",), "leads_reached"),
+    "lead_conversion_rate": (("leads_won",), "leads_intent"),
+    "calls_per_lead": (("dials",), "leads_dialed"),
+    "avg_talk_seconds": (("talk_seconds",), "connects"),
+    "avg_handle_seconds": (("talk_seconds", "wrap_seconds"), "connects"),
+    "margin_rate": (("margin",), "revenue"),
+    "csat_avg": (("csat_sum",), "csat_responses"),
+    "drop_rate": (("drops",), "connects"),
+    "abandon_rate": (("abandoned",), "inbound_calls"),
 }
+# Ratios in money, shown to the cent.
+MONEY_RATIOS = {
+    "avg_revenue_per_won_lead": ("revenue", "leads_won"),
+    "avg_order_value": ("revenue", "sales"),
+}
+# What the comparisons leave to tests of their own: the time logged in and the rates per
+# hour of it (``logged_in_seconds`` below, with the agents' states), and the first-call
+# resolution, which depends on the whole period asked for, not on its hours.
+NOT_COMPARED = (
+    "logged_in_seconds",
+    "dials_per_hour",
+    "sales_per_hour",
+    "contacts_per_hour",
+    "occupancy",
+    "capacity",
+    "resolved_first_call",
+    "fcr_rate",
+)
 
 # Every KPI the comparisons ask the API for.
-METRICS = ",".join((*COUNTERS, *LEADS, *MONEY, *RATIOS, "dispositions"))
+METRICS = ",".join((*COUNTERS, *LEADS, *MONEY, *RATIOS, *MONEY_RATIOS, "dispositions"))
 
 # The flags of the codes the test floors use, copied from VICIdial's status table with the
 # corrections kpis.md states (SALE is a contact, AA a machine, the drop statuses drops).
@@ -187,6 +210,7 @@ def reference_cells(
         counts = target.counts
         counts["dials" if direction == "outbound" else "inbound_calls"] += 1
         counts["connects"] += human
+        counts["inbound_connects"] += human and direction == "inbound"
         counts["drops"] += drop
         counts["machine_answers"] += machine
         counts["abandoned"] += direction == "inbound" and ended and not (human and not drop)
@@ -291,6 +315,13 @@ def ratio(numerator: Any, denominator: Any, places: str = "0.000001") -> float |
     return float((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places)))
 
 
+def money_ratio(numerator: Any, denominator: Any) -> Decimal | None:
+    """A ratio in money, to the cent, as the API shows it."""
+    if not denominator:
+        return None
+    return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.01"))
+
+
 # Comparing the API's answer with the reference.
 
 
@@ -324,7 +355,16 @@ def value_pairs(row: dict[str, Any], truth: dict[str, Any]) -> list[tuple[str, A
     pairs += [(n, row[n], truth.get(n, 0)) for n in (*COUNTERS, *LEADS)]
     pairs += [(n, Decimal(row[n]), Decimal(truth.get(n, 0))) for n in MONEY]
     pairs += [
-        (n, row[n], ratio(truth.get(num, 0), truth.get(den, 0))) for n, (num, den) in RATIOS.items()
+        (n, row[n], ratio(sum(truth.get(part, 0) for part in num), truth.get(den, 0)))
+        for n, (num, den) in RATIOS.items()
+    ]
+    pairs += [
+        (
+            n,
+            None if row[n] is None else Decimal(row[n]),
+            money_ratio(truth.get(num, 0), truth.get(den, 0)),
+        )
+        for n, (num, den) in MONEY_RATIOS.items()
     ]
     dispositions = {k.split(":", 1)[1]: v for k, v in truth.items() if k.startswith("disposition:")}
     pairs.append(("dispositions", row["dispositions"], dispositions))
