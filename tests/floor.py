@@ -116,8 +116,7 @@ def generate_floor(
 
     Some reached leads move in the funnel (``lead.stage_changed``, intent and ready among
     the stages) and some sales are paid in one or two payments, cancelled ones too. Those
-    are drawn from a generator of their own, so the calls, quotes and sales of a seed stay
-    the same with or without them.
+    are drawn from a generator of their own, apart from the calls, quotes and sales.
     """
     rng = random.Random(seed)
     funnel = random.Random(f"{seed}-funnel")
