@@ -309,17 +309,21 @@ def rollup(
     return out
 
 
-def ratio(numerator: Any, denominator: Any, places: str = "0.000001") -> float | None:
+def rounded(numerator: Any, denominator: Any, places: str) -> Decimal | None:
+    """``numerator / denominator`` to ``places`` (half even, as the API rounds), null for 0."""
     if not denominator:
         return None
-    return float((Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places)))
+    return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal(places))
+
+
+def ratio(numerator: Any, denominator: Any, places: str = "0.000001") -> float | None:
+    value = rounded(numerator, denominator, places)
+    return None if value is None else float(value)
 
 
 def money_ratio(numerator: Any, denominator: Any) -> Decimal | None:
     """A ratio in money, to the cent, as the API shows it."""
-    if not denominator:
-        return None
-    return (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.01"))
+    return rounded(numerator, denominator, "0.01")
 
 
 # Comparing the API's answer with the reference.

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from tests.floor import Floor, generate_floor, reference_by_agent
 from tests.pipeline import TIMEZONE, Pipeline
-from tests.reference import COUNTERS, LEADS, MONEY
+from tests.reference import COUNTERS, LEADS, MONEY, ratio
 
 ZONE = ZoneInfo(TIMEZONE)
 DAY_START = datetime(2026, 11, 2, 9, 0, tzinfo=ZONE)
@@ -38,14 +38,8 @@ def assert_matches_reference(pipeline: Pipeline, floor: Floor) -> None:
         for key in MONEY:
             assert Decimal(row[key]) == truth[key], (agent_id, key)
         assert row["dispositions"] == truth["dispositions"], agent_id
-        assert row["connect_rate"] == _ratio(truth.get("connects", 0), truth.get("dials", 0))
-        assert row["close_rate"] == _ratio(truth.get("leads_won", 0), truth.get("leads_quoted", 0))
-
-
-def _ratio(numerator: int, denominator: int) -> float | None:
-    if denominator == 0:
-        return None
-    return float((Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.000001")))
+        assert row["connect_rate"] == ratio(truth.get("connects", 0), truth.get("dials", 0))
+        assert row["close_rate"] == ratio(truth.get("leads_won", 0), truth.get("leads_quoted", 0))
 
 
 def test_floor_through_the_pipeline_matches_the_truth(pipeline: Pipeline) -> None:
